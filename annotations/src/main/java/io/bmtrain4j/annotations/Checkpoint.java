@@ -1,0 +1,32 @@
+package io.bmtrain4j.annotations;
+
+import java.lang.annotation.Documented;
+import java.lang.annotation.ElementType;
+import java.lang.annotation.Retention;
+import java.lang.annotation.RetentionPolicy;
+import java.lang.annotation.Target;
+
+/**
+ * Marks a field holding one block (an instance of a class with {@link Distributed} fields) as a
+ * checkpointed block, BMTrain's {@code bmt.CheckpointBlock}: its forward runs without keeping
+ * activations and is recomputed in backward, and its gradients are reduce-scattered into the
+ * shards as soon as its backward ends.
+ *
+ * <p>Rules the processor enforces: the field is a non-private, non-final, non-static instance
+ * field whose type is a class that declares (or inherits) at least one {@link Distributed} field.
+ * It cannot also carry {@link Distributed} or {@link BlockList}. At run time the field must hold
+ * the generated {@code Distributed<Block>} instance once the constructor ends.
+ */
+@Documented
+@Retention(RetentionPolicy.CLASS)
+@Target(ElementType.FIELD)
+public @interface Checkpoint {
+  /**
+   * ZeRO stage of this block: {@code 3} releases the gathered parameters after forward and
+   * gathers them again for backward; {@code 2} keeps them gathered from forward to backward.
+   */
+  int zeroLevel() default 3;
+
+  /** Whether activations are dropped in forward and recomputed in backward. */
+  boolean recompute() default true;
+}

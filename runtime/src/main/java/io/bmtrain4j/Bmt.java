@@ -1,0 +1,260 @@
+package io.bmtrain4j;
+
+import io.bmtrain4j.autograd.CustomBackward;
+import io.bmtrain4j.dist.Communicator;
+import io.bmtrain4j.dist.DistContext;
+import io.bmtrain4j.dist.DistEnvironment;
+import io.bmtrain4j.dist.ReduceOperation;
+import io.bmtrain4j.zero.ParameterGroup;
+import io.bmtrain4j.zero.ShardedModule;
+import io.bmtrain4j.zero.ShardedModuleRuntime;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.bytedeco.pytorch.MemoryFormatOptional;
+import org.bytedeco.pytorch.NoGradGuard;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.global.torch;
+
+/**
+ * The facade users call, named after BMTrain's {@code bmt} module: joining the job, the rank
+ * helpers, differentiable collectives, and the sharded model's parameters, gradients and memory.
+ */
+public final class Bmt {
+  private Bmt() {}
+
+  /**
+   * Joins the job described by the launcher's environment (torchrun's, else Slurm's, else a single
+   * process) and makes it current. Every rank seeds libtorch with {@code options.seed()}.
+   */
+  public static DistContext initDistributed(InitOptions options) {
+    DistEnvironment env = DistEnvironment.fromEnvironment(options.environment());
+    DistContext ctx = DistContext.create(env, options.seed(), options.timeout());
+    DistContext.install(ctx);
+    return ctx;
+  }
+
+  public static DistContext context() {
+    return DistContext.current();
+  }
+
+  public static int rank() {
+    return DistContext.current().rank();
+  }
+
+  public static int worldSize() {
+    return DistContext.current().worldSize();
+  }
+
+  /** Waits until every rank gets here. */
+  public static void synchronize() {
+    DistContext.current().communicator().barrier();
+  }
+
+  /** Prints on rank 0 only, like BMTrain's {@code print_rank}. */
+  public static void printRank(String format, Object... args) {
+    if (rank() == 0) {
+      System.out.println(String.format(format, args));
+    }
+  }
+
+  /** The mean of a scalar loss across ranks, for logging (not differentiable). */
+  public static double sumLoss(Tensor loss) {
+    try (NoGradGuard g = new NoGradGuard()) {
+      Tensor t = loss.detach().to(torch.ScalarType.Double).reshape(1).clone();
+      DistContext.current().communicator().allReduce(t, ReduceOperation.AVG).await();
+      double v = t.item().toDouble();
+      t.close();
+      return v;
+    }
+  }
+
+  /** Differentiable all-gather: a tensor of shape {@code [world, ...x.shape]}; backward reduce-scatters (sums). */
+  public static Tensor allGather(Tensor x) {
+    Communicator comm = DistContext.current().communicator();
+    long[] shape = x.sizes().vec().get();
+    long[] outShape = new long[shape.length + 1];
+    outShape[0] = comm.worldSize();
+    System.arraycopy(shape, 0, outShape, 1, shape.length);
+    Tensor out;
+    try (NoGradGuard g = new NoGradGuard()) {
+      Tensor in = x.detach().contiguous();
+      out = torch.empty(outShape, in.options(), new MemoryFormatOptional());
+      comm.allGather(out, in).await();
+    }
+    return CustomBackward.apply(List.of(x), List.of(out), grads -> {
+      Tensor go = grads.get(0);
+      if (go == null) {
+        return java.util.Collections.singletonList(null);
+      }
+      Tensor gi = torch.empty(shape, go.options(), new MemoryFormatOptional());
+      comm.reduceScatter(gi, go.contiguous(), ReduceOperation.SUM).await();
+      return List.of(gi);
+    }).get(0);
+  }
+
+  /** Differentiable all-reduce (SUM or AVG); backward all-reduces the gradient the same way. */
+  public static Tensor allReduce(Tensor x, ReduceOperation op) {
+    if (op != ReduceOperation.SUM && op != ReduceOperation.AVG) {
+      throw new IllegalArgumentException("allReduce is differentiable for SUM and AVG only, got " + op);
+    }
+    Communicator comm = DistContext.current().communicator();
+    Tensor out;
+    try (NoGradGuard g = new NoGradGuard()) {
+      out = x.detach().contiguous().clone();
+      comm.allReduce(out, op).await();
+    }
+    return CustomBackward.apply(List.of(x), List.of(out), grads -> {
+      Tensor go = grads.get(0);
+      if (go == null) {
+        return java.util.Collections.singletonList(null);
+      }
+      Tensor gi = go.contiguous().clone();
+      comm.allReduce(gi, op).await();
+      return List.of(gi);
+    }).get(0);
+  }
+
+  /** Differentiable reduce-scatter along dim 0 (size divisible by the world size); backward all-gathers. */
+  public static Tensor reduceScatter(Tensor x, ReduceOperation op) {
+    Communicator comm = DistContext.current().communicator();
+    long[] shape = x.sizes().vec().get();
+    if (shape.length == 0 || shape[0] % comm.worldSize() != 0) {
+      throw new IllegalArgumentException("reduceScatter needs dim 0 divisible by the world size ("
+          + comm.worldSize() + "), got shape " + java.util.Arrays.toString(shape));
+    }
+    long[] outShape = shape.clone();
+    outShape[0] /= comm.worldSize();
+    Tensor out;
+    try (NoGradGuard g = new NoGradGuard()) {
+      out = torch.empty(outShape, x.options(), new MemoryFormatOptional());
+      comm.reduceScatter(out, x.detach().contiguous(), op).await();
+    }
+    return CustomBackward.apply(List.of(x), List.of(out), grads -> {
+      Tensor go = grads.get(0);
+      if (go == null) {
+        return java.util.Collections.singletonList(null);
+      }
+      Tensor gi = torch.empty(shape, go.options(), new MemoryFormatOptional());
+      comm.allGather(gi, go.contiguous()).await();
+      if (op == ReduceOperation.AVG) {
+        gi.div_(new org.bytedeco.pytorch.Scalar((double) comm.worldSize()));
+      }
+      return List.of(gi);
+    }).get(0);
+  }
+
+  /** Differentiable broadcast from {@code root}; backward sums the gradients into the root's input. */
+  public static Tensor broadcast(Tensor x, int root) {
+    Communicator comm = DistContext.current().communicator();
+    Tensor out;
+    try (NoGradGuard g = new NoGradGuard()) {
+      out = x.detach().contiguous().clone();
+      comm.broadcast(out, root).await();
+    }
+    return CustomBackward.apply(List.of(x), List.of(out), grads -> {
+      Tensor go = grads.get(0);
+      if (go == null) {
+        return java.util.Collections.singletonList(null);
+      }
+      Tensor gi = go.contiguous().clone();
+      comm.allReduce(gi, ReduceOperation.SUM).await();
+      if (comm.rank() != root) {
+        gi.zero_();
+      }
+      return List.of(gi);
+    }).get(0);
+  }
+
+  /** The sharding state of a generated model instance. */
+  public static ShardedModuleRuntime runtimeOf(Object model) {
+    if (!(model instanceof ShardedModule)) {
+      throw new IllegalArgumentException(
+          (model == null ? "null" : model.getClass().getName())
+              + " is not a sharded model: construct the generated Distributed* class instead of the annotated one");
+    }
+    return ((ShardedModule) model).shardedRuntime();
+  }
+
+  /** This rank's parameter slices of the whole model, in state-dict order (what an optimizer updates). */
+  public static List<ShardedParameter> parameters(Object model) {
+    ShardedModuleRuntime root = runtimeOf(model);
+    List<ShardedParameter> out = new ArrayList<>();
+    for (ShardedModuleRuntime r : root.tree()) {
+      ParameterGroup g = r.group();
+      if (g == null) {
+        continue;
+      }
+      for (ParameterGroup.Member m : g.members()) {
+        out.add(new ShardedParameter(r.keyPrefix() + m.name(), m, g, root, m.offset()));
+      }
+    }
+    return out;
+  }
+
+  /** Completes the gradient reductions backward left pending (a collective; the optimizer calls it). */
+  public static void finishBackward(Object model) {
+    runtimeOf(model).finishGradients();
+  }
+
+  /** Whole parameters, gathered on every rank (a collective; for tests, saving and inspection). */
+  public static Map<String, Tensor> gatherParameters(Object model) {
+    return gatherAll(model, false);
+  }
+
+  /**
+   * Whole averaged gradients, gathered on every rank (a collective); frozen parameters and
+   * parameters that received no gradient are absent.
+   */
+  public static Map<String, Tensor> gatherGradients(Object model) {
+    finishBackward(model);
+    return gatherAll(model, true);
+  }
+
+  private static Map<String, Tensor> gatherAll(Object model, boolean gradients) {
+    Map<String, Tensor> out = new LinkedHashMap<>();
+    for (ShardedModuleRuntime r : runtimeOf(model).tree()) {
+      ParameterGroup g = r.group();
+      if (g == null) {
+        continue;
+      }
+      Tensor local = gradients ? g.shardGrad() : g.shard();
+      if (local == null) {
+        continue;
+      }
+      try (NoGradGuard ng = new NoGradGuard()) {
+        Tensor full = torch.empty(new long[] {g.shardNumel() * g.communicator().worldSize()}, local.options(), new MemoryFormatOptional());
+        g.communicator().allGather(full, local.contiguous()).await();
+        for (ParameterGroup.Member m : g.members()) {
+          if (gradients && !m.requiresGrad()) {
+            continue;
+          }
+          out.put(r.keyPrefix() + m.name(), full.narrow(0, m.offset(), m.numel()).view(m.shape()).clone());
+        }
+        full.close();
+      }
+    }
+    return out;
+  }
+
+  /** What this rank holds for {@code model} now. */
+  public static MemoryReport memoryReport(Object model) {
+    long params = 0;
+    long grads = 0;
+    long gathered = 0;
+    long total = 0;
+    for (ShardedModuleRuntime r : runtimeOf(model).tree()) {
+      ParameterGroup g = r.group();
+      if (g == null) {
+        continue;
+      }
+      long[] m = g.memoryBytes();
+      params += m[0];
+      grads += m[1];
+      gathered += m[2];
+      total += g.numel();
+    }
+    return new MemoryReport(rank(), params, grads, gathered, total);
+  }
+}

@@ -1,0 +1,66 @@
+package io.bmtrain4j;
+
+import java.time.Duration;
+import java.util.Map;
+import java.util.Objects;
+
+/** Options of {@link Bmt#initDistributed}: the seed every rank shares, the collective timeout, the environment. */
+public final class InitOptions {
+  private final long seed;
+  private final Duration timeout;
+  private final Map<String, String> environment;
+
+  private InitOptions(Builder b) {
+    this.seed = b.seed;
+    this.timeout = b.timeout;
+    this.environment = b.environment;
+  }
+
+  public static Builder builder() {
+    return new Builder();
+  }
+
+  public long seed() {
+    return seed;
+  }
+
+  public Duration timeout() {
+    return timeout;
+  }
+
+  public Map<String, String> environment() {
+    return environment;
+  }
+
+  /** Builder of {@link InitOptions}. */
+  public static final class Builder {
+    private long seed = 0;
+    private Duration timeout = Duration.ofMinutes(5);
+    private Map<String, String> environment = System.getenv();
+
+    /** The seed of libtorch's generator, the same on every rank (default 0). */
+    public Builder seed(long seed) {
+      this.seed = seed;
+      return this;
+    }
+
+    /** How long a collective or the rendezvous may wait for a peer before failing (default 5 minutes). */
+    public Builder timeout(Duration timeout) {
+      if (timeout.isNegative() || timeout.isZero()) {
+        throw new IllegalArgumentException("timeout must be positive, got " + timeout);
+      }
+      this.timeout = timeout;
+      return this;
+    }
+
+    /** The variables to read instead of the process environment (tests, embedding launchers). */
+    public Builder environment(Map<String, String> environment) {
+      this.environment = Map.copyOf(Objects.requireNonNull(environment));
+      return this;
+    }
+
+    public InitOptions build() {
+      return new InitOptions(this);
+    }
+  }
+}

@@ -1,0 +1,75 @@
+package io.bmtrain4j;
+
+import io.bmtrain4j.zero.ParameterGroup;
+import io.bmtrain4j.zero.ShardedModuleRuntime;
+import org.bytedeco.pytorch.Tensor;
+
+/**
+ * This rank's part of one parameter: the slice of its block's shard that falls inside the
+ * parameter (possibly empty), and the matching slice of the averaged gradient. This is what an
+ * optimizer updates (in place) on each rank; together the ranks' slices make the whole parameter.
+ */
+public final class ShardedParameter {
+  private final String name;
+  private final ParameterGroup.Member member;
+  private final ParameterGroup group;
+  private final ShardedModuleRuntime root;
+  private final long localStart;
+  private final long localLength;
+  private final long offsetInParameter;
+
+  ShardedParameter(String name, ParameterGroup.Member member, ParameterGroup group, ShardedModuleRuntime root,
+      long memberOffset) {
+    this.name = name;
+    this.member = member;
+    this.group = group;
+    this.root = root;
+    long shardBegin = group.shardNumel() * group.communicator().rank();
+    long shardEnd = shardBegin + group.shardNumel();
+    long begin = Math.max(shardBegin, memberOffset);
+    long end = Math.min(shardEnd, memberOffset + member.numel());
+    this.localStart = begin - shardBegin;
+    this.localLength = Math.max(0, end - begin);
+    this.offsetInParameter = Math.max(0, begin - memberOffset);
+  }
+
+  /** The state-dict key: the field path, such as {@code layers.3.wq} or {@code ln1.weight}. */
+  public String name() {
+    return name;
+  }
+
+  public long[] shape() {
+    return member.shape();
+  }
+
+  public boolean requiresGrad() {
+    return member.requiresGrad();
+  }
+
+  /** Where this rank's slice starts inside the flattened parameter. */
+  public long offsetInParameter() {
+    return offsetInParameter;
+  }
+
+  /** This rank's slice of the flattened parameter (a view into the shard; may have 0 elements). */
+  public Tensor local() {
+    return group.shard().narrow(0, localStart, localLength);
+  }
+
+  /**
+   * This rank's slice of the gradient, averaged over ranks, after completing any reduction still
+   * pending (a collective: call it on every rank); null if the parameter is frozen or has none.
+   */
+  public Tensor grad() {
+    root.finishGradients();
+    if (!member.requiresGrad() || group.shardGrad() == null) {
+      return null;
+    }
+    return group.shardGrad().narrow(0, localStart, localLength);
+  }
+
+  @Override
+  public String toString() {
+    return name + java.util.Arrays.toString(member.shape()) + " local " + localLength;
+  }
+}

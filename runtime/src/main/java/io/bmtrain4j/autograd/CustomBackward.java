@@ -1,0 +1,226 @@
+package io.bmtrain4j.autograd;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.IdentityHashMap;
+import java.util.List;
+import java.util.Set;
+import org.bytedeco.pytorch.AutoGradMode;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.TensorBase;
+import org.bytedeco.pytorch.TensorTensorHook;
+import org.bytedeco.pytorch.global.torch;
+
+/**
+ * Java's stand-in for {@code torch.autograd.Function}: wires values computed without autograd
+ * into the graph so that the engine calls a Java backward for them.
+ *
+ * <p>[Note: hook wiring] The Bytedeco mapping cannot subclass an autograd node, so the wiring is
+ * built from ordinary ops and tensor hooks:
+ * <pre>
+ *   anchor (scalar leaf) ----.
+ *   proxy_i = input_i.alias() -> narrow(0,0,0).sum()  (exactly 0) --+--> s (0-dim, == 0)
+ *   output_j' = output_j + s                                        <--'
+ * </pre>
+ * In backward the engine reaches every {@code output_j'} before {@code s}, and {@code s} before
+ * the anchor and the proxies. A hook on each {@code output_j'} records its gradient; the first
+ * anchor or proxy hook to fire then runs the Java backward once with all output gradients, and
+ * each proxy's hook replaces the zero gradient flowing to its input with the real one. The
+ * engine then carries the input gradients on, in its own loop: no nested backward reaches outside
+ * this function, so a chain of blocks costs no reentrant depth, and a tensor used both by this
+ * function and elsewhere receives both contributions before its own producer runs.
+ *
+ * <p>Lifetime: the hooks are JavaCPP function pointers; the node keeps them reachable until all
+ * of its input-side hooks have fired, and closes them at a later {@link #apply} (never inside a
+ * running hook). A graph that is dropped without backward leaves its node registered; call
+ * {@link #liveNodes()} to see how many. Graphs kept with {@code retain_graph} are not supported.
+ */
+public final class CustomBackward {
+  private CustomBackward() {}
+
+  /** The Java backward: gradients of the outputs (null where none arrived) to gradients of the inputs (null for none). */
+  @FunctionalInterface
+  public interface Backward {
+    List<Tensor> apply(List<Tensor> gradOutputs);
+  }
+
+  private static final Set<Node> LIVE = Collections.synchronizedSet(Collections.newSetFromMap(new IdentityHashMap<>()));
+  private static final List<Node> RETIRED = Collections.synchronizedList(new ArrayList<>());
+
+  /** Nodes whose backward has not completed yet (for tests and leak checks). */
+  public static int liveNodes() {
+    return LIVE.size();
+  }
+
+  /**
+   * Returns {@code outputs} wired into the graph: same values, same order; non-floating outputs
+   * come back unchanged. {@code outputs} must have been computed without autograd (they are
+   * modified in place where that is safe). {@code backward} runs once, when backward reaches
+   * these outputs, even if no input requires grad (so parameters inside can get gradients).
+   */
+  public static List<Tensor> apply(List<Tensor> inputs, List<Tensor> outputs, Backward backward) {
+    closeRetired();
+    Node node = new Node(backward, inputs.size(), outputs.size());
+    List<Tensor> wired = new ArrayList<>(outputs.size());
+    try (AutoGradMode grad = new AutoGradMode(true)) {
+      Tensor device = firstFloating(outputs);
+      Tensor anchor = torch.zeros(new long[] {1}, device == null ? new org.bytedeco.pytorch.TensorOptions() : device.options().dtype(new org.bytedeco.pytorch.ScalarTypeOptional(torch.ScalarType.Float)));
+      anchor.requires_grad_(true);
+      node.keep(anchor);
+      node.hook(anchor, node.inputSideHook(-1));
+      Tensor zero = anchor.narrow(0, 0, 0).sum();
+      for (int i = 0; i < inputs.size(); i++) {
+        Tensor in = inputs.get(i);
+        if (in == null || !in.requires_grad()) {
+          continue;
+        }
+        Tensor proxy = in.alias();
+        node.hook(proxy, node.inputSideHook(i));
+        node.inputSideHooks++;
+        zero = zero.add(exactZero(proxy));
+      }
+      for (int j = 0; j < outputs.size(); j++) {
+        Tensor out = outputs.get(j);
+        if (out == null || !out.defined() || !out.is_floating_point()) {
+          wired.add(out);
+          continue;
+        }
+        Tensor connected = safeInPlace(out, inputs) ? out.add_(zero) : out.add(zero);
+        node.hook(connected, node.outputHook(j));
+        wired.add(connected);
+      }
+    }
+    LIVE.add(node);
+    return wired;
+  }
+
+  /** A 0-dim tensor equal to 0 whatever {@code t} holds (no 0 * inf), whose gradient reaches {@code t}. */
+  private static Tensor exactZero(Tensor t) {
+    if (t.dim() == 0) {
+      return t.reshape(1).narrow(0, 0, 0).sum();
+    }
+    return t.narrow(0, 0, 0).sum();
+  }
+
+  private static boolean safeInPlace(Tensor out, List<Tensor> inputs) {
+    if (out.is_view() || out.requires_grad()) {
+      return false;
+    }
+    for (Tensor in : inputs) {
+      if (in != null && in.defined() && out.is_alias_of(in)) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  private static Tensor firstFloating(List<Tensor> outputs) {
+    for (Tensor t : outputs) {
+      if (t != null && t.defined() && t.is_floating_point()) {
+        return t;
+      }
+    }
+    return null;
+  }
+
+  private static void closeRetired() {
+    List<Node> done;
+    synchronized (RETIRED) {
+      if (RETIRED.isEmpty()) {
+        return;
+      }
+      done = new ArrayList<>(RETIRED);
+      RETIRED.clear();
+    }
+    for (Node n : done) {
+      n.close();
+    }
+  }
+
+  /** One application: the recorded output gradients, the computed input gradients, the hooks. */
+  private static final class Node {
+    private final Backward backward;
+    private final Tensor[] gradOutputs;
+    private Tensor[] gradInputs;
+    private boolean ran;
+    private int inputSideHooks = 1; // the anchor's
+    private int inputSideFired;
+    private final List<TensorTensorHook> hooks = new ArrayList<>();
+    private final List<Tensor> kept = new ArrayList<>();
+
+    Node(Backward backward, int inputs, int outputs) {
+      this.backward = backward;
+      this.gradOutputs = new Tensor[outputs];
+      this.gradInputs = new Tensor[inputs];
+    }
+
+    void keep(Tensor t) {
+      kept.add(t);
+    }
+
+    void hook(Tensor t, TensorTensorHook h) {
+      hooks.add(h);
+      t.register_hook(h);
+    }
+
+    TensorTensorHook outputHook(int j) {
+      return new TensorTensorHook() {
+        @Override
+        public TensorBase call(TensorBase grad) {
+          gradOutputs[j] = new Tensor(grad);
+          return new TensorBase();
+        }
+      };
+    }
+
+    /** Hook of the anchor (input -1) or of input i's proxy. */
+    TensorTensorHook inputSideHook(int i) {
+      return new TensorTensorHook() {
+        @Override
+        public TensorBase call(TensorBase ignoredZeros) {
+          runOnce();
+          Tensor g = i < 0 ? null : gradInputs[i];
+          if (i >= 0) {
+            gradInputs[i] = null;
+          }
+          if (++inputSideFired == inputSideHooks) {
+            LIVE.remove(Node.this);
+            RETIRED.add(Node.this);
+          }
+          return g == null || !g.defined() ? new TensorBase() : g;
+        }
+      };
+    }
+
+    private void runOnce() {
+      if (ran) {
+        return;
+      }
+      ran = true;
+      List<Tensor> grads = Arrays.asList(gradOutputs.clone());
+      Arrays.fill(gradOutputs, null);
+      List<Tensor> result = backward.apply(grads);
+      if (result != null) {
+        if (result.size() != gradInputs.length) {
+          throw new IllegalStateException(
+              "custom backward returned " + result.size() + " gradients for " + gradInputs.length + " inputs");
+        }
+        for (int i = 0; i < gradInputs.length; i++) {
+          gradInputs[i] = result.get(i);
+        }
+      }
+    }
+
+    void close() {
+      for (TensorTensorHook h : hooks) {
+        h.close();
+      }
+      hooks.clear();
+      for (Tensor t : kept) {
+        t.close();
+      }
+      kept.clear();
+    }
+  }
+}

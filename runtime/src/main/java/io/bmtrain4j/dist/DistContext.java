@@ -1,0 +1,161 @@
+package io.bmtrain4j.dist;
+
+import java.net.InetAddress;
+import java.net.UnknownHostException;
+import java.time.Duration;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.function.Supplier;
+import org.bytedeco.javacpp.chrono.Milliseconds;
+import org.bytedeco.pytorch.TCPStore;
+import org.bytedeco.pytorch.TCPStoreOptions;
+import org.bytedeco.pytorch.global.torch;
+
+/**
+ * One process's (or, in tests, one thread's) membership in a job: its place, its communicator and
+ * the rendezvous store. Created by {@code Bmt.initDistributed}; the generated classes find it
+ * through {@link #current()} when they are constructed and keep it.
+ *
+ * <p>The current context is per thread when set on that thread (ranks as threads in tests),
+ * else the process-wide one.
+ */
+public final class DistContext implements AutoCloseable {
+  private static final ThreadLocal<DistContext> THREAD = new ThreadLocal<>();
+  private static volatile DistContext process;
+
+  private final DistEnvironment env;
+  private final Communicator communicator;
+  private final TCPStore store;
+  private final long seed;
+  private final Map<Class<?>, Object> attachments = new ConcurrentHashMap<>();
+
+  private DistContext(DistEnvironment env, Communicator communicator, TCPStore store, long seed) {
+    this.env = env;
+    this.communicator = communicator;
+    this.store = store;
+    this.seed = seed;
+  }
+
+  /**
+   * Joins the job described by {@code env}: rendezvous through a TCPStore at MASTER_ADDR:MASTER_PORT
+   * (rank 0 serves it unless torchrun's agent already does), then a Gloo process group. Seeds
+   * libtorch's generator with {@code seed} on every rank, so initialisation agrees everywhere.
+   */
+  public static DistContext create(DistEnvironment env, long seed, Duration timeout) {
+    torch.manual_seed(seed);
+    if (env.worldSize() == 1) {
+      return new DistContext(env, new LocalCommunicator(), null, seed);
+    }
+    TCPStore store = connectStore(env, timeout);
+    String host = isLoopback(env.masterAddr()) ? "127.0.0.1" : localHostName();
+    Communicator comm = new GlooCommunicator(store, env.rank(), env.worldSize(), host, timeout);
+    return new DistContext(env, comm, store, seed);
+  }
+
+  private static TCPStore connectStore(DistEnvironment env, Duration timeout) {
+    boolean server = env.rank() == 0 && !env.agentStore();
+    TCPStoreOptions opts = new TCPStoreOptions();
+    opts.port((short) env.masterPort()).isServer(server).waitWorkers(false).timeout(new Milliseconds(timeout.toMillis()));
+    try {
+      return new TCPStore(env.masterAddr(), opts);
+    } catch (RuntimeException e) {
+      throw new CollectiveException(
+          "rank " + env.rank() + " could not " + (server ? "serve" : "reach") + " the rendezvous store at MASTER_ADDR="
+              + env.masterAddr() + " MASTER_PORT=" + env.masterPort() + " within " + timeout.toSeconds() + " s: "
+              + GlooCommunicator.firstLine(e)
+              + (server ? " (is the port already in use?)" : " (is rank 0 running, and are MASTER_ADDR/MASTER_PORT right?)"),
+          e);
+    } finally {
+      opts.close();
+    }
+  }
+
+  private static boolean isLoopback(String addr) {
+    return addr.equals("localhost") || addr.startsWith("127.");
+  }
+
+  private static String localHostName() {
+    try {
+      return InetAddress.getLocalHost().getHostName();
+    } catch (UnknownHostException e) {
+      return "127.0.0.1";
+    }
+  }
+
+  /** Makes {@code ctx} current for this thread, and for the process if none is yet. */
+  public static void install(DistContext ctx) {
+    THREAD.set(ctx);
+    synchronized (DistContext.class) {
+      if (process == null) {
+        process = ctx;
+      }
+    }
+  }
+
+  /** The context of this thread, else of the process; fails if {@code Bmt.initDistributed} was not called. */
+  public static DistContext current() {
+    DistContext c = THREAD.get();
+    if (c == null) {
+      c = process;
+    }
+    if (c == null) {
+      throw new IllegalStateException(
+          "bmtrain4j is not initialised: call Bmt.initDistributed(InitOptions.builder().build()) before constructing a Distributed* model");
+    }
+    return c;
+  }
+
+  public static boolean isInitialised() {
+    return THREAD.get() != null || process != null;
+  }
+
+  public int rank() {
+    return env.rank();
+  }
+
+  public int worldSize() {
+    return env.worldSize();
+  }
+
+  public int localRank() {
+    return env.localRank();
+  }
+
+  public int localWorldSize() {
+    return env.localWorldSize();
+  }
+
+  public long seed() {
+    return seed;
+  }
+
+  public DistEnvironment environment() {
+    return env;
+  }
+
+  public Communicator communicator() {
+    return communicator;
+  }
+
+  /** A per-context singleton of {@code type}, created on first use (for example the gradient reducer). */
+  public <T> T attachment(Class<T> type, Supplier<T> create) {
+    return type.cast(attachments.computeIfAbsent(type, k -> create.get()));
+  }
+
+  /** Leaves the job: closes the communicator and the store; this thread (and the process, if it was) forgets the context. */
+  @Override
+  public void close() {
+    communicator.close();
+    if (store != null) {
+      store.close();
+    }
+    if (THREAD.get() == this) {
+      THREAD.remove();
+    }
+    synchronized (DistContext.class) {
+      if (process == this) {
+        process = null;
+      }
+    }
+  }
+}

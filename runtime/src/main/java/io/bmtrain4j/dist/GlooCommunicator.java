@@ -1,0 +1,214 @@
+package io.bmtrain4j.dist;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import org.bytedeco.javacpp.chrono.Milliseconds;
+import org.bytedeco.pytorch.AllreduceOptions;
+import org.bytedeco.pytorch.BroadcastOptions;
+import org.bytedeco.pytorch.ProcessGroupGloo;
+import org.bytedeco.pytorch.ReduceOp;
+import org.bytedeco.pytorch.ReduceScatterOptions;
+import org.bytedeco.pytorch.Scalar;
+import org.bytedeco.pytorch.Store;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.TensorVector;
+import org.bytedeco.pytorch.Work;
+
+/**
+ * CPU collectives through libtorch's {@code ProcessGroupGloo}. Gloo runs each collective on its
+ * own worker threads, so a returned handle really is in flight while the caller computes.
+ *
+ * <p>A peer process that exits makes the next collective fail at once ("Connection closed by
+ * peer"); a peer that is alive but silent fails it after {@code timeout}.
+ */
+public final class GlooCommunicator implements Communicator {
+  private final ProcessGroupGloo group;
+  private final ProcessGroupGloo.Options options;
+  private final int rank;
+  private final int worldSize;
+  private final Duration timeout;
+
+  public GlooCommunicator(Store store, int rank, int worldSize, String hostname, Duration timeout) {
+    this.rank = rank;
+    this.worldSize = worldSize;
+    this.timeout = timeout;
+    this.options = new ProcessGroupGloo.Options(new Milliseconds(timeout.toMillis()));
+    options.devices().push_back(ProcessGroupGloo.createDeviceForHostname(hostname));
+    // Two threads: one collective may run while the next is queued (prefetch + reduce-scatter).
+    options.threads(2);
+    try {
+      this.group = new ProcessGroupGloo(store, rank, worldSize, options);
+    } catch (RuntimeException e) {
+      throw new CollectiveException(
+          "rank " + rank + " of " + worldSize + " could not connect its Gloo process group within "
+              + timeout.toSeconds() + " s: " + firstLine(e), e);
+    }
+  }
+
+  @Override
+  public int rank() {
+    return rank;
+  }
+
+  @Override
+  public int worldSize() {
+    return worldSize;
+  }
+
+  @Override
+  public CollectiveHandle allGather(Tensor output, Tensor input) {
+    Collectives.checkSizes("all-gather", output.numel(), input.numel(), worldSize);
+    return start("all-gather", () -> group._allgather_base(output, input), List.of(output, input), null);
+  }
+
+  @Override
+  public CollectiveHandle reduceScatter(Tensor output, Tensor input, ReduceOperation op) {
+    Collectives.checkSizes("reduce-scatter", input.numel(), output.numel(), worldSize);
+    ReduceScatterOptions opts = new ReduceScatterOptions().reduceOp(nativeOp(op));
+    return start("reduce-scatter", () -> group._reduce_scatter_base(output, input, opts),
+        List.of(output, input, opts), averageIfNeeded(op, output));
+  }
+
+  @Override
+  public CollectiveHandle allReduce(Tensor tensor, ReduceOperation op) {
+    TensorVector tensors = new TensorVector(tensor);
+    AllreduceOptions opts = new AllreduceOptions().reduceOp(nativeOp(op));
+    return start("all-reduce", () -> group.allreduce(tensors, opts), List.of(tensor, tensors, opts),
+        averageIfNeeded(op, tensor));
+  }
+
+  @Override
+  public CollectiveHandle broadcast(Tensor tensor, int root) {
+    Collectives.checkPeer("broadcast", root, worldSize);
+    TensorVector tensors = new TensorVector(tensor);
+    BroadcastOptions opts = new BroadcastOptions().rootRank(root);
+    return start("broadcast from rank " + root, () -> group.broadcast(tensors, opts),
+        List.of(tensor, tensors, opts), null);
+  }
+
+  @Override
+  public CollectiveHandle send(Tensor tensor, int peer, int tag) {
+    Collectives.checkPeer("send", peer, worldSize);
+    TensorVector tensors = new TensorVector(tensor);
+    return start("send to rank " + peer, () -> group.send(tensors, peer, tag), List.of(tensor, tensors), null);
+  }
+
+  @Override
+  public CollectiveHandle recv(Tensor tensor, int peer, int tag) {
+    Collectives.checkPeer("recv", peer, worldSize);
+    TensorVector tensors = new TensorVector(tensor);
+    return start("recv from rank " + peer, () -> group.recv(tensors, peer, tag), List.of(tensor, tensors), null);
+  }
+
+  @Override
+  public void barrier() {
+    start("barrier", group::barrier, List.of(), null).await();
+  }
+
+  @Override
+  public String backendName() {
+    return "gloo";
+  }
+
+  @Override
+  public void close() {
+    group.close();
+    options.close();
+  }
+
+  private Runnable averageIfNeeded(ReduceOperation op, Tensor result) {
+    if (op != ReduceOperation.AVG) {
+      return null;
+    }
+    return () -> result.div_(new Scalar((double) worldSize));
+  }
+
+  private static ReduceOp nativeOp(ReduceOperation op) {
+    switch (op) {
+      case SUM:
+      case AVG: // Gloo has no AVG: SUM, then divide on completion.
+        return new ReduceOp(ReduceOp.RedOpType.SUM);
+      case MAX:
+        return new ReduceOp(ReduceOp.RedOpType.MAX);
+      case MIN:
+        return new ReduceOp(ReduceOp.RedOpType.MIN);
+      default:
+        throw new IllegalArgumentException("unsupported reduction " + op);
+    }
+  }
+
+  private interface Launch {
+    Work run();
+  }
+
+  private CollectiveHandle start(String what, Launch launch, List<Object> keepAlive, Runnable onDone) {
+    try {
+      return new GlooHandle(what, launch.run(), keepAlive, onDone);
+    } catch (RuntimeException e) {
+      throw failure(what, e);
+    }
+  }
+
+  private CollectiveException failure(String what, RuntimeException e) {
+    return new CollectiveException(
+        what + " failed on rank " + rank + " of " + worldSize + " (gloo, timeout "
+            + timeout.toSeconds() + " s): " + firstLine(e)
+            + ". A peer rank died or stopped answering; check the other ranks' output.", e);
+  }
+
+  static String firstLine(Throwable e) {
+    String m = String.valueOf(e.getMessage());
+    int nl = m.indexOf('\n');
+    return nl < 0 ? m : m.substring(0, nl);
+  }
+
+  /** Holds the tensors and options of a collective until it has completed. */
+  private final class GlooHandle implements CollectiveHandle {
+    private final String what;
+    private Work work;
+    private List<Object> keepAlive;
+    private Runnable onDone;
+    private RuntimeException failure;
+
+    GlooHandle(String what, Work work, List<Object> keepAlive, Runnable onDone) {
+      this.what = what;
+      this.work = work;
+      this.keepAlive = new ArrayList<>(keepAlive);
+      this.onDone = onDone;
+    }
+
+    @Override
+    public synchronized void await() {
+      if (failure != null) {
+        throw failure;
+      }
+      if (work == null) {
+        return;
+      }
+      try {
+        work._wait();
+      } catch (RuntimeException e) {
+        failure = failure(what, e);
+        release();
+        throw failure;
+      }
+      if (onDone != null) {
+        onDone.run();
+      }
+      release();
+    }
+
+    @Override
+    public synchronized boolean isCompleted() {
+      return work == null || work.isCompleted();
+    }
+
+    private void release() {
+      work.close();
+      work = null;
+      keepAlive = null;
+      onDone = null;
+    }
+  }
+}

@@ -1,0 +1,102 @@
+package io.bmtrain4j.zero;
+
+import io.bmtrain4j.autograd.CustomBackward;
+import java.util.ArrayList;
+import java.util.List;
+import org.bytedeco.javacpp.PointerScope;
+import org.bytedeco.pytorch.AutoGradMode;
+import org.bytedeco.pytorch.BoolOptional;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.TensorVector;
+import org.bytedeco.pytorch.global.torch;
+
+/**
+ * One forward of a checkpointed block that needs a backward: what the backward needs to recompute
+ * (arguments, RNG state) or the kept graph, and its place on the forward tape.
+ */
+final class BlockCall {
+  private final ShardedModuleRuntime block;
+  private final Object[] args;
+  private final ForwardBody<?> body;
+  private final RngState rng;
+  private final Object[] keptLeafArgs;
+  private final List<Tensor> keptOutputs;
+  private final ForwardTape tape;
+  private int tapeIndex = -1;
+
+  BlockCall(ShardedModuleRuntime block, Object[] args, ForwardBody<?> body, RngState rng,
+      Object[] keptLeafArgs, List<Tensor> keptOutputs, ForwardTape tape) {
+    this.block = block;
+    this.args = args;
+    this.body = body;
+    this.rng = rng;
+    this.keptLeafArgs = keptLeafArgs;
+    this.keptOutputs = keptOutputs;
+    this.tape = tape;
+    if (tape != null) {
+      this.tapeIndex = tape.record(this);
+    }
+  }
+
+  ShardedModuleRuntime block() {
+    return block;
+  }
+
+  /** The Java backward handed to {@link CustomBackward}: recompute, backpropagate, reduce-scatter. */
+  List<Tensor> backward(List<Tensor> gradOutputs) {
+    ParameterGroup group = block.group();
+    BlockOptions options = block.options();
+    group.gather();
+    BlockCall previous = tape == null ? null : tape.get(tapeIndex - 1);
+    if (previous != null && options.prefetch() && previous.block.options().zeroLevel() == 3) {
+      previous.block.group().prefetch();
+    }
+    group.beginGradients();
+    List<Tensor> gradInputs = new ArrayList<>();
+    try (PointerScope scope = new PointerScope(); AutoGradMode grad = new AutoGradMode(true)) {
+      Object[] leafArgs;
+      List<Tensor> outputs;
+      if (options.recompute()) {
+        leafArgs = TensorTree.detachArgs(args);
+        RngState now = RngState.capture();
+        rng.restore();
+        try {
+          outputs = TensorTree.tensorsOut(body.call(leafArgs), block.path());
+        } finally {
+          now.restore();
+          now.close();
+          rng.close();
+        }
+        block.countRecompute();
+      } else {
+        leafArgs = keptLeafArgs;
+        outputs = keptOutputs;
+      }
+      TensorVector roots = new TensorVector();
+      TensorVector grads = new TensorVector();
+      for (int j = 0; j < outputs.size(); j++) {
+        Tensor g = gradOutputs.get(j);
+        if (g != null && g.defined() && outputs.get(j).requires_grad()) {
+          roots.push_back(outputs.get(j));
+          grads.push_back(g);
+        }
+      }
+      if (roots.size() > 0) {
+        torch.backward(roots, grads, new BoolOptional(false), false, new TensorVector());
+      }
+      for (Tensor leaf : TensorTree.tensorsIn(leafArgs)) {
+        Tensor g = leaf != null && leaf.defined() && leaf.requires_grad() ? leaf.grad() : null;
+        if (g != null && g.defined()) {
+          g.retainReference();
+          gradInputs.add(g);
+        } else {
+          gradInputs.add(null);
+        }
+      }
+    }
+    PendingReduction reduction = group.reduceGradients();
+    group.release();
+    block.reducer().submit(reduction, tape == null || tapeIndex == 0);
+    return gradInputs;
+  }
+}

@@ -1,0 +1,286 @@
+package io.bmtrain4j.zero;
+
+import io.bmtrain4j.dist.CollectiveHandle;
+import io.bmtrain4j.dist.Communicator;
+import io.bmtrain4j.dist.ReduceOperation;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import org.bytedeco.pytorch.MemoryFormatOptional;
+import org.bytedeco.pytorch.NoGradGuard;
+import org.bytedeco.pytorch.Scalar;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.global.torch;
+
+/**
+ * The parameters of one module instance (a block), packed BMTrain-style into one flat, padded,
+ * evenly partitioned buffer: one all-gather makes every parameter whole, one reduce-scatter
+ * delivers every gradient.
+ *
+ * <p>[Note: persistent parameter tensors] The user's fields keep pointing at the same libtorch
+ * tensors for the model's whole life. The group only swaps their storage ({@code set_data}):
+ * while {@link GroupState#GATHERED} each is a view into the gathered buffer, otherwise an empty
+ * tensor. Autograd's saved references to a parameter therefore see the re-gathered storage in
+ * backward, and {@code requires_grad} toggled by the user stays where they put it.
+ *
+ * <p>[Note: gradients land in the flat buffer] While gradients are collected, each parameter's
+ * {@code .grad} is a view into {@link #gradFlat}; autograd accumulates into it in place, so one
+ * reduce-scatter of {@code gradFlat} serves the whole group.
+ */
+public final class ParameterGroup {
+  private final String owner;
+  private final Communicator comm;
+  private final List<Member> members;
+  private final long numel;
+  private final long shardNumel;
+  private final Tensor shard;
+  private final Tensor released;
+  private Tensor shardGrad;
+  private Tensor gathered;
+  private CollectiveHandle gatherHandle;
+  private Tensor gradFlat;
+  private GroupState state = GroupState.SHARDED;
+
+  /** One parameter of the group: its place in the flat buffer and the user's tensor. */
+  public static final class Member {
+    final String name;
+    final Tensor tensor;
+    final long[] shape;
+    final long offset;
+    final long numel;
+
+    Member(String name, Tensor tensor, long[] shape, long offset, long numel) {
+      this.name = name;
+      this.tensor = tensor;
+      this.shape = shape;
+      this.offset = offset;
+      this.numel = numel;
+    }
+
+    public String name() {
+      return name;
+    }
+
+    public long[] shape() {
+      return shape.clone();
+    }
+
+    public long numel() {
+      return numel;
+    }
+
+    /** Where this parameter starts in the group's flat buffer. */
+    public long offset() {
+      return offset;
+    }
+
+    public boolean requiresGrad() {
+      return tensor.requires_grad();
+    }
+  }
+
+  /**
+   * Packs {@code params} (name, whole tensor, identical on every rank) and keeps only this rank's
+   * shard. The tensors are left pointing at an empty buffer.
+   */
+  public ParameterGroup(String owner, Communicator comm, List<String> names, List<Tensor> params) {
+    if (params.isEmpty()) {
+      throw new IllegalArgumentException(owner + ": a parameter group needs at least one parameter");
+    }
+    this.owner = owner;
+    this.comm = comm;
+    Tensor first = params.get(0);
+    List<Member> ms = new ArrayList<>();
+    long offset = 0;
+    for (int i = 0; i < params.size(); i++) {
+      Tensor p = params.get(i);
+      if (p == null || !p.defined()) {
+        throw new IllegalStateException(
+            owner + "." + names.get(i) + " is null or undefined when the sharded class is constructed:"
+                + " assign it in the constructor of the annotated class");
+      }
+      if (p.scalar_type() != first.scalar_type() || !p.device().str().getString().equals(first.device().str().getString())) {
+        throw new IllegalArgumentException(
+            owner + "." + names.get(i) + " is " + p.scalar_type() + " on " + p.device().str().getString()
+                + " but " + owner + "." + names.get(0) + " is " + first.scalar_type() + " on "
+                + first.device().str().getString() + ": all parameters of one block must share dtype and device");
+      }
+      long n = p.numel();
+      ms.add(new Member(names.get(i), p, p.sizes().vec().get(), offset, n));
+      offset += n;
+    }
+    this.members = Collections.unmodifiableList(ms);
+    this.numel = offset;
+    int world = comm.worldSize();
+    this.shardNumel = Math.max(1, (numel + world - 1) / world);
+    try (NoGradGuard noGrad = new NoGradGuard()) {
+      Tensor flat = torch.zeros(new long[] {shardNumel * world}, first.options());
+      for (Member m : members) {
+        flat.narrow(0, m.offset, m.numel).copy_(m.tensor.reshape(-1));
+      }
+      this.shard = flat.narrow(0, shardNumel * comm.rank(), shardNumel).clone();
+      flat.close();
+      this.released = torch.empty(new long[] {0}, first.options(), new MemoryFormatOptional());
+    }
+    for (Member m : members) {
+      m.tensor.set_data(released);
+    }
+  }
+
+  public String owner() {
+    return owner;
+  }
+
+  public List<Member> members() {
+    return members;
+  }
+
+  public GroupState state() {
+    return state;
+  }
+
+  /** Elements of all parameters, without padding. */
+  public long numel() {
+    return numel;
+  }
+
+  public long shardNumel() {
+    return shardNumel;
+  }
+
+  /** This rank's slice of the flat buffer: what the optimizer updates in place. */
+  public Tensor shard() {
+    return shard;
+  }
+
+  /** This rank's slice of the averaged gradient, or null before the first reduction. */
+  public Tensor shardGrad() {
+    return shardGrad;
+  }
+
+  public Communicator communicator() {
+    return comm;
+  }
+
+  boolean anyRequiresGrad() {
+    for (Member m : members) {
+      if (m.requiresGrad()) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** Starts the all-gather (SHARDED -> GATHERING) unless one is in flight or done. */
+  public void prefetch() {
+    if (state != GroupState.SHARDED) {
+      return;
+    }
+    state.checkTransition(GroupState.GATHERING, owner);
+    gathered = torch.empty(new long[] {shardNumel * comm.worldSize()}, shard.options(), new MemoryFormatOptional());
+    gatherHandle = comm.allGather(gathered, shard);
+    state = GroupState.GATHERING;
+  }
+
+  /** Makes every parameter whole: waits for (or starts) the all-gather and binds the views. */
+  public void gather() {
+    prefetch();
+    if (state == GroupState.GATHERED) {
+      return;
+    }
+    gatherHandle.await();
+    gatherHandle = null;
+    state.checkTransition(GroupState.GATHERED, owner);
+    try (NoGradGuard noGrad = new NoGradGuard()) {
+      for (Member m : members) {
+        m.tensor.set_data(gathered.narrow(0, m.offset, m.numel).view(m.shape));
+      }
+    }
+    state = GroupState.GATHERED;
+  }
+
+  /** Frees the gathered buffer (GATHERED -> SHARDED); a pending prefetch is completed first. */
+  public void release() {
+    if (state == GroupState.SHARDED) {
+      return;
+    }
+    if (state == GroupState.GATHERING) {
+      gather();
+    }
+    state.checkTransition(GroupState.SHARDED, owner);
+    for (Member m : members) {
+      m.tensor.set_data(released);
+    }
+    gathered.close();
+    gathered = null;
+    state = GroupState.SHARDED;
+  }
+
+  /**
+   * Points every trainable parameter's {@code .grad} into {@link #gradFlat} (allocated zeroed on
+   * first use), so autograd accumulates there. The group must be gathered. Idempotent.
+   */
+  public void beginGradients() {
+    if (state != GroupState.GATHERED) {
+      throw new IllegalStateException(owner + ": gradients can only be collected while gathered");
+    }
+    if (gradFlat == null) {
+      gradFlat = torch.zeros(new long[] {shardNumel * comm.worldSize()}, shard.options());
+    }
+    for (Member m : members) {
+      if (m.requiresGrad()) {
+        m.tensor.mutable_grad().put(gradFlat.narrow(0, m.offset, m.numel).view(m.shape));
+      }
+    }
+  }
+
+  public boolean collectingGradients() {
+    return gradFlat != null;
+  }
+
+  /**
+   * Detaches the parameters' {@code .grad} from the flat buffer and starts its reduce-scatter into
+   * this rank's shard gradient. The returned reduction must be completed before the next one of
+   * this group starts.
+   */
+  public PendingReduction reduceGradients() {
+    if (gradFlat == null) {
+      return null;
+    }
+    for (Member m : members) {
+      m.tensor.mutable_grad().put(new Tensor());
+    }
+    Tensor flat = gradFlat;
+    gradFlat = null;
+    Tensor out = torch.empty(new long[] {shardNumel}, shard.options(), new MemoryFormatOptional());
+    CollectiveHandle handle = comm.reduceScatter(out, flat, ReduceOperation.SUM);
+    return new PendingReduction(this, handle, flat, out);
+  }
+
+  /** Called by {@link PendingReduction#complete()}: averages over ranks, as BMTrain does. */
+  void accumulateShardGrad(Tensor reduced) {
+    reduced.div_(new Scalar((double) comm.worldSize()));
+    if (shardGrad == null) {
+      shardGrad = reduced;
+    } else {
+      shardGrad.add_(reduced);
+      reduced.close();
+    }
+  }
+
+  /** Drops the shard gradient (the optimizer's zero_grad). */
+  public void zeroShardGrad() {
+    if (shardGrad != null) {
+      shardGrad.close();
+      shardGrad = null;
+    }
+  }
+
+  /** Bytes of this rank's shard, of its gradient storage (shard and flat) and of gathered storage. */
+  public long[] memoryBytes() {
+    long elem = shard.element_size();
+    long grads = (shardGrad == null ? 0 : shardNumel) + (gradFlat == null ? 0 : gradFlat.numel());
+    long gath = gathered == null ? 0 : gathered.numel();
+    return new long[] {shardNumel * elem, grads * elem, gath * elem};
+  }
+}

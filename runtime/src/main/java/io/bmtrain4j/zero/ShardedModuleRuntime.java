@@ -1,0 +1,326 @@
+package io.bmtrain4j.zero;
+
+import io.bmtrain4j.autograd.CustomBackward;
+import io.bmtrain4j.dist.DistContext;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import org.bytedeco.pytorch.GradMode;
+import org.bytedeco.pytorch.Module;
+import org.bytedeco.pytorch.NoGradGuard;
+import org.bytedeco.pytorch.StringTensorDict;
+import org.bytedeco.pytorch.Tensor;
+
+/**
+ * The sharding state of one generated-class instance: its {@link ParameterGroup}, the blocks it
+ * holds, and the role its container gave it. Generated code builds it in the constructor and
+ * routes {@code forward} (and every {@code @EntryPoint}) through {@link #forward}.
+ *
+ * <p>Two roles:
+ * <ul>
+ *   <li>standalone (a model's root, or any instance not held by a {@code @Checkpoint} or
+ *       {@code @BlockList} field): parameters are gathered around forward and stay gathered until
+ *       backward has delivered their gradients, which {@link #finishGradients()} reduce-scatters
+ *       (the optimizer and {@code Bmt.parameters} call it);
+ *   <li>checkpointed (bound by its container): forward runs without autograd, the backward
+ *       recomputes it, and its gradients are reduce-scattered as soon as its backward ends.
+ * </ul>
+ */
+public final class ShardedModuleRuntime {
+  private final String className;
+  private final DistContext context;
+  private final ParameterGroup group;
+  private final List<Child> children;
+  private final GradientReducer reducer;
+  private String path = "";
+  private BlockOptions options;
+  private List<ShardedModuleRuntime> list;
+  private int listIndex = -1;
+  private boolean awaitingGradients;
+  private long recomputes;
+
+  /** A block field of this module: a single block or a list; {@code index} -1 for a single one. */
+  record Child(String field, int index, ShardedModuleRuntime runtime) {}
+
+  private ShardedModuleRuntime(String className, DistContext context, ParameterGroup group, List<Child> children) {
+    this.className = className;
+    this.context = context;
+    this.group = group;
+    this.children = children;
+    this.reducer = context.attachment(GradientReducer.class, GradientReducer::new);
+    for (Child c : children) {
+      c.runtime.setPath(childPath("", c));
+    }
+  }
+
+  public static Builder builder(String className) {
+    return new Builder(className);
+  }
+
+  /** Collects the fields of one generated instance; called from its constructor. */
+  public static final class Builder {
+    private final String className;
+    private final List<String> names = new ArrayList<>();
+    private final List<Tensor> tensors = new ArrayList<>();
+    private final List<Child> children = new ArrayList<>();
+
+    private Builder(String className) {
+      this.className = className;
+    }
+
+    /** A {@code @Distributed Tensor} field. */
+    public Builder tensor(String field, Tensor value) {
+      names.add(field);
+      tensors.add(value);
+      return this;
+    }
+
+    /** A {@code @Distributed} libtorch module field: all of its parameters, named {@code field.param}. */
+    public Builder module(String field, Module value) {
+      if (value == null) {
+        throw new IllegalStateException(
+            className + "." + field + " is null when the sharded class is constructed: assign it in the constructor");
+      }
+      StringTensorDict params = value.named_parameters(true);
+      for (long i = 0; i < params.size(); i++) {
+        names.add(field + "." + params.get(i).key().getString());
+        tensors.add(params.get(i).value());
+      }
+      return this;
+    }
+
+    /** A {@code @Checkpoint} field. */
+    public Builder checkpoint(String field, Object block, BlockOptions options, String generatedClass) {
+      ShardedModuleRuntime r = requireSharded(block, field, -1, generatedClass);
+      r.bindAsBlock(options, null, -1);
+      children.add(new Child(field, -1, r));
+      return this;
+    }
+
+    /** A {@code @BlockList} field: a {@code List} or an array of blocks. */
+    public Builder blockList(String field, Object blocks, BlockOptions options, String generatedClass) {
+      List<?> elements;
+      if (blocks instanceof List<?>) {
+        elements = (List<?>) blocks;
+      } else if (blocks instanceof Object[]) {
+        elements = java.util.Arrays.asList((Object[]) blocks);
+      } else {
+        throw new IllegalStateException(className + "." + field + " is " + (blocks == null ? "null" : blocks.getClass().getName())
+            + " when the sharded class is constructed: assign a list of " + generatedClass + " in the constructor");
+      }
+      List<ShardedModuleRuntime> runtimes = new ArrayList<>();
+      for (int i = 0; i < elements.size(); i++) {
+        runtimes.add(requireSharded(elements.get(i), field, i, generatedClass));
+      }
+      List<ShardedModuleRuntime> frozen = Collections.unmodifiableList(runtimes);
+      for (int i = 0; i < runtimes.size(); i++) {
+        runtimes.get(i).bindAsBlock(options, frozen, i);
+        children.add(new Child(field, i, runtimes.get(i)));
+      }
+      return this;
+    }
+
+    private ShardedModuleRuntime requireSharded(Object block, String field, int index, String generatedClass) {
+      String where = className + "." + field + (index >= 0 ? "[" + index + "]" : "");
+      if (!(block instanceof ShardedModule)) {
+        throw new IllegalStateException(
+            where + " holds " + (block == null ? "null" : "a plain " + block.getClass().getName())
+                + ", not a sharded block: construct it as new " + generatedClass + "(...)");
+      }
+      ShardedModuleRuntime r = ((ShardedModule) block).shardedRuntime();
+      if (r.options != null) {
+        throw new IllegalStateException(where + " holds a block that is already part of another container:"
+            + " construct a separate " + generatedClass + " for each place");
+      }
+      return r;
+    }
+
+    public ShardedModuleRuntime build() {
+      DistContext ctx = DistContext.current();
+      ParameterGroup group = tensors.isEmpty() ? null : new ParameterGroup(className, ctx.communicator(), names, tensors);
+      return new ShardedModuleRuntime(className, ctx, group, List.copyOf(children));
+    }
+  }
+
+  private void bindAsBlock(BlockOptions options, List<ShardedModuleRuntime> list, int index) {
+    this.options = options;
+    this.list = list;
+    this.listIndex = index;
+  }
+
+  private static String childPath(String base, Child c) {
+    String p = base.isEmpty() ? c.field() : base + "." + c.field();
+    return c.index() >= 0 ? p + "." + c.index() : p;
+  }
+
+  private void setPath(String path) {
+    this.path = path;
+    for (Child c : children) {
+      c.runtime.setPath(childPath(path, c));
+    }
+  }
+
+  /** Dotted path from the root ("layers.3"), or the class name for the root. */
+  public String path() {
+    return path.isEmpty() ? className : path;
+  }
+
+  /** The prefix of this module's parameter names in a state dict: "" for the root, "layers.3." below. */
+  public String keyPrefix() {
+    return path.isEmpty() ? "" : path + ".";
+  }
+
+  public ParameterGroup group() {
+    return group;
+  }
+
+  BlockOptions options() {
+    return options;
+  }
+
+  GradientReducer reducer() {
+    return reducer;
+  }
+
+  public DistContext context() {
+    return context;
+  }
+
+  /** How many times this block's forward was recomputed in backward. */
+  public long recomputeCount() {
+    return recomputes;
+  }
+
+  void countRecompute() {
+    recomputes++;
+  }
+
+  /** This module and every block below it, depth first. */
+  public List<ShardedModuleRuntime> tree() {
+    List<ShardedModuleRuntime> out = new ArrayList<>();
+    collect(out);
+    return out;
+  }
+
+  private void collect(List<ShardedModuleRuntime> out) {
+    out.add(this);
+    for (Child c : children) {
+      c.runtime.collect(out);
+    }
+  }
+
+  /** Runs {@code body} (the user's forward) as this module's role requires. */
+  public <R> R forward(Object[] args, ForwardBody<R> body) {
+    boolean outermost = ForwardTape.current() == null;
+    if (outermost) {
+      ForwardTape.begin();
+    }
+    try {
+      return options == null || group == null ? standalone(args, body) : checkpointed(args, body);
+    } finally {
+      if (outermost) {
+        ForwardTape.end();
+      }
+    }
+  }
+
+  private <R> R standalone(Object[] args, ForwardBody<R> body) {
+    if (group == null) {
+      return body.call(args);
+    }
+    group.gather();
+    if (GradMode.is_enabled() && group.anyRequiresGrad()) {
+      group.beginGradients();
+      awaitingGradients = true;
+    }
+    try {
+      return body.call(args);
+    } finally {
+      if (!awaitingGradients) {
+        group.release();
+      }
+    }
+  }
+
+  private <R> R checkpointed(Object[] args, ForwardBody<R> body) {
+    List<Tensor> inputs = TensorTree.tensorsIn(args);
+    boolean needsBackward = GradMode.is_enabled() && (group.anyRequiresGrad() || anyRequiresGrad(inputs));
+    group.gather();
+    prefetchNext();
+    if (!needsBackward) {
+      try {
+        return body.call(args);
+      } finally {
+        group.release();
+      }
+    }
+    R result;
+    BlockCall call;
+    if (options.recompute()) {
+      RngState rng = RngState.capture();
+      try (NoGradGuard noGrad = new NoGradGuard()) {
+        result = body.call(args);
+      }
+      call = new BlockCall(this, args, body, rng, null, null, ForwardTape.current());
+    } else {
+      Object[] leafArgs = TensorTree.detachArgs(args);
+      R kept = body.call(leafArgs);
+      List<Tensor> keptOutputs = TensorTree.tensorsOut(kept, path());
+      List<Tensor> values = new ArrayList<>();
+      for (Tensor t : keptOutputs) {
+        values.add(t.detach());
+      }
+      result = TensorTree.replace(kept, values);
+      call = new BlockCall(this, args, body, null, leafArgs, keptOutputs, ForwardTape.current());
+    }
+    if (options.zeroLevel() == 3) {
+      group.release();
+    }
+    List<Tensor> wired = CustomBackward.apply(inputs, TensorTree.tensorsOut(result, path()), call::backward);
+    return TensorTree.replace(result, wired);
+  }
+
+  private void prefetchNext() {
+    if (list != null && options.prefetch() && listIndex + 1 < list.size()) {
+      ShardedModuleRuntime next = list.get(listIndex + 1);
+      if (next.group != null) {
+        next.group.prefetch();
+      }
+    }
+  }
+
+  private static boolean anyRequiresGrad(List<Tensor> tensors) {
+    for (Tensor t : tensors) {
+      if (t != null && t.defined() && t.requires_grad()) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /**
+   * Completes backward's bookkeeping for this module and every block below it: the last block
+   * reduce-scatter in flight, the standalone groups' gradients (reduce-scattered now), and any
+   * gathered buffer nobody consumed. Every rank must call it at the same point (it communicates).
+   */
+  public void finishGradients() {
+    reducer.drain();
+    for (ShardedModuleRuntime r : tree()) {
+      r.finishOwn();
+    }
+  }
+
+  private void finishOwn() {
+    if (group == null) {
+      return;
+    }
+    if (awaitingGradients) {
+      PendingReduction p = group.reduceGradients();
+      if (p != null) {
+        p.complete();
+      }
+      awaitingGradients = false;
+    }
+    group.release();
+  }
+}
