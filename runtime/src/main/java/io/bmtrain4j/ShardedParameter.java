@@ -28,8 +28,8 @@ public final class ShardedParameter {
     long shardEnd = shardBegin + group.shardNumel();
     long begin = Math.max(shardBegin, memberOffset);
     long end = Math.min(shardEnd, memberOffset + member.numel());
-    this.localStart = begin - shardBegin;
     this.localLength = Math.max(0, end - begin);
+    this.localStart = localLength == 0 ? 0 : begin - shardBegin;
     this.offsetInParameter = Math.max(0, begin - memberOffset);
   }
 

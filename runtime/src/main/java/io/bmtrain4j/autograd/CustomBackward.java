@@ -124,6 +124,13 @@ public final class CustomBackward {
     return null;
   }
 
+  private static String describe(Throwable e) {
+    java.io.StringWriter w = new java.io.StringWriter();
+    e.printStackTrace(new java.io.PrintWriter(w));
+    String s = w.toString();
+    return s.length() > 4000 ? s.substring(0, 4000) + "..." : s;
+  }
+
   private static void closeRetired() {
     List<Node> done;
     synchronized (RETIRED) {
@@ -168,8 +175,13 @@ public final class CustomBackward {
       return new TensorTensorHook() {
         @Override
         public TensorBase call(TensorBase grad) {
-          gradOutputs[j] = new Tensor(grad);
-          return new TensorBase();
+          try {
+            gradOutputs[j] = new Tensor(grad);
+            kept.add(gradOutputs[j]);
+            return new TensorBase();
+          } catch (RuntimeException | Error e) {
+            throw new IllegalStateException("recording an output gradient failed: " + describe(e), e);
+          }
         }
       };
     }
@@ -179,10 +191,18 @@ public final class CustomBackward {
       return new TensorTensorHook() {
         @Override
         public TensorBase call(TensorBase ignoredZeros) {
-          runOnce();
+          try {
+            runOnce();
+          } catch (RuntimeException | Error e) {
+            // The stack trace does not survive the trip through libtorch's engine: put it in the message.
+            throw new IllegalStateException("backward of a sharded block failed: " + describe(e), e);
+          }
           Tensor g = i < 0 ? null : gradInputs[i];
           if (i >= 0) {
             gradInputs[i] = null;
+          }
+          if (g != null) {
+            kept.add(g); // closed with the node, once the engine has taken its own copy
           }
           if (++inputSideFired == inputSideHooks) {
             LIVE.remove(Node.this);

@@ -3,7 +3,6 @@ package io.bmtrain4j.zero;
 import io.bmtrain4j.autograd.CustomBackward;
 import java.util.ArrayList;
 import java.util.List;
-import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.AutoGradMode;
 import org.bytedeco.pytorch.BoolOptional;
 import org.bytedeco.pytorch.Tensor;
@@ -53,7 +52,7 @@ final class BlockCall {
     }
     group.beginGradients();
     List<Tensor> gradInputs = new ArrayList<>();
-    try (PointerScope scope = new PointerScope(); AutoGradMode grad = new AutoGradMode(true)) {
+    try (AutoGradMode grad = new AutoGradMode(true)) {
       Object[] leafArgs;
       List<Tensor> outputs;
       if (options.recompute()) {
@@ -82,21 +81,38 @@ final class BlockCall {
         }
       }
       if (roots.size() > 0) {
-        torch.backward(roots, grads, new BoolOptional(false), false, new TensorVector());
+        try (BoolOptional retain = new BoolOptional(false); TensorVector all = new TensorVector()) {
+          torch.backward(roots, grads, retain, false, all);
+        }
       }
+      roots.close();
+      grads.close();
       for (Tensor leaf : TensorTree.tensorsIn(leafArgs)) {
         Tensor g = leaf != null && leaf.defined() && leaf.requires_grad() ? leaf.grad() : null;
         if (g != null && g.defined()) {
-          g.retainReference();
-          gradInputs.add(g);
+          // grad() is a view of the leaf's field, and the scope frees the leaf: keep an owned handle.
+          gradInputs.add(new Tensor(g));
         } else {
           gradInputs.add(null);
         }
+      }
+      if (options.recompute()) {
+        // The recompute's leaves and outputs hold this block's activations: free them now, not at GC.
+        closeAll(TensorTree.tensorsIn(leafArgs));
+        closeAll(outputs);
       }
     }
     PendingReduction reduction = group.reduceGradients();
     group.release();
     block.reducer().submit(reduction, tape == null || tapeIndex == 0);
     return gradInputs;
+  }
+
+  private static void closeAll(List<Tensor> tensors) {
+    for (Tensor t : tensors) {
+      if (t != null) {
+        t.close();
+      }
+    }
   }
 }

@@ -99,7 +99,7 @@ public final class ParameterGroup {
             owner + "." + names.get(i) + " is null or undefined when the sharded class is constructed:"
                 + " assign it in the constructor of the annotated class");
       }
-      if (p.scalar_type() != first.scalar_type() || !p.device().str().getString().equals(first.device().str().getString())) {
+      if (p.scalar_type().value != first.scalar_type().value || !p.device().str().getString().equals(first.device().str().getString())) {
         throw new IllegalArgumentException(
             owner + "." + names.get(i) + " is " + p.scalar_type() + " on " + p.device().str().getString()
                 + " but " + owner + "." + names.get(0) + " is " + first.scalar_type() + " on "
