@@ -1,0 +1,67 @@
+package io.bmtrain4j.examples.gpt;
+
+import io.bmtrain4j.annotations.BlockList;
+import io.bmtrain4j.annotations.Distributed;
+import io.bmtrain4j.annotations.EntryPoint;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.Function;
+import org.bytedeco.pytorch.LayerNormImpl;
+import org.bytedeco.pytorch.LayerNormOptions;
+import org.bytedeco.pytorch.LongVector;
+import org.bytedeco.pytorch.Scalar;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.global.torch;
+
+/**
+ * A GPT as a user of bmtrain4j writes it: token and position embeddings, a list of transformer
+ * blocks, a final norm and an LM head tied to the token embedding. Construct
+ * {@code new DistributedGpt(config, DistributedTransformerBlock::new)} for the sharded model, or
+ * {@code new Gpt(config, TransformerBlock::new)} for a plain single-process one.
+ */
+public class Gpt {
+  @Distributed Tensor tokenEmbedding;
+  @Distributed Tensor positionEmbedding;
+  @Distributed LayerNormImpl finalNorm;
+  @BlockList List<TransformerBlock> layers = new ArrayList<>();
+
+  final GptConfig config;
+
+  public Gpt(GptConfig c, Function<GptConfig, TransformerBlock> block) {
+    config = c;
+    tokenEmbedding = TransformerBlock.normal(c.vocab(), c.dModel(), 0.02);
+    positionEmbedding = TransformerBlock.normal(c.maxSeq(), c.dModel(), 0.01);
+    for (int i = 0; i < c.layers(); i++) {
+      layers.add(block.apply(c));
+    }
+    finalNorm = new LayerNormImpl(new LayerNormOptions(new LongVector(new long[] {c.dModel()})));
+  }
+
+  /** Logits {@code [batch, seq, vocab]} for tokens {@code [batch, seq]} (int64). */
+  public Tensor forward(Tensor tokens) {
+    long t = tokens.size(1);
+    Tensor x = torch.embedding(tokenEmbedding, tokens).add(positionEmbedding.narrow(0, 0, t));
+    for (TransformerBlock b : layers) {
+      x = b.forward(x);
+    }
+    return lmHead(finalNorm.forward(x));
+  }
+
+  /** The LM head, tied to the token embedding: also callable on its own (generation). */
+  @EntryPoint
+  public Tensor lmHead(Tensor hidden) {
+    return hidden.matmul(tokenEmbedding.t());
+  }
+
+  /** Dropout on (training) or off (evaluation) in every block. */
+  public void train(boolean on) {
+    for (TransformerBlock b : layers) {
+      b.training = on;
+    }
+  }
+
+  public GptConfig config() {
+    return config;
+  }
+
+}

@@ -1,0 +1,54 @@
+package io.bmtrain4j.examples.gpt;
+
+import io.bmtrain4j.annotations.Distributed;
+import org.bytedeco.pytorch.DoubleOptional;
+import org.bytedeco.pytorch.LayerNormImpl;
+import org.bytedeco.pytorch.LayerNormOptions;
+import org.bytedeco.pytorch.LongVector;
+import org.bytedeco.pytorch.Scalar;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.TensorOptional;
+import org.bytedeco.pytorch.global.torch;
+
+/** A pre-norm GPT block: causal self-attention and an MLP, each with a residual connection. */
+public class TransformerBlock {
+  @Distributed Tensor wqkv;
+  @Distributed Tensor wo;
+  @Distributed Tensor w1;
+  @Distributed Tensor w2;
+  @Distributed LayerNormImpl ln1;
+  @Distributed LayerNormImpl ln2;
+
+  final int heads;
+  final double dropout;
+  boolean training = true;
+
+  public TransformerBlock(GptConfig c) {
+    double std = 0.02;
+    double residualStd = std / Math.sqrt(2.0 * c.layers());
+    wqkv = normal(c.dModel(), 3L * c.dModel(), std);
+    wo = normal(c.dModel(), c.dModel(), residualStd);
+    w1 = normal(c.dModel(), c.dFf(), std);
+    w2 = normal(c.dFf(), c.dModel(), residualStd);
+    ln1 = new LayerNormImpl(new LayerNormOptions(new LongVector(new long[] {c.dModel()})));
+    ln2 = new LayerNormImpl(new LayerNormOptions(new LongVector(new long[] {c.dModel()})));
+    heads = c.heads();
+    dropout = c.dropout();
+  }
+
+  static Tensor normal(long rows, long cols, double std) {
+    return torch.randn(rows, cols).mul(new Scalar(std)).requires_grad_(true);
+  }
+
+  public Tensor forward(Tensor x) {
+    long b = x.size(0);
+    long t = x.size(1);
+    long d = x.size(2);
+    Tensor qkv = ln1.forward(x).matmul(wqkv).view(b, t, 3, heads, d / heads).permute(2, 0, 3, 1, 4);
+    Tensor attn = torch.scaled_dot_product_attention(qkv.select(0, 0), qkv.select(0, 1), qkv.select(0, 2),
+        new TensorOptional(), training ? dropout : 0.0, true, new DoubleOptional(), false);
+    x = x.add(torch.dropout(attn.transpose(1, 2).reshape(b, t, d).matmul(wo), dropout, training));
+    Tensor mlp = torch.gelu(ln2.forward(x).matmul(w1)).matmul(w2);
+    return x.add(torch.dropout(mlp, dropout, training));
+  }
+}
