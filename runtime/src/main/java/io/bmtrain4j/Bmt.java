@@ -193,6 +193,11 @@ public final class Bmt {
     return out;
   }
 
+  /** Gives every checkpointed block of {@code model} these options instead of its annotation's (between steps). */
+  public static void configureBlocks(Object model, io.bmtrain4j.zero.BlockOptions options) {
+    runtimeOf(model).overrideBlockOptions(options);
+  }
+
   /** Completes the gradient reductions backward left pending (a collective; the optimizer calls it). */
   public static void finishBackward(Object model) {
     runtimeOf(model).finishGradients();

@@ -148,6 +148,21 @@ public final class ShardedModuleRuntime {
     this.listIndex = index;
   }
 
+  /**
+   * Replaces the options of every checkpointed block below this module (benchmarks and tests
+   * compare ZeRO levels, recompute and prefetch on one model class). Only between steps.
+   */
+  public void overrideBlockOptions(BlockOptions newOptions) {
+    for (ShardedModuleRuntime r : tree()) {
+      if (r.options != null) {
+        if (r.group != null && r.group.state() != GroupState.SHARDED) {
+          throw new IllegalStateException(r.path() + " is gathered: change block options between steps only");
+        }
+        r.options = newOptions;
+      }
+    }
+  }
+
   private static String childPath(String base, Child c) {
     String p = base.isEmpty() ? c.field() : base + "." + c.field();
     return c.index() >= 0 ? p + "." + c.index() : p;

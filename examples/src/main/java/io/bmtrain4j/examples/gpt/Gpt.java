@@ -60,6 +60,17 @@ public class Gpt {
     }
   }
 
+  /** Every parameter tensor of the model (for plain-model bookkeeping such as dropping gradients). */
+  public void visitParameters(java.util.function.Consumer<Tensor> visitor) {
+    visitor.accept(tokenEmbedding);
+    visitor.accept(positionEmbedding);
+    visitor.accept(finalNorm.weight());
+    visitor.accept(finalNorm.bias());
+    for (TransformerBlock b : layers) {
+      b.visitParameters(visitor);
+    }
+  }
+
   public GptConfig config() {
     return config;
   }

@@ -40,6 +40,12 @@ public class TransformerBlock {
     return torch.randn(rows, cols).mul(new Scalar(std)).requires_grad_(true);
   }
 
+  void visitParameters(java.util.function.Consumer<Tensor> visitor) {
+    for (Tensor t : new Tensor[] {wqkv, wo, w1, w2, ln1.weight(), ln1.bias(), ln2.weight(), ln2.bias()}) {
+      visitor.accept(t);
+    }
+  }
+
   public Tensor forward(Tensor x) {
     long b = x.size(0);
     long t = x.size(1);
