@@ -68,6 +68,11 @@ public final class ShardedParameter {
     return group.shardGrad().narrow(0, localStart, localLength);
   }
 
+  /** Drops the gradient of this parameter's whole block (the optimizer's zero_grad); no communication. */
+  public void zeroGrad() {
+    group.zeroShardGrad();
+  }
+
   @Override
   public String toString() {
     return name + java.util.Arrays.toString(member.shape()) + " local " + localLength;

@@ -120,6 +120,9 @@ public final class ParameterGroup {
       }
       this.shard = flat.narrow(0, shardNumel * comm.rank(), shardNumel).clone();
       flat.close();
+      // [Note: released placeholder] A released parameter is an empty tensor of its dtype (libtorch
+      // refuses set_data to another dtype on a tensor that requires grad). Ops with whole tensors
+      // then fail on its size 0; ShardedModuleRuntime#explainReleased names the fields.
       this.released = torch.empty(new long[] {0}, first.options(), new MemoryFormatOptional());
     }
     for (Member m : members) {

@@ -232,11 +232,46 @@ public final class ShardedModuleRuntime {
     }
     try {
       return options == null || group == null ? standalone(args, body) : checkpointed(args, body);
+    } catch (ReleasedParameterException e) {
+      throw e;
+    } catch (RuntimeException e) {
+      throw explainReleased(e);
     } finally {
       if (outermost) {
         ForwardTape.end();
       }
     }
+  }
+
+  /**
+   * libtorch reports a read of a released parameter as an op on an empty tensor, without a name.
+   * If parameters below this module are released and the failure mentions an empty size, name
+   * them and say how to read them legitimately.
+   */
+  private RuntimeException explainReleased(RuntimeException e) {
+    String message = String.valueOf(e.getMessage());
+    // See [Note: released placeholder] in ParameterGroup: released parameters are empty tensors.
+    if (!(message.contains("[0]") || message.contains("(0)") || message.contains(" 0]") || message.contains("size 0"))) {
+      return e;
+    }
+    List<String> released = new ArrayList<>();
+    for (ShardedModuleRuntime r : tree()) {
+      if (r.group != null && r.group.state() != GroupState.GATHERED) {
+        for (ParameterGroup.Member m : r.group.members()) {
+          released.add(r.keyPrefix() + m.name());
+        }
+      }
+    }
+    if (released.isEmpty()) {
+      return e;
+    }
+    String first = message.lines().findFirst().orElse(message);
+    return new ReleasedParameterException(
+        path() + " failed on an empty tensor while these parameters were released (sharded): "
+            + (released.size() > 12 ? released.subList(0, 12) + " and " + (released.size() - 12) + " more" : released)
+            + ". A @Distributed field is whole only while its own module's forward or @EntryPoint"
+            + " methods run: call a method of the owning block (annotate it @EntryPoint) instead of"
+            + " reading the field from outside. libtorch said: " + first, e);
   }
 
   private <R> R standalone(Object[] args, ForwardBody<R> body) {

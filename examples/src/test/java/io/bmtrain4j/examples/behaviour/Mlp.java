@@ -1,0 +1,29 @@
+package io.bmtrain4j.examples.behaviour;
+
+import io.bmtrain4j.annotations.Distributed;
+import org.bytedeco.pytorch.Scalar;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.global.torch;
+
+/** A residual MLP block with optional dropout; counts its forward calls (recomputes included). */
+public class Mlp {
+  @Distributed Tensor w1;
+  @Distributed Tensor b1;
+  @Distributed Tensor w2;
+  final double dropout;
+  boolean training = true;
+  int calls;
+
+  public Mlp(int d, int h, double dropout) {
+    w1 = torch.randn(d, h).mul(new Scalar(0.3)).requires_grad_(true);
+    b1 = torch.randn(h).mul(new Scalar(0.1)).requires_grad_(true);
+    w2 = torch.randn(h, d).mul(new Scalar(0.3)).requires_grad_(true);
+    this.dropout = dropout;
+  }
+
+  public Tensor forward(Tensor x) {
+    calls++;
+    Tensor h = torch.gelu(x.matmul(w1).add(b1));
+    return x.add(torch.dropout(h, dropout, training).matmul(w2));
+  }
+}
