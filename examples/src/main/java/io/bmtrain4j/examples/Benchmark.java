@@ -11,6 +11,10 @@ import io.bmtrain4j.examples.gpt.GptConfig;
 import io.bmtrain4j.examples.gpt.TransformerBlock;
 import java.util.concurrent.Callable;
 import io.bmtrain4j.zero.BlockOptions;
+import io.bmtrain4j.zero.ShardedModule;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch;
 import picocli.CommandLine;
@@ -46,6 +50,9 @@ public final class Benchmark implements Callable<Integer> {
     System.exit(new CommandLine(new Benchmark()).execute(args));
   }
 
+  @Option(names = "--rounds", description = "rounds; variants alternate within a round, the median round counts (default ${DEFAULT-VALUE})")
+  int rounds = 3;
+
   @Override
   public Integer call() {
     Bmt.initDistributed(InitOptions.builder().seed(0).build());
@@ -53,29 +60,63 @@ public final class Benchmark implements Callable<Integer> {
     int perRank = globalBatch / world;
     GptConfig c = new GptConfig(256, seq, dModel, Math.max(1, dModel / 64), layers, 4 * dModel, 0.0);
     RepeatedPatternTask task = new RepeatedPatternTask(c.vocab(), seq, 16, 0);
-    Bmt.printRank("model %,d parameters, world %d, global batch %d x %d tokens, %d threads per rank",
+    Bmt.printRank("model %,d parameters, world %d, global batch %d x %d tokens, %d libtorch threads per rank",
         c.parameterCount(), world, globalBatch, seq, torch.get_num_threads());
-    double plain = Double.NaN;
+    List<String> names = new ArrayList<>();
+    List<Gpt> models = new ArrayList<>();
     if (world == 1) {
-      plain = time(new Gpt(c, TransformerBlock::new), task, perRank, null);
-      Bmt.printRank("plain libtorch                 %8.1f ms/step   parameters+grads %.2f MiB", plain, 2 * 4.0 * c.parameterCount() / (1 << 20));
+      torch.manual_seed(0);
+      names.add("plain libtorch");
+      models.add(new Gpt(c, TransformerBlock::new));
     }
-    String[] names = {"zero3 recompute prefetch", "zero3 recompute no-prefetch", "zero3 no-recompute", "zero2 no-recompute"};
+    String[] variants = {"zero3 recompute prefetch", "zero3 recompute no-prefetch", "zero3 no-recompute", "zero2 no-recompute"};
     BlockOptions[] options = {new BlockOptions(3, true, 2), new BlockOptions(3, true, 1), new BlockOptions(3, false, 2), new BlockOptions(2, false, 2)};
-    for (int v = 0; v < names.length; v++) {
+    for (int v = 0; v < variants.length; v++) {
       torch.manual_seed(0);
       DistributedGpt model = new DistributedGpt(c, DistributedTransformerBlock::new);
       Bmt.configureBlocks(model, options[v]);
-      double ms = time(model, task, perRank, model);
-      MemoryReport m = Bmt.memoryReport(model);
-      Bmt.printRank("bmtrain4j %-28s %8.1f ms/step%s   per-rank parameters %.2f MiB, gradients %.2f MiB (total/world %.2f MiB)",
-          names[v], ms, Double.isNaN(plain) ? "" : String.format(" (%.2fx plain)", ms / plain),
-          m.parameterBytes() / 1048576.0, m.gradientBytes() / 1048576.0, 4.0 * m.totalParameters() / world / 1048576.0);
+      names.add("bmtrain4j " + variants[v]);
+      models.add(model);
+    }
+    double[][] ms = new double[models.size()][rounds];
+    for (int r = 0; r < rounds; r++) {
+      for (int v = 0; v < models.size(); v++) {
+        ms[v][r] = time(models.get(v), task, perRank);
+      }
+    }
+    double plain = world == 1 ? median(ms[0]) : Double.NaN;
+    for (int v = 0; v < models.size(); v++) {
+      double m = median(ms[v]);
+      String ratio = Double.isNaN(plain) ? "" : String.format(" (%.2fx plain)", m / plain);
+      String memory;
+      if (models.get(v) instanceof ShardedModule) {
+        MemoryReport rep = Bmt.memoryReport(models.get(v));
+        memory = String.format("per-rank parameters %.2f MiB (total/world %.2f MiB)",
+            rep.parameterBytes() / 1048576.0, 4.0 * rep.totalParameters() / world / 1048576.0);
+      } else {
+        memory = String.format("parameters %.2f MiB", 4.0 * c.parameterCount() / 1048576.0);
+      }
+      Bmt.printRank("%-40s %8.1f ms/step%s  rounds %s  %s", names.get(v), m, ratio, Arrays.toString(round1(ms[v])), memory);
     }
     return 0;
   }
 
-  private double time(Gpt model, RepeatedPatternTask task, int batch, Object sharded) {
+  private static double median(double[] xs) {
+    double[] s = xs.clone();
+    Arrays.sort(s);
+    return s[s.length / 2];
+  }
+
+  private static String[] round1(double[] xs) {
+    String[] out = new String[xs.length];
+    for (int i = 0; i < xs.length; i++) {
+      out[i] = String.format("%.0f", xs[i]);
+    }
+    return out;
+  }
+
+  private double time(Gpt model, RepeatedPatternTask task, int batch) {
+    Object sharded = model instanceof ShardedModule ? model : null;
     long total = 0;
     for (int step = 0; step < warmup + steps; step++) {
       Tensor[] b = task.batch(step, Bmt.rank(), batch);

@@ -91,52 +91,56 @@ final class Training {
     }
   }
 
-  /** Every rank's result, in rank order. */
+  /** Every rank's result, in rank order (ranks as threads of this JVM). */
   static List<Result> sharded(Plan plan) {
-    return RanksAsThreads.run(plan.world(), 0, Duration.ofSeconds(60), ctx -> {
-      Net net;
-      synchronized (RanksAsThreads.RNG_LOCK) {
-        torch.manual_seed(0);
-        net = new DistributedNet(plan.dropout(), true);
+    return RanksAsThreads.run(plan.world(), 0, Duration.ofSeconds(60), ctx -> onRank(plan, ctx.rank(), false));
+  }
+
+  /**
+   * Trains the sharded model on this rank (the current context): on its slice of the batch, or
+   * on the whole batch when {@code wholeBatchOnEveryRank} (then every rank computes exactly what
+   * the plain model does, dropout masks included, when each rank has its own generator).
+   */
+  static Result onRank(Plan plan, int rank, boolean wholeBatchOnEveryRank) {
+    Net net;
+    synchronized (RanksAsThreads.RNG_LOCK) {
+      torch.manual_seed(0);
+      net = new DistributedNet(plan.dropout(), true);
+    }
+    Bmt.configureBlocks(net, plan.options());
+    plan.setup().accept(net);
+    int per = wholeBatchOnEveryRank ? BATCH : BATCH / plan.world();
+    int first = wholeBatchOnEveryRank ? 0 : rank * per;
+    int micro = per / plan.microBatches();
+    List<Double> losses = new ArrayList<>();
+    Map<String, float[]> grads = new LinkedHashMap<>();
+    for (int step = 0; step < plan.steps(); step++) {
+      for (ShardedParameter p : Bmt.parameters(net)) {
+        p.zeroGrad();
       }
-      Bmt.configureBlocks(net, plan.options());
-      plan.setup().accept(net);
-      int per = BATCH / plan.world();
-      int micro = per / plan.microBatches();
-      List<Double> losses = new ArrayList<>();
-      Map<String, float[]> grads = new LinkedHashMap<>();
-      for (int step = 0; step < plan.steps(); step++) {
+      double stepLoss = 0;
+      for (int m = 0; m < plan.microBatches(); m++) {
+        int from = first + m * micro;
+        Tensor l;
+        // With ranks as threads, a world of one may draw dropout masks: keep the generator to itself.
+        synchronized (plan.world() == 1 ? RanksAsThreads.RNG_LOCK : new Object()) {
+          l = loss(net.forward(tokens(step, from, micro)), step, from, micro);
+          l.div(new Scalar((double) plan.microBatches())).backward();
+        }
+        stepLoss += Bmt.sumLoss(l) / plan.microBatches();
+      }
+      losses.add(stepLoss);
+      grads.clear();
+      Bmt.gatherGradients(net).forEach((k, v) -> grads.put(k, values(v)));
+      try (NoGradGuard g = new NoGradGuard()) {
         for (ShardedParameter p : Bmt.parameters(net)) {
-          p.zeroGrad();
-        }
-        double stepLoss = 0;
-        for (int m = 0; m < plan.microBatches(); m++) {
-          int from = ctx.rank() * per + m * micro;
-          Tensor l;
-          if (plan.world() == 1) {
-            synchronized (RanksAsThreads.RNG_LOCK) {
-              l = loss(net.forward(tokens(step, from, micro)), step, from, micro);
-              l.div(new Scalar((double) plan.microBatches())).backward();
-            }
-          } else {
-            l = loss(net.forward(tokens(step, from, micro)), step, from, micro);
-            l.div(new Scalar((double) plan.microBatches())).backward();
-          }
-          stepLoss += Bmt.sumLoss(l) / plan.microBatches();
-        }
-        losses.add(stepLoss);
-        grads.clear();
-        Bmt.gatherGradients(net).forEach((k, v) -> grads.put(k, values(v)));
-        try (NoGradGuard g = new NoGradGuard()) {
-          for (ShardedParameter p : Bmt.parameters(net)) {
-            Tensor grad = p.grad();
-            if (grad != null) {
-              p.local().sub_(grad.mul(new Scalar(LR)));
-            }
+          Tensor grad = p.grad();
+          if (grad != null) {
+            p.local().sub_(grad.mul(new Scalar(LR)));
           }
         }
       }
-      return new Result(losses, grads, List.of(net));
-    });
+    }
+    return new Result(losses, grads, List.of(net));
   }
 }
