@@ -3,6 +3,8 @@ package io.bmtrain4j.examples;
 import io.bmtrain4j.Bmt;
 import io.bmtrain4j.InitOptions;
 import io.bmtrain4j.MemoryReport;
+import io.bmtrain4j.ShardedParameter;
+import org.bytedeco.javacpp.PointerScope;
 import io.bmtrain4j.examples.data.RepeatedPatternTask;
 import io.bmtrain4j.examples.gpt.DistributedGpt;
 import io.bmtrain4j.examples.gpt.DistributedTransformerBlock;
@@ -119,24 +121,23 @@ public final class Benchmark implements Callable<Integer> {
     Object sharded = model instanceof ShardedModule ? model : null;
     long total = 0;
     for (int step = 0; step < warmup + steps; step++) {
-      Tensor[] b = task.batch(step, Bmt.rank(), batch);
-      long t0 = System.nanoTime();
-      Tensor loss = torch.cross_entropy_loss(model.forward(b[0]).reshape(-1, task.vocab()), b[1].reshape(-1));
-      loss.backward();
-      if (sharded != null) {
-        Bmt.finishBackward(sharded);
-        for (io.bmtrain4j.zero.ShardedModuleRuntime r : Bmt.runtimeOf(sharded).tree()) {
-          if (r.group() != null) {
-            r.group().zeroShardGrad();
+      try (PointerScope scope = new PointerScope()) {
+        Tensor[] b = task.batch(step, Bmt.rank(), batch);
+        long t0 = System.nanoTime();
+        Tensor loss = torch.cross_entropy_loss(model.forward(b[0]).reshape(-1, task.vocab()), b[1].reshape(-1));
+        loss.backward();
+        if (sharded != null) {
+          Bmt.finishBackward(sharded);
+          for (ShardedParameter p : Bmt.parameters(sharded)) {
+            p.zeroGrad();
           }
+        } else {
+          zeroPlainGrads(model);
         }
-      } else {
-        zeroPlainGrads(model);
+        if (step >= warmup) {
+          total += System.nanoTime() - t0;
+        }
       }
-      if (step >= warmup) {
-        total += System.nanoTime() - t0;
-      }
-      loss.close();
     }
     return total / 1e6 / steps;
   }

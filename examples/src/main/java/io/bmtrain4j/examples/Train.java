@@ -7,6 +7,7 @@ import io.bmtrain4j.examples.gpt.DistributedGpt;
 import io.bmtrain4j.examples.gpt.DistributedTransformerBlock;
 import io.bmtrain4j.examples.gpt.GptConfig;
 import java.util.concurrent.Callable;
+import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch;
 import picocli.CommandLine;
@@ -52,13 +53,16 @@ public final class Train implements Callable<Integer> {
       double first = Double.NaN;
       double last = Double.NaN;
       for (int step = 0; step < steps; step++) {
-        Tensor[] b = task.batch(step, Bmt.rank(), batch);
-        Tensor logits = model.forward(b[0]);
-        Tensor loss = torch.cross_entropy_loss(logits.reshape(-1, task.vocab()), b[1].reshape(-1));
-        optimizer.zeroGrad();
-        loss.backward();
-        optimizer.step();
-        last = Bmt.sumLoss(loss);
+        // Every tensor of the step is freed when its scope closes, not when the GC gets round to it.
+        try (PointerScope scope = new PointerScope()) {
+          Tensor[] b = task.batch(step, Bmt.rank(), batch);
+          Tensor logits = model.forward(b[0]);
+          Tensor loss = torch.cross_entropy_loss(logits.reshape(-1, task.vocab()), b[1].reshape(-1));
+          optimizer.zeroGrad();
+          loss.backward();
+          optimizer.step();
+          last = Bmt.sumLoss(loss);
+        }
         if (step == 0) {
           first = last;
         }

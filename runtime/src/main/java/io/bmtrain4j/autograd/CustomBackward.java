@@ -6,6 +6,7 @@ import java.util.Collections;
 import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Set;
+import io.bmtrain4j.internal.Native;
 import org.bytedeco.pytorch.AutoGradMode;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.TensorBase;
@@ -67,7 +68,7 @@ public final class CustomBackward {
       Tensor device = firstFloating(outputs);
       Tensor anchor = torch.zeros(new long[] {1}, device == null ? new org.bytedeco.pytorch.TensorOptions() : device.options().dtype(new org.bytedeco.pytorch.ScalarTypeOptional(torch.ScalarType.Float)));
       anchor.requires_grad_(true);
-      node.keep(anchor);
+      node.keep(Native.own(anchor));
       node.hook(anchor, node.inputSideHook(-1));
       Tensor zero = anchor.narrow(0, 0, 0).sum();
       for (int i = 0; i < inputs.size(); i++) {
@@ -167,7 +168,7 @@ public final class CustomBackward {
     }
 
     void hook(Tensor t, TensorTensorHook h) {
-      hooks.add(h);
+      hooks.add(Native.own(h));
       t.register_hook(h);
     }
 

@@ -1,8 +1,9 @@
 package io.bmtrain4j.dist;
 
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.List;
+import io.bmtrain4j.internal.Native;
+import org.bytedeco.javacpp.Pointer;
 import org.bytedeco.javacpp.chrono.Milliseconds;
 import org.bytedeco.pytorch.AllreduceOptions;
 import org.bytedeco.pytorch.BroadcastOptions;
@@ -59,51 +60,56 @@ public final class GlooCommunicator implements Communicator {
   @Override
   public CollectiveHandle allGather(Tensor output, Tensor input) {
     Collectives.checkSizes("all-gather", output.numel(), input.numel(), worldSize);
-    return start("all-gather", () -> group._allgather_base(output, input), List.of(output, input), null);
+    // Gloo compares each rank's chunk with the input's shape: hand it flat views.
+    Tensor out = Native.own(output.view(-1));
+    Tensor in = Native.own(input.view(-1));
+    return start("all-gather", () -> group._allgather_base(out, in), List.of(output, input), List.of(out, in), null);
   }
 
   @Override
   public CollectiveHandle reduceScatter(Tensor output, Tensor input, ReduceOperation op) {
     Collectives.checkSizes("reduce-scatter", input.numel(), output.numel(), worldSize);
-    ReduceScatterOptions opts = new ReduceScatterOptions().reduceOp(nativeOp(op));
-    return start("reduce-scatter", () -> group._reduce_scatter_base(output, input, opts),
-        List.of(output, input, opts), averageIfNeeded(op, output));
+    Tensor out = Native.own(output.view(-1));
+    Tensor in = Native.own(input.view(-1));
+    ReduceScatterOptions opts = Native.own(new ReduceScatterOptions()).reduceOp(nativeOp(op));
+    return start("reduce-scatter", () -> group._reduce_scatter_base(out, in, opts),
+        List.of(output, input), List.of(out, in, opts), averageIfNeeded(op, output));
   }
 
   @Override
   public CollectiveHandle allReduce(Tensor tensor, ReduceOperation op) {
-    TensorVector tensors = new TensorVector(tensor);
-    AllreduceOptions opts = new AllreduceOptions().reduceOp(nativeOp(op));
-    return start("all-reduce", () -> group.allreduce(tensors, opts), List.of(tensor, tensors, opts),
+    TensorVector tensors = Native.own(new TensorVector(tensor));
+    AllreduceOptions opts = Native.own(new AllreduceOptions()).reduceOp(nativeOp(op));
+    return start("all-reduce", () -> group.allreduce(tensors, opts), List.of(tensor), List.of(tensors, opts),
         averageIfNeeded(op, tensor));
   }
 
   @Override
   public CollectiveHandle broadcast(Tensor tensor, int root) {
     Collectives.checkPeer("broadcast", root, worldSize);
-    TensorVector tensors = new TensorVector(tensor);
-    BroadcastOptions opts = new BroadcastOptions().rootRank(root);
-    return start("broadcast from rank " + root, () -> group.broadcast(tensors, opts),
-        List.of(tensor, tensors, opts), null);
+    TensorVector tensors = Native.own(new TensorVector(tensor));
+    BroadcastOptions opts = Native.own(new BroadcastOptions()).rootRank(root);
+    return start("broadcast from rank " + root, () -> group.broadcast(tensors, opts), List.of(tensor),
+        List.of(tensors, opts), null);
   }
 
   @Override
   public CollectiveHandle send(Tensor tensor, int peer, int tag) {
     Collectives.checkPeer("send", peer, worldSize);
-    TensorVector tensors = new TensorVector(tensor);
-    return start("send to rank " + peer, () -> group.send(tensors, peer, tag), List.of(tensor, tensors), null);
+    TensorVector tensors = Native.own(new TensorVector(tensor));
+    return start("send to rank " + peer, () -> group.send(tensors, peer, tag), List.of(tensor), List.of(tensors), null);
   }
 
   @Override
   public CollectiveHandle recv(Tensor tensor, int peer, int tag) {
     Collectives.checkPeer("recv", peer, worldSize);
-    TensorVector tensors = new TensorVector(tensor);
-    return start("recv from rank " + peer, () -> group.recv(tensors, peer, tag), List.of(tensor, tensors), null);
+    TensorVector tensors = Native.own(new TensorVector(tensor));
+    return start("recv from rank " + peer, () -> group.recv(tensors, peer, tag), List.of(tensor), List.of(tensors), null);
   }
 
   @Override
   public void barrier() {
-    start("barrier", group::barrier, List.of(), null).await();
+    start("barrier", group::barrier, List.of(), List.of(), null).await();
   }
 
   @Override
@@ -142,19 +148,29 @@ public final class GlooCommunicator implements Communicator {
     Work run();
   }
 
-  private CollectiveHandle start(String what, Launch launch, List<Object> keepAlive, Runnable onDone) {
+  /**
+   * Launches a collective. {@code callerTensors} are kept reachable until it completes;
+   * {@code owned} (views, vectors, options made here) are closed then.
+   */
+  private CollectiveHandle start(String what, Launch launch, List<Tensor> callerTensors, List<Pointer> owned,
+      Runnable onDone) {
     try {
-      return new GlooHandle(what, launch.run(), keepAlive, onDone);
+      return new GlooHandle(what, Native.own(launch.run()), callerTensors, owned, onDone);
     } catch (RuntimeException e) {
+      Native.closeAll(owned);
       throw failure(what, e);
     }
   }
 
   private CollectiveException failure(String what, RuntimeException e) {
+    String cause = firstLine(e);
+    String lower = cause.toLowerCase(java.util.Locale.ROOT);
+    boolean peerTrouble = lower.contains("connection") || lower.contains("closed") || lower.contains("timed out")
+        || lower.contains("timeout") || lower.contains("peer");
     return new CollectiveException(
         what + " failed on rank " + rank + " of " + worldSize + " (gloo, timeout "
-            + timeout.toSeconds() + " s): " + firstLine(e)
-            + ". A peer rank died or stopped answering; check the other ranks' output.", e);
+            + timeout.toSeconds() + " s): " + cause
+            + (peerTrouble ? ". A peer rank died or stopped answering; check the other ranks' output." : ""), e);
   }
 
   static String firstLine(Throwable e) {
@@ -167,14 +183,16 @@ public final class GlooCommunicator implements Communicator {
   private final class GlooHandle implements CollectiveHandle {
     private final String what;
     private Work work;
-    private List<Object> keepAlive;
+    private List<Tensor> callerTensors;
+    private List<Pointer> owned;
     private Runnable onDone;
     private RuntimeException failure;
 
-    GlooHandle(String what, Work work, List<Object> keepAlive, Runnable onDone) {
+    GlooHandle(String what, Work work, List<Tensor> callerTensors, List<Pointer> owned, Runnable onDone) {
       this.what = what;
       this.work = work;
-      this.keepAlive = new ArrayList<>(keepAlive);
+      this.callerTensors = callerTensors;
+      this.owned = owned;
       this.onDone = onDone;
     }
 
@@ -207,7 +225,9 @@ public final class GlooCommunicator implements Communicator {
     private void release() {
       work.close();
       work = null;
-      keepAlive = null;
+      Native.closeAll(owned);
+      owned = null;
+      callerTensors = null;
       onDone = null;
     }
   }

@@ -1,6 +1,8 @@
 package io.bmtrain4j.zero;
 
 import io.bmtrain4j.autograd.CustomBackward;
+import io.bmtrain4j.internal.Native;
+import org.bytedeco.javacpp.PointerScope;
 import java.util.ArrayList;
 import java.util.List;
 import org.bytedeco.pytorch.AutoGradMode;
@@ -52,7 +54,8 @@ final class BlockCall {
     }
     group.beginGradients();
     List<Tensor> gradInputs = new ArrayList<>();
-    try (AutoGradMode grad = new AutoGradMode(true)) {
+    // The recompute's temporaries (activations) die with this scope; what must outlive it is owned.
+    try (PointerScope scope = new PointerScope(); AutoGradMode grad = new AutoGradMode(true)) {
       Object[] leafArgs;
       List<Tensor> outputs;
       if (options.recompute()) {
@@ -91,28 +94,20 @@ final class BlockCall {
         Tensor g = leaf != null && leaf.defined() && leaf.requires_grad() ? leaf.grad() : null;
         if (g != null && g.defined()) {
           // grad() is a view of the leaf's field, and the scope frees the leaf: keep an owned handle.
-          gradInputs.add(new Tensor(g));
+          gradInputs.add(Native.own(new Tensor(g))); // closed by CustomBackward once handed over
         } else {
           gradInputs.add(null);
         }
       }
-      if (options.recompute()) {
-        // The recompute's leaves and outputs hold this block's activations: free them now, not at GC.
-        closeAll(TensorTree.tensorsIn(leafArgs));
-        closeAll(outputs);
+      if (!options.recompute()) {
+        // The kept graph's leaves and outputs were owned since forward: free them now.
+        Native.closeAll(TensorTree.tensorsIn(leafArgs));
+        Native.closeAll(outputs);
       }
     }
     PendingReduction reduction = group.reduceGradients();
     group.release();
     block.reducer().submit(reduction, tape == null || tapeIndex == 0);
     return gradInputs;
-  }
-
-  private static void closeAll(List<Tensor> tensors) {
-    for (Tensor t : tensors) {
-      if (t != null) {
-        t.close();
-      }
-    }
   }
 }

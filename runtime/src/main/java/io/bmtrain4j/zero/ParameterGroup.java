@@ -3,6 +3,7 @@ package io.bmtrain4j.zero;
 import io.bmtrain4j.dist.CollectiveHandle;
 import io.bmtrain4j.dist.Communicator;
 import io.bmtrain4j.dist.ReduceOperation;
+import io.bmtrain4j.internal.Native;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
@@ -118,12 +119,12 @@ public final class ParameterGroup {
       for (Member m : members) {
         flat.narrow(0, m.offset, m.numel).copy_(m.tensor.reshape(-1));
       }
-      this.shard = flat.narrow(0, shardNumel * comm.rank(), shardNumel).clone();
+      this.shard = Native.own(flat.narrow(0, shardNumel * comm.rank(), shardNumel).clone());
       flat.close();
       // [Note: released placeholder] A released parameter is an empty tensor of its dtype (libtorch
       // refuses set_data to another dtype on a tensor that requires grad). Ops with whole tensors
       // then fail on its size 0; ShardedModuleRuntime#explainReleased names the fields.
-      this.released = torch.empty(new long[] {0}, first.options(), new MemoryFormatOptional());
+      this.released = Native.own(torch.empty(new long[] {0}, first.options(), new MemoryFormatOptional()));
     }
     for (Member m : members) {
       m.tensor.set_data(released);
@@ -180,7 +181,7 @@ public final class ParameterGroup {
       return;
     }
     state.checkTransition(GroupState.GATHERING, owner);
-    gathered = torch.empty(new long[] {shardNumel * comm.worldSize()}, shard.options(), new MemoryFormatOptional());
+    gathered = Native.own(torch.empty(new long[] {shardNumel * comm.worldSize()}, shard.options(), new MemoryFormatOptional()));
     gatherHandle = comm.allGather(gathered, shard);
     state = GroupState.GATHERING;
   }
@@ -228,7 +229,7 @@ public final class ParameterGroup {
       throw new IllegalStateException(owner + ": gradients can only be collected while gathered");
     }
     if (gradFlat == null) {
-      gradFlat = torch.zeros(new long[] {shardNumel * comm.worldSize()}, shard.options());
+      gradFlat = Native.own(torch.zeros(new long[] {shardNumel * comm.worldSize()}, shard.options()));
     }
     for (Member m : members) {
       if (m.requiresGrad()) {
@@ -255,7 +256,7 @@ public final class ParameterGroup {
     }
     Tensor flat = gradFlat;
     gradFlat = null;
-    Tensor out = torch.empty(new long[] {shardNumel}, shard.options(), new MemoryFormatOptional());
+    Tensor out = Native.own(torch.empty(new long[] {shardNumel}, shard.options(), new MemoryFormatOptional()));
     CollectiveHandle handle = comm.reduceScatter(out, flat, ReduceOperation.SUM);
     return new PendingReduction(this, handle, flat, out);
   }

@@ -14,7 +14,7 @@ final class RngState implements AutoCloseable {
 
   static RngState capture() {
     Generator g = torch.getDefaultCPUGenerator();
-    return new RngState(g.get_state());
+    return new RngState(io.bmtrain4j.internal.Native.own(g.get_state()));
   }
 
   void restore() {

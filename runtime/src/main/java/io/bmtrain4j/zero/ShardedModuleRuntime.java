@@ -2,6 +2,7 @@ package io.bmtrain4j.zero;
 
 import io.bmtrain4j.autograd.CustomBackward;
 import io.bmtrain4j.dist.DistContext;
+import io.bmtrain4j.internal.Native;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
@@ -307,7 +308,7 @@ public final class ShardedModuleRuntime {
     R result;
     BlockCall call;
     if (options.recompute()) {
-      RngState rng = RngState.capture();
+      RngState rng = RngState.capture(); // owned: used by the backward, closed there
       try (NoGradGuard noGrad = new NoGradGuard()) {
         result = body.call(args);
       }
@@ -316,6 +317,9 @@ public final class ShardedModuleRuntime {
       Object[] leafArgs = TensorTree.detachArgs(args);
       R kept = body.call(leafArgs);
       List<Tensor> keptOutputs = TensorTree.tensorsOut(kept, path());
+      // Both live until this block's backward, which closes them (they may outlive a step's scope).
+      TensorTree.tensorsIn(leafArgs).forEach(Native::own);
+      keptOutputs.forEach(Native::own);
       List<Tensor> values = new ArrayList<>();
       for (Tensor t : keptOutputs) {
         values.add(t.detach());

@@ -96,6 +96,18 @@ class GlooCommunicatorTest {
   }
 
   @Test
+  void aPeerThatNeverArrivesFailsTheRendezvousWithinTheTimeout() {
+    Map<String, String> env = Map.of("RANK", "0", "WORLD_SIZE", "2", "MASTER_ADDR", "127.0.0.1",
+        "MASTER_PORT", String.valueOf(RanksAsThreads.freePort()));
+    long t0 = System.nanoTime();
+    CollectiveException e = assertThrows(CollectiveException.class, () -> Bmt.initDistributed(
+        InitOptions.builder().environment(env).timeout(Duration.ofSeconds(2)).build()));
+    double seconds = (System.nanoTime() - t0) / 1e9;
+    assertTrue(e.getMessage().contains("rank 0 of 2 could not connect"), e.getMessage());
+    assertTrue(seconds < 10, "took " + seconds + " s");
+  }
+
+  @Test
   void anUnreachableMasterNamesTheVariables() {
     Map<String, String> env = Map.of("RANK", "1", "WORLD_SIZE", "2", "MASTER_ADDR", "127.0.0.1",
         "MASTER_PORT", String.valueOf(RanksAsThreads.freePort()));

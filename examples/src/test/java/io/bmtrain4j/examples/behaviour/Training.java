@@ -12,6 +12,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.function.Consumer;
+import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.NoGradGuard;
 import org.bytedeco.pytorch.Scalar;
 import org.bytedeco.pytorch.Tensor;
@@ -115,6 +116,16 @@ final class Training {
     List<Double> losses = new ArrayList<>();
     Map<String, float[]> grads = new LinkedHashMap<>();
     for (int step = 0; step < plan.steps(); step++) {
+      try (PointerScope scope = new PointerScope()) {
+        shardedStep(plan, net, step, first, micro, losses, grads);
+      }
+    }
+    return new Result(losses, grads, List.of(net));
+  }
+
+  private static void shardedStep(Plan plan, Net net, int step, int first, int micro, List<Double> losses,
+      Map<String, float[]> grads) {
+    {
       for (ShardedParameter p : Bmt.parameters(net)) {
         p.zeroGrad();
       }
@@ -141,6 +152,5 @@ final class Training {
         }
       }
     }
-    return new Result(losses, grads, List.of(net));
   }
 }
