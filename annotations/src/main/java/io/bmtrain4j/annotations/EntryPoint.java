@@ -12,7 +12,9 @@ import java.lang.annotation.Target;
  * that the parameters are gathered while it runs, exactly as around {@code forward}.
  *
  * <p>Rules the processor enforces: the method is non-private, non-static and non-final, in a class
- * with {@link Distributed} fields.
+ * with annotated fields ({@link Distributed}, {@link Checkpoint} or {@link BlockList}). The
+ * generated override gathers this class's own parameters; blocks it holds gather theirs when
+ * their own {@code forward} runs.
  */
 @Documented
 @Retention(RetentionPolicy.CLASS)

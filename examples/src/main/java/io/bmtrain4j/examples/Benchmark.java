@@ -58,6 +58,9 @@ public final class Benchmark implements Callable<Integer> {
   @Override
   public Integer call() {
     Bmt.initDistributed(InitOptions.builder().seed(0).build());
+    if (threads > 0) {
+      torch.set_num_threads(threads);
+    }
     int world = Bmt.worldSize();
     int perRank = globalBatch / world;
     GptConfig c = new GptConfig(256, seq, dModel, Math.max(1, dModel / 64), layers, 4 * dModel, 0.0);
@@ -92,11 +95,13 @@ public final class Benchmark implements Callable<Integer> {
       String ratio = Double.isNaN(plain) ? "" : String.format(" (%.2fx plain)", m / plain);
       String memory;
       if (models.get(v) instanceof ShardedModule) {
-        MemoryReport rep = Bmt.memoryReport(models.get(v));
-        memory = String.format("per-rank parameters %.2f MiB (total/world %.2f MiB)",
-            rep.parameterBytes() / 1048576.0, 4.0 * rep.totalParameters() / world / 1048576.0);
+        MemoryReport rep = afterBackward.get(models.get(v));
+        memory = String.format("per rank: parameters %.2f MiB (total/world %.2f MiB), gradients %.2f MiB",
+            rep.parameterBytes() / 1048576.0, 4.0 * rep.totalParameters() / world / 1048576.0,
+            rep.gradientBytes() / 1048576.0);
       } else {
-        memory = String.format("parameters %.2f MiB", 4.0 * c.parameterCount() / 1048576.0);
+        memory = String.format("parameters %.2f MiB, gradients %.2f MiB", 4.0 * c.parameterCount() / 1048576.0,
+            4.0 * c.parameterCount() / 1048576.0);
       }
       Bmt.printRank("%-40s %8.1f ms/step%s  rounds %s  %s", names.get(v), m, ratio, Arrays.toString(round1(ms[v])), memory);
     }
@@ -117,6 +122,12 @@ public final class Benchmark implements Callable<Integer> {
     return out;
   }
 
+  /** Each sharded model's memory right after its last timed backward (gradients reduced, not yet dropped). */
+  private final java.util.Map<Gpt, MemoryReport> afterBackward = new java.util.IdentityHashMap<>();
+
+  @Option(names = "--threads", description = "libtorch threads per rank (default: libtorch's choice)")
+  int threads = 0;
+
   private double time(Gpt model, RepeatedPatternTask task, int batch) {
     Object sharded = model instanceof ShardedModule ? model : null;
     long total = 0;
@@ -128,6 +139,9 @@ public final class Benchmark implements Callable<Integer> {
         loss.backward();
         if (sharded != null) {
           Bmt.finishBackward(sharded);
+          if (step == warmup + steps - 1) {
+            afterBackward.put(model, Bmt.memoryReport(sharded));
+          }
           for (ShardedParameter p : Bmt.parameters(sharded)) {
             p.zeroGrad();
           }

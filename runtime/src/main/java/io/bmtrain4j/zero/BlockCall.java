@@ -49,7 +49,8 @@ final class BlockCall {
     BlockOptions options = block.options();
     group.gather();
     BlockCall previous = tape == null ? null : tape.get(tapeIndex - 1);
-    if (previous != null && options.prefetch() && previous.block.options().zeroLevel() == 3) {
+    if (previous != null && options.prefetch() && block.context().worldSize() > 1
+        && previous.block.options().zeroLevel() == 3) {
       previous.block.group().prefetch();
     }
     group.beginGradients();

@@ -272,11 +272,17 @@ public final class ParameterGroup {
     }
   }
 
-  /** Drops the shard gradient (the optimizer's zero_grad). */
+  /**
+   * Drops the shard gradient (the optimizer's zero_grad), and zeroes gradients collected in the
+   * flat buffer but not yet reduced, so nothing from before reaches the next reduction.
+   */
   public void zeroShardGrad() {
     if (shardGrad != null) {
       shardGrad.close();
       shardGrad = null;
+    }
+    if (gradFlat != null) {
+      gradFlat.zero_();
     }
   }
 

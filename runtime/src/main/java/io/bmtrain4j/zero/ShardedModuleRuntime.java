@@ -335,7 +335,8 @@ public final class ShardedModuleRuntime {
   }
 
   private void prefetchNext() {
-    if (list != null && options.prefetch() && listIndex + 1 < list.size()) {
+    // A world of one has nothing in flight to overlap: prefetching would only hold memory longer.
+    if (list != null && options.prefetch() && context.worldSize() > 1 && listIndex + 1 < list.size()) {
       ShardedModuleRuntime next = list.get(listIndex + 1);
       if (next.group != null) {
         next.group.prefetch();
