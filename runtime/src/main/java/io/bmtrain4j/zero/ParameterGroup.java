@@ -181,8 +181,15 @@ public final class ParameterGroup {
       return;
     }
     state.checkTransition(GroupState.GATHERING, owner);
-    gathered = Native.own(torch.empty(new long[] {shardNumel * comm.worldSize()}, shard.options(), new MemoryFormatOptional()));
-    gatherHandle = comm.allGather(gathered, shard);
+    if (comm.worldSize() == 1) {
+      // [Note: world of one] The shard is the whole buffer: gather and reduce-scatter are the
+      // identity, so the parameters view the shard itself and no copy is made.
+      gathered = shard;
+      gatherHandle = CollectiveHandle.completed();
+    } else {
+      gathered = Native.own(torch.empty(new long[] {shardNumel * comm.worldSize()}, shard.options(), new MemoryFormatOptional()));
+      gatherHandle = comm.allGather(gathered, shard);
+    }
     state = GroupState.GATHERING;
   }
 
@@ -215,7 +222,9 @@ public final class ParameterGroup {
     for (Member m : members) {
       m.tensor.set_data(released);
     }
-    gathered.close();
+    if (gathered != shard) {
+      gathered.close();
+    }
     gathered = null;
     state = GroupState.SHARDED;
   }
@@ -256,6 +265,9 @@ public final class ParameterGroup {
     }
     Tensor flat = gradFlat;
     gradFlat = null;
+    if (comm.worldSize() == 1) {
+      return new PendingReduction(this, CollectiveHandle.completed(), null, flat); // see [Note: world of one]
+    }
     Tensor out = Native.own(torch.empty(new long[] {shardNumel}, shard.options(), new MemoryFormatOptional()));
     CollectiveHandle handle = comm.reduceScatter(out, flat, ReduceOperation.SUM);
     return new PendingReduction(this, handle, flat, out);
@@ -263,7 +275,9 @@ public final class ParameterGroup {
 
   /** Called by {@link PendingReduction#complete()}: averages over ranks, as BMTrain does. */
   void accumulateShardGrad(Tensor reduced) {
-    reduced.div_(new Scalar((double) comm.worldSize()));
+    if (comm.worldSize() > 1) {
+      reduced.div_(new Scalar((double) comm.worldSize()));
+    }
     if (shardGrad == null) {
       shardGrad = reduced;
     } else {
@@ -290,7 +304,7 @@ public final class ParameterGroup {
   public long[] memoryBytes() {
     long elem = shard.element_size();
     long grads = (shardGrad == null ? 0 : shardNumel) + (gradFlat == null ? 0 : gradFlat.numel());
-    long gath = gathered == null ? 0 : gathered.numel();
+    long gath = gathered == null || gathered == shard ? 0 : gathered.numel();
     return new long[] {shardNumel * elem, grads * elem, gath * elem};
   }
 }

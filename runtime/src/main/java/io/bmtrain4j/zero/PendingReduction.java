@@ -24,8 +24,10 @@ public final class PendingReduction {
     }
     handle.await();
     handle = null;
-    input.close();
-    input = null;
+    if (input != null) {
+      input.close();
+      input = null;
+    }
     group.accumulateShardGrad(output);
     output = null;
   }
