@@ -38,6 +38,7 @@ public final class ShardedModuleRuntime {
   private List<ShardedModuleRuntime> list;
   private int listIndex = -1;
   private boolean awaitingGradients;
+  private int activeCalls;
   private long recomputes;
 
   /** A block field of this module: a single block or a list; {@code index} -1 for a single one. */
@@ -284,10 +285,13 @@ public final class ShardedModuleRuntime {
       group.beginGradients();
       awaitingGradients = true;
     }
+    activeCalls++;
     try {
       return body.call(args);
     } finally {
-      if (!awaitingGradients) {
+      // A nested call (forward calling an @EntryPoint of the same module) must not release
+      // what the outer call still uses.
+      if (--activeCalls == 0 && !awaitingGradients) {
         group.release();
       }
     }

@@ -47,8 +47,16 @@ public class Net {
       }
     }
     Tensor[] h = heads.forward(x);
-    Tensor logits = h[0].add(firstHidden.mul(new Scalar(0.5))).matmul(embed.t());
+    // A nested call of an entry point of this same module, before the root's parameters are used again.
+    Tensor side = tiedHead(firstHidden.mul(new Scalar(0.5)));
+    Tensor logits = h[0].matmul(embed.t()).add(side);
     return logits.add(h[1].unsqueeze(-1).mul(new Scalar(0.1)));
+  }
+
+  /** The output projection tied to the embedding. */
+  @io.bmtrain4j.annotations.EntryPoint
+  public Tensor tiedHead(Tensor hidden) {
+    return hidden.matmul(embed.t());
   }
 
   /** Reads a block's parameter from outside the block: a user error the runtime must explain. */
