@@ -83,10 +83,12 @@ public final class ShardedModuleRuntime {
         throw new IllegalStateException(
             className + "." + field + " is null when the sharded class is constructed: assign it in the constructor");
       }
-      StringTensorDict params = value.named_parameters(true);
-      for (long i = 0; i < params.size(); i++) {
-        names.add(field + "." + params.get(i).key().getString());
-        tensors.add(params.get(i).value());
+      try (StringTensorDict params = value.named_parameters(true)) {
+        for (long i = 0; i < params.size(); i++) {
+          names.add(field + "." + params.get(i).key().getString());
+          // value() points into the dict, which dies here: take our own handle on the same tensor.
+          tensors.add(Native.own(new Tensor(params.get(i).value())));
+        }
       }
       return this;
     }

@@ -31,7 +31,7 @@ final class TensorTree {
     } else if (a instanceof TensorVector) {
       TensorVector v = (TensorVector) a;
       for (long i = 0; i < v.size(); i++) {
-        out.add(v.get(i));
+        out.add(new Tensor(v.get(i))); // get() points into the vector: hold the tensor itself
       }
     } else if (a instanceof List<?>) {
       for (Object o : (List<?>) a) {
