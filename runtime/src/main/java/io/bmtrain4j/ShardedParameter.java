@@ -46,6 +46,11 @@ public final class ShardedParameter {
     return member.requiresGrad();
   }
 
+  /** The block's parameter group this parameter lives in (its shard and shard gradient). */
+  public ParameterGroup group() {
+    return group;
+  }
+
   /** Where this rank's slice starts inside the flattened parameter. */
   public long offsetInParameter() {
     return offsetInParameter;

@@ -50,7 +50,9 @@ public class Net {
     // A nested call of an entry point of this same module, before the root's parameters are used again.
     Tensor side = tiedHead(firstHidden.mul(new Scalar(0.5)));
     Tensor logits = h[0].matmul(embed.t()).add(side);
-    return logits.add(h[1].unsqueeze(-1).mul(new Scalar(0.1)));
+    // The second output must vary across the vocabulary (a constant shift per position would
+    // vanish in the softmax and leave heads.v with a zero gradient).
+    return logits.add(h[1].unsqueeze(-1).mul(embed.narrow(1, 0, 1).t()).mul(new Scalar(0.1)));
   }
 
   /** The output projection tied to the embedding. */

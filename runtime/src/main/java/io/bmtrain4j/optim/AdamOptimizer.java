@@ -1,0 +1,196 @@
+package io.bmtrain4j.optim;
+
+import io.bmtrain4j.ShardedParameter;
+import io.bmtrain4j.internal.Native;
+import java.util.ArrayList;
+import java.util.IdentityHashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.bytedeco.pytorch.Device;
+import org.bytedeco.pytorch.DeviceOptional;
+import org.bytedeco.pytorch.NoGradGuard;
+import org.bytedeco.pytorch.ScalarTypeOptional;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.TensorOptions;
+import org.bytedeco.pytorch.global.torch;
+
+/**
+ * Adam with decoupled weight decay over this rank's slices, on libtorch's fused multi-tensor
+ * kernel. fp32 parameters are updated in place; fp16/bf16 parameters get fp32 master weights kept
+ * here, updated, then copied back (rounded) into the parameter.
+ */
+public class AdamOptimizer extends ShardedOptimizer {
+  private final AdamOptions options;
+  private final boolean offload;
+  private final Map<ShardedParameter, State> states = new IdentityHashMap<>();
+
+  /** Per-parameter state: the fp32 weights the kernel updates, its moments and step. */
+  static final class State {
+    final Tensor master; // the parameter slice itself (fp32, not offloaded) or an fp32 copy
+    final boolean separateMaster;
+    final Tensor expAvg;
+    final Tensor expAvgSq;
+    final Tensor step;
+    final Tensor gradBuffer; // offload only: where the gradient is copied to
+
+    State(Tensor master, boolean separateMaster, Tensor expAvg, Tensor expAvgSq, Tensor step, Tensor gradBuffer) {
+      this.master = master;
+      this.separateMaster = separateMaster;
+      this.expAvg = expAvg;
+      this.expAvgSq = expAvgSq;
+      this.step = step;
+      this.gradBuffer = gradBuffer;
+    }
+  }
+
+  /** One group: every parameter with the options' weight decay. */
+  public AdamOptimizer(List<ShardedParameter> parameters, AdamOptions options) {
+    this(List.of(ParamGroup.of(parameters, options.weightDecay())), options, false);
+  }
+
+  /** Groups with their own lr scale and weight decay (BMTrain's grouped_parameters). */
+  public AdamOptimizer(AdamOptions options, ParamGroup... groups) {
+    this(List.of(groups), options, false);
+  }
+
+  protected AdamOptimizer(List<ParamGroup> groups, AdamOptions options, boolean offload) {
+    super(groups, options.lr());
+    this.options = options;
+    this.offload = offload;
+    try (NoGradGuard g = new NoGradGuard()) {
+      for (ShardedParameter p : parameters()) {
+        states.put(p, newState(p));
+      }
+    }
+  }
+
+  public AdamOptions options() {
+    return options;
+  }
+
+  private State newState(ShardedParameter p) {
+    Tensor local = p.local();
+    boolean fp32 = local.scalar_type().value == torch.ScalarType.Float.value;
+    TensorOptions host = hostOptions(local);
+    boolean separate = offload || !fp32;
+    Tensor master = separate ? Native.own(local.to(host, false, true, new org.bytedeco.pytorch.MemoryFormatOptional())) : local;
+    Tensor expAvg = Native.own(torch.zeros(new long[] {local.numel()}, host));
+    Tensor expAvgSq = Native.own(torch.zeros(new long[] {local.numel()}, host));
+    Tensor step = Native.own(torch.zeros(new long[] {}, host));
+    Tensor gradBuffer = offload ? Native.own(torch.zeros(new long[] {local.numel()}, host)) : null;
+    return new State(master, separate, expAvg, expAvgSq, step, gradBuffer);
+  }
+
+  /** fp32 on the parameter's device, or on the host (pinned when the parameter is on a GPU) when offloading. */
+  private TensorOptions hostOptions(Tensor like) {
+    TensorOptions o = new TensorOptions().dtype(new ScalarTypeOptional(torch.ScalarType.Float));
+    if (offload) {
+      o = o.device(new DeviceOptional(new Device("cpu")));
+      if (like.is_cuda()) {
+        o = o.pinned_memory(new org.bytedeco.pytorch.BoolOptional(true));
+      }
+    } else {
+      o = o.device(new DeviceOptional(like.device()));
+    }
+    return o;
+  }
+
+  @Override
+  public void step(double gradScale) {
+    steps++;
+    double baseLr = steps <= options.holdSteps() ? 0.0 : learningRate();
+    try (NoGradGuard g = new NoGradGuard()) {
+      for (ParamGroup group : groups) {
+        List<Tensor> params = new ArrayList<>();
+        List<Tensor> grads = new ArrayList<>();
+        List<Tensor> expAvgs = new ArrayList<>();
+        List<Tensor> expAvgSqs = new ArrayList<>();
+        List<Tensor> stepCounts = new ArrayList<>();
+        List<ShardedParameter> updated = new ArrayList<>();
+        for (ShardedParameter p : group.parameters()) {
+          Tensor grad = p.requiresGrad() ? p.grad() : null;
+          if (grad == null || grad.numel() == 0) {
+            continue;
+          }
+          State s = states.get(p);
+          Tensor g32;
+          if (offload) {
+            s.gradBuffer.copy_(grad); // device -> host, fp32
+            g32 = s.gradBuffer;
+          } else {
+            g32 = grad.scalar_type().value == torch.ScalarType.Float.value ? grad : grad.to(torch.ScalarType.Float);
+          }
+          if (gradScale != 1.0) {
+            g32 = g32.div(new org.bytedeco.pytorch.Scalar(gradScale));
+          }
+          s.step.add_(new org.bytedeco.pytorch.Scalar(1.0));
+          params.add(s.master);
+          grads.add(g32);
+          expAvgs.add(s.expAvg);
+          expAvgSqs.add(s.expAvgSq);
+          stepCounts.add(s.step);
+          updated.add(p);
+        }
+        FusedAdamW.step(params, grads, expAvgs, expAvgSqs, stepCounts, baseLr * group.lrScale(),
+            options.beta1(), options.beta2(), group.weightDecay(), options.eps());
+        for (ShardedParameter p : updated) {
+          State s = states.get(p);
+          if (s.separateMaster) {
+            p.local().copy_(s.master); // rounds to the parameter's dtype; host -> device when offloading
+          }
+        }
+      }
+    }
+  }
+
+  @Override
+  public Map<String, Tensor> stateDict() {
+    Map<String, Tensor> out = new LinkedHashMap<>();
+    out.put("steps", torch.tensor(new long[] {steps}).reshape(new long[] {}));
+    for (ShardedParameter p : parameters()) {
+      State s = states.get(p);
+      out.put(p.name() + ".step", s.step);
+      out.put(p.name() + ".exp_avg", s.expAvg);
+      out.put(p.name() + ".exp_avg_sq", s.expAvgSq);
+      if (s.separateMaster) {
+        out.put(p.name() + ".master", s.master);
+      }
+    }
+    return out;
+  }
+
+  @Override
+  public void loadStateDict(Map<String, Tensor> state) {
+    steps = StateDicts.require(state, "steps", new long[] {}).item().toLong();
+    try (NoGradGuard g = new NoGradGuard()) {
+      for (ShardedParameter p : parameters()) {
+        State s = states.get(p);
+        long n = s.expAvg.numel();
+        s.step.copy_(StateDicts.require(state, p.name() + ".step", new long[] {}));
+        s.expAvg.copy_(StateDicts.require(state, p.name() + ".exp_avg", new long[] {n}));
+        s.expAvgSq.copy_(StateDicts.require(state, p.name() + ".exp_avg_sq", new long[] {n}));
+        if (s.separateMaster) {
+          s.master.copy_(StateDicts.require(state, p.name() + ".master", new long[] {n}));
+          p.local().copy_(s.master);
+        }
+      }
+    }
+  }
+
+  @Override
+  public void close() {
+    for (State s : states.values()) {
+      if (s.separateMaster) {
+        s.master.close();
+      }
+      s.expAvg.close();
+      s.expAvgSq.close();
+      s.step.close();
+      if (s.gradBuffer != null) {
+        s.gradBuffer.close();
+      }
+    }
+    states.clear();
+  }
+}

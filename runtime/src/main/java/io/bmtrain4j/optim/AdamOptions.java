@@ -1,0 +1,54 @@
+package io.bmtrain4j.optim;
+
+/** Adam hyper-parameters. Weight decay is decoupled (AdamW); {@code holdSteps} keeps lr at 0 for the first steps. */
+public record AdamOptions(double lr, double beta1, double beta2, double eps, double weightDecay, int holdSteps) {
+  public AdamOptions {
+    if (lr < 0 || beta1 < 0 || beta1 >= 1 || beta2 < 0 || beta2 >= 1 || eps <= 0 || weightDecay < 0 || holdSteps < 0) {
+      throw new IllegalArgumentException("invalid Adam options " + this);
+    }
+  }
+
+  public static Builder builder() {
+    return new Builder();
+  }
+
+  /** Builder with PyTorch's defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8, no weight decay. */
+  public static final class Builder {
+    private double lr = 1e-3;
+    private double beta1 = 0.9;
+    private double beta2 = 0.999;
+    private double eps = 1e-8;
+    private double weightDecay = 0;
+    private int holdSteps = 0;
+
+    public Builder lr(double v) {
+      lr = v;
+      return this;
+    }
+
+    public Builder betas(double b1, double b2) {
+      beta1 = b1;
+      beta2 = b2;
+      return this;
+    }
+
+    public Builder eps(double v) {
+      eps = v;
+      return this;
+    }
+
+    public Builder weightDecay(double v) {
+      weightDecay = v;
+      return this;
+    }
+
+    public Builder holdSteps(int v) {
+      holdSteps = v;
+      return this;
+    }
+
+    public AdamOptions build() {
+      return new AdamOptions(lr, beta1, beta2, eps, weightDecay, holdSteps);
+    }
+  }
+}

@@ -1,0 +1,83 @@
+package io.bmtrain4j.optim;
+
+import io.bmtrain4j.ShardedParameter;
+import java.util.ArrayList;
+import java.util.IdentityHashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.bytedeco.pytorch.Tensor;
+
+/**
+ * An optimizer over this rank's parameter slices ({@link ShardedParameter}): each rank updates
+ * only what it owns, with gradients already averaged over ranks. Subclasses implement the update;
+ * this class holds the groups, the learning rate the scheduler sets, and the step count.
+ */
+public abstract class ShardedOptimizer implements AutoCloseable {
+  protected final List<ParamGroup> groups;
+  private double lr;
+  protected long steps;
+
+  protected ShardedOptimizer(List<ParamGroup> groups, double lr) {
+    this.groups = List.copyOf(groups);
+    this.lr = lr;
+    Map<ShardedParameter, Boolean> seen = new IdentityHashMap<>();
+    Map<String, Boolean> names = new LinkedHashMap<>();
+    for (ParamGroup g : groups) {
+      for (ShardedParameter p : g.parameters()) {
+        if (seen.put(p, true) != null || names.put(p.name(), true) != null) {
+          throw new IllegalArgumentException("parameter " + p.name()
+              + " appears twice in this optimizer's groups: give each parameter to one group");
+        }
+      }
+    }
+  }
+
+  /** Every parameter of every group. */
+  public List<ShardedParameter> parameters() {
+    List<ShardedParameter> out = new ArrayList<>();
+    for (ParamGroup g : groups) {
+      out.addAll(g.parameters());
+    }
+    return out;
+  }
+
+  public List<ParamGroup> groups() {
+    return groups;
+  }
+
+  /** The base learning rate (each group multiplies it by its lrScale); schedulers set it. */
+  public double learningRate() {
+    return lr;
+  }
+
+  public void setLearningRate(double lr) {
+    this.lr = lr;
+  }
+
+  public long steps() {
+    return steps;
+  }
+
+  /** Drops every gradient (no communication). */
+  public void zeroGrad() {
+    for (ShardedParameter p : parameters()) {
+      p.zeroGrad();
+    }
+  }
+
+  /**
+   * One update from the current gradients divided by {@code gradScale} (the loss scale; 1 when
+   * none). Gradients must be final: {@code OptimManager} completes the reductions first.
+   */
+  public abstract void step(double gradScale);
+
+  /** Optimizer state by key: step counts, moments, master weights; values are tensors (scalars 0-dim). */
+  public abstract Map<String, Tensor> stateDict();
+
+  /** Restores {@link #stateDict()}; fails naming the key on a missing key or a shape mismatch. */
+  public abstract void loadStateDict(Map<String, Tensor> state);
+
+  @Override
+  public void close() {}
+}

@@ -1,0 +1,23 @@
+package io.bmtrain4j.optim.lr;
+
+import io.bmtrain4j.optim.ShardedOptimizer;
+
+/** Warmup, then linear decay to 0 at {@code endIter} (and 0 after). */
+public final class Linear extends LrScheduler {
+  public Linear(ShardedOptimizer optimizer, double startLr, int warmupIter, int endIter) {
+    super(optimizer, startLr, warmupIter, endIter);
+  }
+
+  @Override
+  public String name() {
+    return "linear";
+  }
+
+  @Override
+  protected double decay(int n) {
+    if (endIter == warmupIter) {
+      return n <= endIter ? startLr : 0;
+    }
+    return startLr * Math.max(0.0, (endIter - n) / (double) (endIter - warmupIter));
+  }
+}

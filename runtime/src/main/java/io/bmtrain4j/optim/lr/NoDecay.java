@@ -1,0 +1,20 @@
+package io.bmtrain4j.optim.lr;
+
+import io.bmtrain4j.optim.ShardedOptimizer;
+
+/** Warmup, then {@code startLr}. */
+public final class NoDecay extends LrScheduler {
+  public NoDecay(ShardedOptimizer optimizer, double startLr, int warmupIter, int endIter) {
+    super(optimizer, startLr, warmupIter, endIter);
+  }
+
+  @Override
+  public String name() {
+    return "noDecay";
+  }
+
+  @Override
+  protected double decay(int n) {
+    return startLr;
+  }
+}

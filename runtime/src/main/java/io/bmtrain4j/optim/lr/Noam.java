@@ -1,0 +1,20 @@
+package io.bmtrain4j.optim.lr;
+
+import io.bmtrain4j.optim.ShardedOptimizer;
+
+/** Warmup, then inverse square root: {@code startLr * sqrt(warmupIter / n)} (the Transformer paper's schedule). */
+public final class Noam extends LrScheduler {
+  public Noam(ShardedOptimizer optimizer, double startLr, int warmupIter, int endIter) {
+    super(optimizer, startLr, warmupIter, endIter);
+  }
+
+  @Override
+  public String name() {
+    return "noam";
+  }
+
+  @Override
+  protected double decay(int n) {
+    return n == 0 ? startLr : startLr * Math.sqrt(Math.max(1, warmupIter) / (double) n);
+  }
+}
