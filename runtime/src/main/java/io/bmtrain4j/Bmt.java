@@ -243,6 +243,43 @@ public final class Bmt {
     return out;
   }
 
+  /**
+   * This rank's shards of {@code model} (one flat tensor per block, keyed by the block's path), and
+   * the world size and rank they belong to: with the optimizer manager's state dict, what an exact
+   * resume at the same world size needs. (Resharding to another world size is the checkpoint
+   * issue's.)
+   */
+  public static Map<String, Tensor> shardStateDict(Object model) {
+    Map<String, Tensor> out = new LinkedHashMap<>();
+    out.put("[world_size]", torch.tensor(new long[] {worldSize()}).reshape(new long[] {}));
+    out.put("[rank]", torch.tensor(new long[] {rank()}).reshape(new long[] {}));
+    for (ShardedModuleRuntime r : runtimeOf(model).tree()) {
+      if (r.group() != null) {
+        out.put(r.keyPrefix() + "[shard]", r.group().shard());
+      }
+    }
+    return out;
+  }
+
+  /** Loads {@link #shardStateDict} saved by the same rank of a job of the same world size. */
+  public static void loadShardStateDict(Object model, Map<String, Tensor> state) {
+    long world = io.bmtrain4j.optim.StateDicts.require(state, "[world_size]", new long[] {}).item().toLong();
+    long savedRank = io.bmtrain4j.optim.StateDicts.require(state, "[rank]", new long[] {}).item().toLong();
+    if (world != worldSize() || savedRank != rank()) {
+      throw new IllegalArgumentException("these shards were saved by rank " + savedRank + " of " + world
+          + ", but this is rank " + rank() + " of " + worldSize() + ": load each rank's own file at the same world size");
+    }
+    try (NoGradGuard g = new NoGradGuard()) {
+      for (ShardedModuleRuntime r : runtimeOf(model).tree()) {
+        if (r.group() != null) {
+          Tensor saved = io.bmtrain4j.optim.StateDicts.require(state, r.keyPrefix() + "[shard]",
+              new long[] {r.group().shardNumel()});
+          r.group().shard().copy_(saved);
+        }
+      }
+    }
+  }
+
   /** What this rank holds for {@code model} now. */
   public static MemoryReport memoryReport(Object model) {
     long params = 0;

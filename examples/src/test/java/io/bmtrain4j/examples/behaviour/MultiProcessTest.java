@@ -21,14 +21,21 @@ class MultiProcessTest {
 
   /** Starts {@code world} JVMs running {@link ParityWorker} {@code mode}; returns exit codes and outputs. */
   private List<Object[]> launch(int world, String mode, long timeoutSeconds) throws IOException, InterruptedException {
+    return launch(world, List.of(mode), timeoutSeconds);
+  }
+
+  private List<Object[]> launch(int world, List<String> modeAndArgs, long timeoutSeconds) throws IOException, InterruptedException {
+    String mode = String.join("-", modeAndArgs.subList(0, Math.min(2, modeAndArgs.size())));
     int port = RanksAsThreads.freePort();
     String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
     List<Process> procs = new ArrayList<>();
     List<Path> outs = new ArrayList<>();
     for (int rank = 0; rank < world; rank++) {
       Path out = logs.resolve(mode + "-rank" + rank + ".log");
-      ProcessBuilder pb = new ProcessBuilder(java, "-cp", System.getProperty("java.class.path"),
-          ParityWorker.class.getName(), mode);
+      List<String> command = new ArrayList<>(List.of(java, "-cp", System.getProperty("java.class.path"),
+          ParityWorker.class.getName()));
+      command.addAll(modeAndArgs);
+      ProcessBuilder pb = new ProcessBuilder(command);
       Map<String, String> env = pb.environment();
       env.put("RANK", String.valueOf(rank));
       env.put("WORLD_SIZE", String.valueOf(world));
@@ -66,6 +73,20 @@ class MultiProcessTest {
     for (Object[] r : launch(2, "dropout", 120)) {
       assertEquals(0, r[0], (String) r[1]);
     }
+  }
+
+  @Test
+  void resumingInAFreshProcessContinuesBitForBit() throws Exception {
+    String dir = logs.toString();
+    for (String phase : List.of("full", "first", "second")) {
+      for (Object[] r : launch(2, List.of("resume", phase, dir), 120)) {
+        assertEquals(0, r[0], phase + ":\n" + r[1]);
+      }
+    }
+    Map<String, org.bytedeco.pytorch.Tensor> full = io.bmtrain4j.optim.StateDicts.load(logs.resolve("full.params"));
+    Map<String, org.bytedeco.pytorch.Tensor> resumed = io.bmtrain4j.optim.StateDicts.load(logs.resolve("second.params"));
+    assertEquals(full.keySet(), resumed.keySet());
+    full.forEach((k, v) -> assertTrue(org.bytedeco.pytorch.global.torch.equal(v, resumed.get(k)), "parameter " + k + " differs after resume"));
   }
 
   @Test

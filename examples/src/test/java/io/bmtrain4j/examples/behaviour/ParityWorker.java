@@ -37,6 +37,10 @@ public final class ParityWorker {
           check(Training.plain(whole), List.of(Training.onRank(plan, ctx.rank(), true)));
           break;
         }
+        case "resume": {
+          ResumeRun.run(args[1], java.nio.file.Path.of(args[2]), ctx);
+          break;
+        }
         case "die": {
           torch.manual_seed(0);
           Net net = new DistributedNet(0, true);
