@@ -15,9 +15,14 @@ public class Mlp {
   int calls;
 
   public Mlp(int d, int h, double dropout) {
-    w1 = torch.randn(d, h).mul(new Scalar(0.3)).requires_grad_(true);
-    b1 = torch.randn(h).mul(new Scalar(0.1)).requires_grad_(true);
-    w2 = torch.randn(h, d).mul(new Scalar(0.3)).requires_grad_(true);
+    this(d, h, dropout, torch.ScalarType.Float);
+  }
+
+  /** Parameters drawn in fp32 (the same values for every dtype), then stored as {@code dtype}. */
+  public Mlp(int d, int h, double dropout, torch.ScalarType dtype) {
+    w1 = torch.randn(d, h).mul(new Scalar(0.3)).to(dtype).requires_grad_(true);
+    b1 = torch.randn(h).mul(new Scalar(0.1)).to(dtype).requires_grad_(true);
+    w2 = torch.randn(h, d).mul(new Scalar(0.3)).to(dtype).requires_grad_(true);
     this.dropout = dropout;
   }
 
