@@ -8,7 +8,9 @@ mvn -B -q -pl examples dependency:build-classpath -Dmdep.outputFile=target-cp.tx
 cp="$(cat examples/target-cp.txt):examples/target/classes"
 cores=$(nproc)
 for world in ${WORLDS:-1 2 4}; do
-  threads=$(( cores / world )); (( threads >= 1 )) || threads=1
+  # One core is left for the JVM and Gloo: on this 2-core VM libtorch's 2 threads made a step
+  # 2.3x slower than 1 thread (docs/BENCHMARKS.md).
+  threads=$(( cores / world - 1 )); (( threads >= 1 )) || threads=1
   echo "== world $world ($threads libtorch thread(s) per rank, $cores cores)"
   port=$(( 20000 + RANDOM % 20000 ))
   pids=()

@@ -58,9 +58,7 @@ public final class Benchmark implements Callable<Integer> {
   @Override
   public Integer call() {
     Bmt.initDistributed(InitOptions.builder().seed(0).build());
-    if (threads > 0) {
-      torch.set_num_threads(threads);
-    }
+    torch.set_num_threads(threads > 0 ? threads : Threads.perRank());
     int world = Bmt.worldSize();
     int perRank = globalBatch / world;
     GptConfig c = new GptConfig(256, seq, dModel, Math.max(1, dModel / 64), layers, 4 * dModel, 0.0);
@@ -125,7 +123,7 @@ public final class Benchmark implements Callable<Integer> {
   /** Each sharded model's memory right after its last timed backward (gradients reduced, not yet dropped). */
   private final java.util.Map<Gpt, MemoryReport> afterBackward = new java.util.IdentityHashMap<>();
 
-  @Option(names = "--threads", description = "libtorch threads per rank (default: libtorch's choice)")
+  @Option(names = "--threads", description = "libtorch threads per rank (default: cores per rank - 1, at least 1)")
   int threads = 0;
 
   private double time(Gpt model, RepeatedPatternTask task, int batch) {

@@ -229,6 +229,45 @@ class OptimizerTest {
   }
 
   @Test
+  void groupsTakeTheirOwnLearningRateAndHoldStepsKeepTheWeightsAtFirst() {
+    List<boolean[]> changed = RanksAsThreads.run(2, 0, Duration.ofSeconds(60), ctx -> {
+      Net net;
+      synchronized (RanksAsThreads.RNG_LOCK) {
+        torch.manual_seed(0);
+        net = new DistributedNet(0, true);
+      }
+      List<ShardedParameter> all = Bmt.parameters(net);
+      List<ShardedParameter> frozenByLr = all.stream().filter(p -> p.name().startsWith("layers.0.")).toList();
+      List<ShardedParameter> rest = all.stream().filter(p -> !p.name().startsWith("layers.0.")).toList();
+      AdamOptimizer adam = new AdamOptimizer(AdamOptions.builder().lr(LR).holdSteps(2).build(),
+          new io.bmtrain4j.optim.ParamGroup(frozenByLr, 0.0, 0.0), new io.bmtrain4j.optim.ParamGroup(rest, 1.0, 0.1));
+      OptimManager manager = new OptimManager(LossScale.none()).add(adam, null);
+      Map<String, Tensor> start = Bmt.gatherParameters(net);
+      boolean[] out = new boolean[3];
+      for (int step = 0; step < 3; step++) {
+        try (PointerScope scope = new PointerScope()) {
+          manager.zeroGrad();
+          manager.backward(Training.loss(net.forward(Training.tokens(step, ctx.rank() * 2, 2)), step, ctx.rank() * 2, 2));
+          manager.step();
+          if (step == 1) {
+            Map<String, Tensor> held = Bmt.gatherParameters(net);
+            out[0] = start.keySet().stream().allMatch(k -> torch.equal(start.get(k), held.get(k)));
+          }
+        }
+      }
+      Map<String, Tensor> end = Bmt.gatherParameters(net);
+      out[1] = torch.equal(start.get("layers.0.w1"), end.get("layers.0.w1"));
+      out[2] = !torch.equal(start.get("layers.1.w1"), end.get("layers.1.w1"));
+      return out;
+    });
+    for (boolean[] r : changed) {
+      assertTrue(r[0], "nothing moves during the 2 hold steps");
+      assertTrue(r[1], "a group with lr scale 0 stays put");
+      assertTrue(r[2], "the other group moves once the hold is over");
+    }
+  }
+
+  @Test
   void badInputIsRejectedWithTheKeyOrParameterNamed() {
     List<String[]> messages = RanksAsThreads.run(1, 0, Duration.ofSeconds(60), ctx -> {
       Net net;

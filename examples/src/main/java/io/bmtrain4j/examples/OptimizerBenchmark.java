@@ -1,0 +1,102 @@
+package io.bmtrain4j.examples;
+
+import io.bmtrain4j.Bmt;
+import io.bmtrain4j.InitOptions;
+import io.bmtrain4j.ShardedParameter;
+import io.bmtrain4j.examples.gpt.DistributedGpt;
+import io.bmtrain4j.examples.gpt.DistributedTransformerBlock;
+import io.bmtrain4j.examples.gpt.GptConfig;
+import io.bmtrain4j.optim.AdamOffloadOptimizer;
+import io.bmtrain4j.optim.AdamOptimizer;
+import io.bmtrain4j.optim.AdamOptions;
+import io.bmtrain4j.optim.LibtorchOptimizer;
+import io.bmtrain4j.optim.ShardedOptimizer;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.Callable;
+import java.util.function.Function;
+import org.bytedeco.javacpp.PointerScope;
+import org.bytedeco.pytorch.AdamW;
+import org.bytedeco.pytorch.AdamWOptions;
+import org.bytedeco.pytorch.Scalar;
+import org.bytedeco.pytorch.global.torch;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/**
+ * Optimizer step time per million parameters on the same shards: bmtrain4j's Adam (fused AdamW
+ * kernel), AdamOffload (host copies around the same kernel) and libtorch's AdamW driven over the
+ * shards. Gradients are filled once; each variant then takes timed steps, alternating in rounds.
+ */
+@Command(name = "optimizer-benchmark", mixinStandardHelpOptions = true, description = "Time optimizer steps.")
+public final class OptimizerBenchmark implements Callable<Integer> {
+  @Option(names = "--d-model", description = "width of the GPT whose parameters are optimized (default ${DEFAULT-VALUE})")
+  int dModel = 512;
+
+  @Option(names = "--layers", description = "blocks (default ${DEFAULT-VALUE})")
+  int layers = 8;
+
+  @Option(names = "--steps", description = "timed steps per variant per round (default ${DEFAULT-VALUE})")
+  int steps = 5;
+
+  @Option(names = "--rounds", description = "rounds (default ${DEFAULT-VALUE})")
+  int rounds = 3;
+
+  public static void main(String[] args) {
+    System.exit(new CommandLine(new OptimizerBenchmark()).execute(args));
+  }
+
+  @Override
+  public Integer call() {
+    Bmt.initDistributed(InitOptions.builder().seed(0).build());
+    GptConfig c = new GptConfig(256, 128, dModel, Math.max(1, dModel / 64), layers, 4 * dModel, 0.0);
+    DistributedGpt model = new DistributedGpt(c, DistributedTransformerBlock::new);
+    List<ShardedParameter> params = Bmt.parameters(model);
+    long local = 0;
+    for (ShardedParameter p : params) {
+      local += p.local().numel();
+    }
+    // Gradients: one backward, then reused by every step.
+    try (PointerScope s = new PointerScope()) {
+      torch.cross_entropy_loss(model.forward(torch.zeros(new long[] {2, 16}, new org.bytedeco.pytorch.TensorOptions()
+          .dtype(new org.bytedeco.pytorch.ScalarTypeOptional(torch.ScalarType.Long)))).reshape(-1, 256),
+          torch.zeros(new long[] {32}, new org.bytedeco.pytorch.TensorOptions()
+              .dtype(new org.bytedeco.pytorch.ScalarTypeOptional(torch.ScalarType.Long)))).backward();
+      Bmt.finishBackward(model);
+    }
+    String[] names = {"bmtrain4j Adam (fused AdamW kernel)", "bmtrain4j AdamOffload", "libtorch AdamW over the shards"};
+    AdamOptions o = AdamOptions.builder().lr(1e-4).weightDecay(0.01).build();
+    List<Function<List<ShardedParameter>, ShardedOptimizer>> makers = List.of(
+        p -> new AdamOptimizer(p, o),
+        p -> new AdamOffloadOptimizer(p, o),
+        p -> new LibtorchOptimizer(p, 1e-4, v -> new AdamW(v, new AdamWOptions(1e-4)), null));
+    ShardedOptimizer[] opts = new ShardedOptimizer[makers.size()];
+    for (int i = 0; i < opts.length; i++) {
+      opts[i] = makers.get(i).apply(params);
+    }
+    double[][] ms = new double[opts.length][rounds];
+    for (int r = 0; r < rounds; r++) {
+      for (int i = 0; i < opts.length; i++) {
+        opts[i].step(1.0); // warm-up step of this round
+        long t0 = System.nanoTime();
+        for (int k = 0; k < steps; k++) {
+          try (PointerScope s = new PointerScope()) {
+            opts[i].step(1.0);
+          }
+        }
+        ms[i][r] = (System.nanoTime() - t0) / 1e6 / steps;
+      }
+    }
+    Bmt.printRank("%,d parameters on this rank (world %d), %d libtorch threads", local, Bmt.worldSize(), torch.get_num_threads());
+    for (int i = 0; i < opts.length; i++) {
+      double[] sorted = ms[i].clone();
+      Arrays.sort(sorted);
+      double median = sorted[sorted.length / 2];
+      Bmt.printRank("%-36s %8.2f ms/step  %6.2f ms per million parameters  rounds %s", names[i], median,
+          median / (local / 1e6), Arrays.toString(Arrays.stream(ms[i]).mapToLong(Math::round).toArray()));
+      opts[i].close();
+    }
+    return 0;
+  }
+}
