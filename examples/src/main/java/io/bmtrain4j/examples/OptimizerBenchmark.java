@@ -18,7 +18,6 @@ import java.util.function.Function;
 import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.AdamW;
 import org.bytedeco.pytorch.AdamWOptions;
-import org.bytedeco.pytorch.Scalar;
 import org.bytedeco.pytorch.global.torch;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -43,6 +42,9 @@ public final class OptimizerBenchmark implements Callable<Integer> {
   @Option(names = "--rounds", description = "rounds (default ${DEFAULT-VALUE})")
   int rounds = 3;
 
+  @Option(names = "--threads", description = "libtorch threads (default: cores per rank - 1, at least 1)")
+  int threads = 0;
+
   public static void main(String[] args) {
     System.exit(new CommandLine(new OptimizerBenchmark()).execute(args));
   }
@@ -50,6 +52,7 @@ public final class OptimizerBenchmark implements Callable<Integer> {
   @Override
   public Integer call() {
     Bmt.initDistributed(InitOptions.builder().seed(0).build());
+    torch.set_num_threads(threads > 0 ? threads : Threads.perRank());
     GptConfig c = new GptConfig(256, 128, dModel, Math.max(1, dModel / 64), layers, 4 * dModel, 0.0);
     DistributedGpt model = new DistributedGpt(c, DistributedTransformerBlock::new);
     List<ShardedParameter> params = Bmt.parameters(model);
