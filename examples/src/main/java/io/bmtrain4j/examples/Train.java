@@ -3,16 +3,27 @@ package io.bmtrain4j.examples;
 import io.bmtrain4j.Bmt;
 import io.bmtrain4j.InitOptions;
 import io.bmtrain4j.examples.data.RepeatedPatternTask;
+import io.bmtrain4j.examples.data.TokenSource;
 import io.bmtrain4j.examples.gpt.DistributedGpt;
 import io.bmtrain4j.examples.gpt.DistributedTransformerBlock;
 import io.bmtrain4j.examples.gpt.GptConfig;
+import io.bmtrain4j.examples.train.LossPlot;
+import io.bmtrain4j.examples.train.Sampler;
+import io.bmtrain4j.examples.train.TrainCheckpoint;
 import io.bmtrain4j.optim.AdamOptimizer;
 import io.bmtrain4j.optim.AdamOptions;
 import io.bmtrain4j.optim.LossScale;
 import io.bmtrain4j.optim.OptimManager;
 import io.bmtrain4j.optim.lr.LrSchedulers;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.Callable;
+import me.tongfei.progressbar.ProgressBar;
+import me.tongfei.progressbar.ProgressBarBuilder;
+import me.tongfei.progressbar.ProgressBarStyle;
 import org.bytedeco.javacpp.PointerScope;
+import org.bytedeco.pytorch.Scalar;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch;
 import picocli.CommandLine;
@@ -20,34 +31,44 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 /**
- * Trains the example GPT on the synthetic repeated-pattern task with ZeRO-3 sharding. One process
- * by default; under torchrun (or Slurm) each process is one rank.
+ * Trains the example GPT with ZeRO-3 sharding. One process by default; under torchrun, Slurm or
+ * {@code --nproc N} (the local launcher) each process is one rank. Rank 0 shows a progress bar,
+ * writes the loss curve and a checkpoint, and prints a sample from the trained model.
  */
-@Command(name = "train", mixinStandardHelpOptions = true, description = "Train the example GPT with bmtrain4j.")
+@Command(name = "train", mixinStandardHelpOptions = true, sortOptions = false,
+    description = "Train the example GPT with bmtrain4j (ZeRO-3 sharded data parallelism).")
 public final class Train implements Callable<Integer> {
-  @Option(names = "--steps", description = "optimizer steps (default ${DEFAULT-VALUE})")
-  int steps = 150;
+  @Option(names = "--nproc", description = "start this many ranks on this machine (local launcher); default ${DEFAULT-VALUE}: run as the launcher's environment says")
+  int nproc = 0;
 
-  @Option(names = "--batch", description = "sequences per rank per step (default ${DEFAULT-VALUE})")
-  int batch = 16;
+  @Option(names = "--model", description = "preset: ${COMPLETION-CANDIDATES} (default ${DEFAULT-VALUE})", completionCandidates = Presets.class)
+  String model = "tiny";
+
+  @Option(names = "--dtype", description = "parameter dtype: fp32, bf16 or fp16 (masters stay fp32; fp16 uses a dynamic loss scale) (default ${DEFAULT-VALUE})")
+  String dtype = "fp32";
+
+  @Option(names = "--data", description = "synthetic, text:PATH (bytes) or bin:PATH (nanoGPT uint16 tokens) (default ${DEFAULT-VALUE})")
+  String data = "synthetic";
+
+  @Option(names = "--vocab", description = "vocabulary of a bin: data file (default ${DEFAULT-VALUE})")
+  int vocab = 50304;
 
   @Option(names = "--seq", description = "sequence length (default ${DEFAULT-VALUE})")
   int seq = 32;
 
-  @Option(names = "--lr", description = "learning rate (default ${DEFAULT-VALUE})")
+  @Option(names = "--micro-batch", description = "sequences per rank per micro-batch (default ${DEFAULT-VALUE})")
+  int microBatch = 8;
+
+  @Option(names = "--grad-accum", description = "micro-batches per optimizer step (default ${DEFAULT-VALUE})")
+  int gradAccum = 1;
+
+  @Option(names = "--steps", description = "optimizer steps (default ${DEFAULT-VALUE})")
+  int steps = 150;
+
+  @Option(names = "--lr", description = "peak learning rate (default ${DEFAULT-VALUE})")
   double lr = 3e-3;
 
-  @Option(names = "--seed", description = "seed shared by every rank (default ${DEFAULT-VALUE})")
-  long seed = 0;
-
-  @Option(names = "--threads", description = "libtorch threads per rank (default: cores per rank - 1, at least 1)")
-  int threads = 0;
-
-  @Option(names = "--log-every", description = "print the loss every N steps (default ${DEFAULT-VALUE})")
-  int logEvery = 10;
-
-  @Option(names = "--lr-schedule", description = "one of ${COMPLETION-CANDIDATES} (default ${DEFAULT-VALUE})",
-      completionCandidates = Schedules.class)
+  @Option(names = "--lr-schedule", description = "${COMPLETION-CANDIDATES} (default ${DEFAULT-VALUE})", completionCandidates = Schedules.class)
   String schedule = "noDecay";
 
   @Option(names = "--warmup", description = "warmup steps (default ${DEFAULT-VALUE})")
@@ -59,8 +80,38 @@ public final class Train implements Callable<Integer> {
   @Option(names = "--clip", description = "clip gradients to this global norm (default ${DEFAULT-VALUE})")
   double clip = 1.0;
 
-  /** The schedule names picocli lists in --help. */
-  static final class Schedules extends java.util.ArrayList<String> {
+  @Option(names = "--dropout", description = "dropout probability (default ${DEFAULT-VALUE})")
+  double dropout = 0.0;
+
+  @Option(names = "--checkpoint-dir", description = "where checkpoints and the loss plot go (default ${DEFAULT-VALUE})")
+  Path checkpointDir = Path.of("checkpoints");
+
+  @Option(names = "--checkpoint-every", description = "also save every N steps; 0: only at the end (default ${DEFAULT-VALUE})")
+  int checkpointEvery = 0;
+
+  @Option(names = "--resume", description = "continue from the checkpoint in --checkpoint-dir")
+  boolean resume;
+
+  @Option(names = "--device", description = "cpu (the GPU runtime is not part of this build yet) (default ${DEFAULT-VALUE})")
+  String device = "cpu";
+
+  @Option(names = "--threads", description = "libtorch threads per rank (default: cores per rank - 1, at least 1)")
+  int threads = 0;
+
+  @Option(names = "--seed", description = "seed shared by every rank (default ${DEFAULT-VALUE})")
+  long seed = 0;
+
+  /** Preset names for --help. */
+  static final class Presets extends ArrayList<String> {
+    private static final long serialVersionUID = 1L;
+
+    Presets() {
+      super(GptConfig.PRESETS);
+    }
+  }
+
+  /** Schedule names for --help. */
+  static final class Schedules extends ArrayList<String> {
     private static final long serialVersionUID = 1L;
 
     Schedules() {
@@ -68,45 +119,129 @@ public final class Train implements Callable<Integer> {
     }
   }
 
+  /** The command line as given, for the local launcher to pass on to each rank. */
+  private static String[] commandLine = new String[0];
+
   public static void main(String[] args) {
+    commandLine = args.clone();
     System.exit(new CommandLine(new Train()).execute(args));
   }
 
+  private static torch.ScalarType scalarType(String name) {
+    switch (name) {
+      case "fp32":
+        return torch.ScalarType.Float;
+      case "bf16":
+        return torch.ScalarType.BFloat16;
+      case "fp16":
+        return torch.ScalarType.Half;
+      default:
+        throw new CommandLine.ParameterException(new CommandLine(new Train()), "--dtype must be fp32, bf16 or fp16, got " + name);
+    }
+  }
+
   @Override
-  public Integer call() {
+  public Integer call() throws Exception {
+    if (nproc > 0) {
+      return Launch.ranks(nproc, Train.class, Launch.without(commandLine, "--nproc"));
+    }
+    if (!device.equals("cpu")) {
+      throw new CommandLine.ParameterException(new CommandLine(this),
+          "--device " + device + ": only cpu is supported by this build (CUDA and NCCL are the GPU issue's)");
+    }
     Bmt.initDistributed(InitOptions.builder().seed(seed).build());
     torch.set_num_threads(threads > 0 ? threads : Threads.perRank());
-    RepeatedPatternTask task = new RepeatedPatternTask(16, seq, 8, seed);
-    GptConfig config = GptConfig.tiny(task.vocab(), seq);
-    DistributedGpt model = new DistributedGpt(config, DistributedTransformerBlock::new);
-    Bmt.printRank("GPT with %,d parameters on %d rank(s); %s", config.parameterCount(), Bmt.worldSize(), Bmt.memoryReport(model));
-    try (AdamOptimizer adam = new AdamOptimizer(Bmt.parameters(model),
+    TokenSource source = TokenSource.open(data, seq, seed, vocab);
+    torch.ScalarType type = scalarType(dtype);
+    GptConfig config = GptConfig.preset(model, source.vocab(), seq, dropout, type);
+    DistributedGpt gpt = new DistributedGpt(config, DistributedTransformerBlock::new);
+    Bmt.printRank("GPT %s: %,d parameters, %s, %d rank(s); %s", model, config.parameterCount(), dtype, Bmt.worldSize(),
+        Bmt.memoryReport(gpt));
+
+    try (AdamOptimizer adam = new AdamOptimizer(Bmt.parameters(gpt),
         AdamOptions.builder().lr(lr).weightDecay(weightDecay).build())) {
-      OptimManager manager = new OptimManager(LossScale.none())
+      OptimManager manager = new OptimManager(type == torch.ScalarType.Half ? LossScale.dynamic(1024) : LossScale.none())
           .add(adam, LrSchedulers.create(schedule, adam, lr, warmup, steps, 0.99));
-      double first = Double.NaN;
-      double last = Double.NaN;
-      for (int step = 0; step < steps; step++) {
-        // Every tensor of the step is freed when its scope closes, not when the GC gets round to it.
-        try (PointerScope scope = new PointerScope()) {
-          Tensor[] b = task.batch(step, Bmt.rank(), batch);
-          Tensor logits = model.forward(b[0]);
-          Tensor loss = torch.cross_entropy_loss(logits.reshape(-1, task.vocab()), b[1].reshape(-1));
-          manager.zeroGrad();
-          manager.backward(loss);
-          double norm = manager.clipGradNorm(clip);
-          manager.step();
-          last = Bmt.sumLoss(loss);
-          if (step == 0) {
-            first = last;
+      int first = 0;
+      if (resume) {
+        first = TrainCheckpoint.load(checkpointDir, gpt, manager);
+        Bmt.printRank("resumed from %s at step %d", checkpointDir, first);
+      }
+      List<Double> losses = new ArrayList<>();
+      long tokensPerStep = (long) Bmt.worldSize() * microBatch * gradAccum * seq;
+      try (ProgressBar bar = progressBar(first)) {
+        for (int step = first; step < steps; step++) {
+          long t0 = System.nanoTime();
+          double loss = 0;
+          try (PointerScope scope = new PointerScope()) {
+            manager.zeroGrad();
+            for (int m = 0; m < gradAccum; m++) {
+              Tensor[] b = source.batch(step * gradAccum + m, Bmt.rank(), microBatch);
+              Tensor logits = gpt.forward(b[0]).to(torch.ScalarType.Float);
+              Tensor l = torch.cross_entropy_loss(logits.reshape(-1, source.vocab()), b[1].reshape(-1));
+              manager.backward(l.div(new Scalar((double) gradAccum)));
+              loss += Bmt.sumLoss(l) / gradAccum;
+            }
+            manager.clipGradNorm(clip);
+            manager.step();
           }
-          if (step % logEvery == 0 || step == steps - 1) {
-            Bmt.printRank("step %4d  loss %.4f  grad norm %.3f  lr %.2e", step, last, norm, adam.learningRate());
+          losses.add(loss);
+          double seconds = (System.nanoTime() - t0) / 1e9;
+          if (bar != null) {
+            bar.stepTo(step + 1);
+            bar.setExtraMessage(String.format(" loss %.4f | %,.0f tok/s | lr %.1e | scale %.0f",
+                loss, tokensPerStep / seconds, adam.learningRate(), manager.lossScale()));
+          }
+          if (checkpointEvery > 0 && (step + 1) % checkpointEvery == 0 && step + 1 < steps) {
+            TrainCheckpoint.save(checkpointDir, step + 1, gpt, manager);
           }
         }
       }
-      Bmt.printRank("loss %.4f -> %.4f over %d steps", first, last, steps);
+      TrainCheckpoint.save(checkpointDir, steps, gpt, manager);
+      if (!losses.isEmpty()) {
+        Bmt.printRank("loss %.4f -> %.4f over steps %d..%d", losses.get(0), losses.get(losses.size() - 1), first, steps - 1);
+        if (Bmt.rank() == 0) {
+          Path png = checkpointDir.resolve("loss.png");
+          LossPlot.write(png, first, losses, "bmtrain4j: GPT " + model + " on " + data + ", " + Bmt.worldSize() + " rank(s)");
+          System.out.println("wrote " + png + " and the checkpoint " + checkpointDir + "/rank-*.state");
+        }
+      }
+      printSample(gpt, source, config);
     }
     return 0;
+  }
+
+  private ProgressBar progressBar(int first) {
+    if (Bmt.rank() != 0) {
+      return null;
+    }
+    return new ProgressBarBuilder().setTaskName("train").setInitialMax(steps).startsFrom(first, java.time.Duration.ZERO)
+        .setStyle(ProgressBarStyle.ASCII).setUpdateIntervalMillis(1000).setMaxRenderedLength(150)
+        .continuousUpdate().build();
+  }
+
+  /** A prompt, and what the model makes of it (greedy). Every rank runs it; rank 0 prints. */
+  private void printSample(DistributedGpt gpt, TokenSource source, GptConfig config) {
+    Tensor[] b = source.batch(1_000_000, 0, 1);
+    long[] all = toLongs(b[0]);
+    int promptLength = source instanceof RepeatedPatternTask ? ((RepeatedPatternTask) source).period() + 2 : Math.min(16, seq / 2);
+    long[] prompt = java.util.Arrays.copyOf(all, promptLength);
+    int count = Math.min(seq - promptLength, 24);
+    long[] out = Sampler.greedy(gpt, prompt, count, config.maxSeq());
+    long[] continuation = java.util.Arrays.copyOfRange(out, promptLength, out.length);
+    long[] expected = java.util.Arrays.copyOfRange(all, promptLength, promptLength + count);
+    int right = 0;
+    for (int i = 0; i < count; i++) {
+      right += continuation[i] == expected[i] ? 1 : 0;
+    }
+    Bmt.printRank("sample: prompt   %s%n        model    %s%n        data     %s  (%d/%d tokens as in the data)",
+        source.decode(prompt), source.decode(continuation), source.decode(expected), right, count);
+  }
+
+  private static long[] toLongs(Tensor t) {
+    Tensor c = t.contiguous().view(-1);
+    long[] out = new long[(int) c.numel()];
+    new org.bytedeco.javacpp.LongPointer(c.data_ptr()).get(out);
+    return out;
   }
 }

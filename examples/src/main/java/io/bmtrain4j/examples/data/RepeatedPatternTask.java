@@ -13,7 +13,7 @@ import org.bytedeco.pytorch.global.torch;
  * copying afterwards, so the loss falls from ln(vocab) towards (1 / repeats) ln(vocab).
  * Every rank draws its own deterministic share of each global batch.
  */
-public final class RepeatedPatternTask {
+public final class RepeatedPatternTask implements TokenSource {
   private final int vocab;
   private final int seq;
   private final int period;
@@ -27,6 +27,7 @@ public final class RepeatedPatternTask {
   }
 
   /** Inputs and next-token targets, each {@code [batch, seq]} int64, for this rank's share of {@code step}. */
+  @Override
   public Tensor[] batch(int step, int rank, int batch) {
     Random r = new Random(seed * 1_000_003L + step * 7919L + rank);
     long[] in = new long[batch * seq];
@@ -51,7 +52,21 @@ public final class RepeatedPatternTask {
     }
   }
 
+  @Override
   public int vocab() {
     return vocab;
+  }
+
+  public int period() {
+    return period;
+  }
+
+  @Override
+  public String decode(long[] tokens) {
+    StringBuilder sb = new StringBuilder();
+    for (long t : tokens) {
+      sb.append(Character.forDigit((int) t, 36));
+    }
+    return sb.toString();
   }
 }

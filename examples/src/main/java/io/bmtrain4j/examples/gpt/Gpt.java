@@ -7,8 +7,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.function.Function;
 import org.bytedeco.pytorch.LayerNormImpl;
-import org.bytedeco.pytorch.LayerNormOptions;
-import org.bytedeco.pytorch.LongVector;
 import org.bytedeco.pytorch.Scalar;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch;
@@ -29,15 +27,15 @@ public class Gpt {
 
   public Gpt(GptConfig c, Function<GptConfig, TransformerBlock> block) {
     config = c;
-    tokenEmbedding = TransformerBlock.normal(c.vocab(), c.dModel(), 0.02);
-    positionEmbedding = TransformerBlock.normal(c.maxSeq(), c.dModel(), 0.01);
+    tokenEmbedding = TransformerBlock.normal(c.vocab(), c.dModel(), 0.02, c.dtype());
+    positionEmbedding = TransformerBlock.normal(c.maxSeq(), c.dModel(), 0.01, c.dtype());
     for (int i = 0; i < c.layers(); i++) {
       layers.add(block.apply(c));
     }
-    finalNorm = new LayerNormImpl(new LayerNormOptions(new LongVector(new long[] {c.dModel()})));
+    finalNorm = TransformerBlock.layerNorm(c);
   }
 
-  /** Logits {@code [batch, seq, vocab]} for tokens {@code [batch, seq]} (int64). */
+  /** Logits {@code [batch, seq, vocab]} in the model's dtype, for tokens {@code [batch, seq]} (int64). */
   public Tensor forward(Tensor tokens) {
     long t = tokens.size(1);
     Tensor x = torch.embedding(tokenEmbedding, tokens).add(positionEmbedding.narrow(0, 0, t));

@@ -26,18 +26,25 @@ public class TransformerBlock {
   public TransformerBlock(GptConfig c) {
     double std = 0.02;
     double residualStd = std / Math.sqrt(2.0 * c.layers());
-    wqkv = normal(c.dModel(), 3L * c.dModel(), std);
-    wo = normal(c.dModel(), c.dModel(), residualStd);
-    w1 = normal(c.dModel(), c.dFf(), std);
-    w2 = normal(c.dFf(), c.dModel(), residualStd);
-    ln1 = new LayerNormImpl(new LayerNormOptions(new LongVector(new long[] {c.dModel()})));
-    ln2 = new LayerNormImpl(new LayerNormOptions(new LongVector(new long[] {c.dModel()})));
+    wqkv = normal(c.dModel(), 3L * c.dModel(), std, c.dtype());
+    wo = normal(c.dModel(), c.dModel(), residualStd, c.dtype());
+    w1 = normal(c.dModel(), c.dFf(), std, c.dtype());
+    w2 = normal(c.dFf(), c.dModel(), residualStd, c.dtype());
+    ln1 = layerNorm(c);
+    ln2 = layerNorm(c);
     heads = c.heads();
     dropout = c.dropout();
   }
 
-  static Tensor normal(long rows, long cols, double std) {
-    return torch.randn(rows, cols).mul(new Scalar(std)).requires_grad_(true);
+  /** Drawn in fp32 (the same values whatever the dtype), then stored as {@code dtype}. */
+  static Tensor normal(long rows, long cols, double std, torch.ScalarType dtype) {
+    return torch.randn(rows, cols).mul(new Scalar(std)).to(dtype).requires_grad_(true);
+  }
+
+  static LayerNormImpl layerNorm(GptConfig c) {
+    LayerNormImpl ln = new LayerNormImpl(new LayerNormOptions(new LongVector(new long[] {c.dModel()})));
+    ln.to(c.dtype(), false);
+    return ln;
   }
 
   void visitParameters(java.util.function.Consumer<Tensor> visitor) {

@@ -1,0 +1,34 @@
+package io.bmtrain4j.examples.data;
+
+import org.bytedeco.pytorch.Tensor;
+
+/**
+ * Where training sequences come from. Every rank draws its own deterministic share of each step's
+ * global batch: the same (seed, step, rank) always gives the same sequences.
+ */
+public interface TokenSource {
+  /** Inputs and next-token targets, each {@code [batch, seq]} int64, for this rank's share of {@code step}. */
+  Tensor[] batch(int step, int rank, int batch);
+
+  int vocab();
+
+  /** Tokens as text, for printing samples. */
+  String decode(long[] tokens);
+
+  /**
+   * Opens {@code spec}: "synthetic" (the repeated-pattern task), "text:PATH" (bytes of a text
+   * file, vocabulary 256) or "bin:PATH" (nanoGPT's uint16 tokens, memory-mapped).
+   */
+  static TokenSource open(String spec, int seq, long seed, int binVocab) {
+    if (spec.equals("synthetic")) {
+      return new RepeatedPatternTask(16, seq, 8, seed);
+    }
+    if (spec.startsWith("text:")) {
+      return new MappedTokens(java.nio.file.Path.of(spec.substring(5)), MappedTokens.Format.BYTES, 256, seq, seed);
+    }
+    if (spec.startsWith("bin:")) {
+      return new MappedTokens(java.nio.file.Path.of(spec.substring(4)), MappedTokens.Format.UINT16, binVocab, seq, seed);
+    }
+    throw new IllegalArgumentException("unknown data source '" + spec + "': use synthetic, text:PATH or bin:PATH");
+  }
+}
