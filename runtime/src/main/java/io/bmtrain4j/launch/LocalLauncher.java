@@ -201,10 +201,35 @@ public final class LocalLauncher implements Callable<Integer> {
     cmd.add(javaBinary());
     cmd.addAll(inheritableJvmOptions(ManagementFactory.getRuntimeMXBean().getInputArguments()));
     cmd.add("-cp");
-    cmd.add(System.getProperty("java.class.path"));
+    cmd.add(classPath());
     cmd.add(spec.mainClass());
     cmd.addAll(spec.args());
     return cmd;
+  }
+
+  /**
+   * The classpath the ranks need: the launcher's {@code java.class.path}, preceded by the URLs of
+   * the context class loader when that is a {@code URLClassLoader}. Hosts such as Maven's
+   * {@code exec:java} load the application there, while {@code java.class.path} holds only the
+   * host's own boot jars.
+   */
+  static String classPath() {
+    List<String> entries = new ArrayList<>();
+    for (ClassLoader c = Thread.currentThread().getContextClassLoader(); c != null; c = c.getParent()) {
+      if (c instanceof java.net.URLClassLoader) {
+        for (java.net.URL u : ((java.net.URLClassLoader) c).getURLs()) {
+          if ("file".equals(u.getProtocol())) {
+            try {
+              entries.add(java.nio.file.Path.of(u.toURI()).toString());
+            } catch (java.net.URISyntaxException e) {
+              entries.add(u.getPath());
+            }
+          }
+        }
+      }
+    }
+    entries.add(System.getProperty("java.class.path"));
+    return String.join(java.io.File.pathSeparator, entries);
   }
 
   /**
