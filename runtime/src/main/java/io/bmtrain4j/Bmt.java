@@ -280,6 +280,19 @@ public final class Bmt {
     }
   }
 
+  /**
+   * Saves the whole model as one safetensors file keyed by field path, streamed block by block
+   * (a collective: every rank calls it; rank 0 writes; atomic rename when complete).
+   */
+  public static void save(Object model, java.nio.file.Path file) {
+    io.bmtrain4j.checkpoint.SafeTensorsCheckpoint.save(runtimeOf(model), file);
+  }
+
+  /** Loads a safetensors file into every rank's shards (strict: no unexpected keys either). Any world size. */
+  public static void load(Object model, java.nio.file.Path file, boolean strict) {
+    io.bmtrain4j.checkpoint.SafeTensorsCheckpoint.load(runtimeOf(model), file, strict);
+  }
+
   /** What this rank holds for {@code model} now. */
   public static MemoryReport memoryReport(Object model) {
     long params = 0;

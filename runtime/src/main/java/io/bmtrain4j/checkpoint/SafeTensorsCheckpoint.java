@@ -1,0 +1,190 @@
+package io.bmtrain4j.checkpoint;
+
+import io.bmtrain4j.dist.Communicator;
+import io.bmtrain4j.zero.ParameterGroup;
+import io.bmtrain4j.zero.ShardedModuleRuntime;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.bytedeco.javacpp.BytePointer;
+import org.bytedeco.pytorch.MemoryFormatOptional;
+import org.bytedeco.pytorch.NoGradGuard;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.global.torch;
+
+/**
+ * Whole-model checkpoints in one safetensors file, keyed by field path ({@code layers.3.wq}).
+ *
+ * <p>Saving streams block by block: every rank takes part in one block's all-gather at a time and
+ * rank 0 appends that block's parameters, so no rank ever holds more than one whole block. The file
+ * is written under a temporary name and renamed when complete. Loading needs no communication:
+ * every rank reads, from the file, only the byte ranges that fall into its own shards.
+ */
+public final class SafeTensorsCheckpoint {
+  private SafeTensorsCheckpoint() {}
+
+  private record Param(String key, ParameterGroup group, ParameterGroup.Member member) {}
+
+  private static List<Param> params(ShardedModuleRuntime root) {
+    List<Param> out = new ArrayList<>();
+    for (ShardedModuleRuntime r : root.tree()) {
+      if (r.group() != null) {
+        for (ParameterGroup.Member m : r.group().members()) {
+          out.add(new Param(r.keyPrefix() + m.name(), r.group(), m));
+        }
+      }
+    }
+    return out;
+  }
+
+  /** Writes the whole model to {@code file} (a collective: every rank calls it; rank 0 writes). */
+  public static void save(ShardedModuleRuntime root, Path file) {
+    Communicator comm = root.context().communicator();
+    List<Param> params = params(root);
+    Map<String, SafeTensorsHeader.Entry> entries = new LinkedHashMap<>();
+    long offset = 0;
+    for (Param p : params) {
+      String dtype = SafeTensorsHeader.dtypeName(p.group.shard().scalar_type());
+      long bytes = p.member.numel() * SafeTensorsHeader.elementSize(dtype);
+      entries.put(p.key, new SafeTensorsHeader.Entry(dtype, p.member.shape(), offset, offset + bytes));
+      offset += bytes;
+    }
+    Path tmp = file.resolveSibling(file.getFileName() + ".tmp-" + ProcessHandle.current().pid());
+    boolean writer = comm.rank() == 0;
+    try (FileChannel out = writer ? FileChannel.open(tmp, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING,
+        StandardOpenOption.WRITE) : null) {
+      if (writer) {
+        byte[] header = SafeTensorsHeader.encode(entries, Map.of("format", "pt", "writer", "bmtrain4j"));
+        ByteBuffer len = ByteBuffer.allocate(8).order(java.nio.ByteOrder.LITTLE_ENDIAN).putLong(0, header.length);
+        out.write(len);
+        out.write(ByteBuffer.wrap(header));
+      }
+      ParameterGroup current = null;
+      Tensor full = null;
+      try (NoGradGuard g = new NoGradGuard()) {
+        for (Param p : params) {
+          if (p.group != current) {
+            if (full != null) {
+              full.close();
+            }
+            current = p.group;
+            full = torch.empty(new long[] {current.shardNumel() * comm.worldSize()}, current.shard().options(),
+                new MemoryFormatOptional());
+            comm.allGather(full, current.shard()).await();
+          }
+          if (writer) {
+            Tensor t = full.narrow(0, p.member.offset(), p.member.numel()).contiguous();
+            write(out, t);
+          }
+        }
+        if (full != null) {
+          full.close();
+        }
+      }
+      if (writer) {
+        out.force(true);
+      }
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot write " + file, e);
+    }
+    if (writer) {
+      try {
+        Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+      } catch (IOException e) {
+        throw new UncheckedIOException("cannot rename " + tmp + " to " + file, e);
+      }
+    }
+    comm.barrier(); // the file is complete before anyone returns
+  }
+
+  private static void write(FileChannel out, Tensor t) throws IOException {
+    long bytes = t.numel() * t.element_size();
+    try (BytePointer p = new BytePointer(t.data_ptr())) {
+      ByteBuffer buf = p.capacity(bytes).asByteBuffer();
+      while (buf.hasRemaining()) {
+        out.write(buf);
+      }
+    }
+  }
+
+  /**
+   * Fills every rank's shards from {@code file}. With {@code strict}, keys in the file that the
+   * model lacks are an error too; missing keys, shape and dtype mismatches always are.
+   */
+  public static void load(ShardedModuleRuntime root, Path file, boolean strict) {
+    if (!Files.isRegularFile(file)) {
+      throw new CheckpointException("no checkpoint file at " + file);
+    }
+    List<Param> params = params(root);
+    try (FileChannel in = FileChannel.open(file, StandardOpenOption.READ)) {
+      SafeTensorsHeader header = SafeTensorsHeader.read(file, in);
+      List<String> missing = new ArrayList<>();
+      for (Param p : params) {
+        if (!header.entries().containsKey(p.key)) {
+          missing.add(p.key);
+        }
+      }
+      if (!missing.isEmpty()) {
+        throw new CheckpointException(file + " lacks " + missing.size() + " parameter(s) of this model: " + missing
+            + " (was it saved from another model?)");
+      }
+      if (strict) {
+        List<String> unexpected = new ArrayList<>(header.entries().keySet());
+        for (Param p : params) {
+          unexpected.remove(p.key);
+        }
+        if (!unexpected.isEmpty()) {
+          throw new CheckpointException(file + " holds " + unexpected.size() + " key(s) this model does not have: "
+              + unexpected + " (load with strict = false to ignore them)");
+        }
+      }
+      for (Param p : params) {
+        SafeTensorsHeader.Entry e = header.entries().get(p.key);
+        String dtype = SafeTensorsHeader.dtypeName(p.group.shard().scalar_type());
+        if (!Arrays.equals(e.shape(), p.member.shape())) {
+          throw new CheckpointException("'" + p.key + "' in " + file + " has shape " + Arrays.toString(e.shape())
+              + " but the model's is " + Arrays.toString(p.member.shape()));
+        }
+        if (!e.dtype().equals(dtype)) {
+          throw new CheckpointException("'" + p.key + "' in " + file + " is " + e.dtype() + " but the model's is " + dtype);
+        }
+      }
+      for (Param p : params) {
+        readShardPart(in, file, header, p);
+      }
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot read " + file, e);
+    }
+  }
+
+  /** Copies the part of {@code p} that lies in this rank's shard from the file into the shard. */
+  private static void readShardPart(FileChannel in, Path file, SafeTensorsHeader header, Param p) throws IOException {
+    ParameterGroup g = p.group;
+    long shardBegin = g.shardNumel() * g.communicator().rank();
+    long begin = Math.max(shardBegin, p.member.offset());
+    long end = Math.min(shardBegin + g.shardNumel(), p.member.offset() + p.member.numel());
+    if (end <= begin) {
+      return;
+    }
+    long elem = g.shard().element_size();
+    SafeTensorsHeader.Entry e = header.entries().get(p.key);
+    long filePos = header.dataStart() + e.begin() + (begin - p.member.offset()) * elem;
+    try (NoGradGuard ng = new NoGradGuard()) {
+      Tensor target = g.shard().narrow(0, begin - shardBegin, end - begin);
+      try (BytePointer ptr = new BytePointer(target.data_ptr())) {
+        ByteBuffer buf = ptr.capacity((end - begin) * elem).asByteBuffer();
+        SafeTensorsHeader.readFully(in, buf, filePos, file);
+      }
+    }
+  }
+}
