@@ -73,6 +73,8 @@ public final class SafeTensorsHeader {
       return "I64";
     } else if (t.value == torch.ScalarType.Int.value) {
       return "I32";
+    } else if (t.value == torch.ScalarType.Byte.value) {
+      return "U8";
     }
     throw new IllegalArgumentException("dtype " + t + " has no safetensors name here");
   }
@@ -88,6 +90,8 @@ public final class SafeTensorsHeader {
       case "F16":
       case "BF16":
         return 2;
+      case "U8":
+        return 1;
       default:
         throw new IllegalArgumentException("unsupported safetensors dtype " + dtype);
     }

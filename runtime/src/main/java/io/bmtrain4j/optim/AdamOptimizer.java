@@ -110,10 +110,15 @@ public class AdamOptimizer extends ShardedOptimizer {
         List<ShardedParameter> updated = new ArrayList<>();
         for (ShardedParameter p : group.parameters()) {
           Tensor grad = p.requiresGrad() ? p.grad() : null;
-          if (grad == null || grad.numel() == 0) {
+          if (grad == null) {
             continue;
           }
           State s = states.get(p);
+          if (grad.numel() == 0) {
+            // An empty slice on this rank: keep its step count equal to the other ranks' (resharding).
+            s.step.add_(new org.bytedeco.pytorch.Scalar(1.0));
+            continue;
+          }
           Tensor g32;
           if (offload) {
             s.gradBuffer.copy_(grad); // device -> host, fp32

@@ -41,6 +41,10 @@ public final class ParityWorker {
           ResumeRun.run(args[1], java.nio.file.Path.of(args[2]), ctx);
           break;
         }
+        case "save-forever": {
+          ShardedCheckpointRun.saveForever(java.nio.file.Path.of(args[1]));
+          break;
+        }
         case "die": {
           torch.manual_seed(0);
           Net net = new DistributedNet(0, true);

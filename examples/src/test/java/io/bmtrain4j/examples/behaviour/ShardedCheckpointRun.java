@@ -1,0 +1,66 @@
+package io.bmtrain4j.examples.behaviour;
+
+import io.bmtrain4j.Bmt;
+import io.bmtrain4j.checkpoint.ShardedCheckpoint;
+import io.bmtrain4j.optim.AdamOptimizer;
+import io.bmtrain4j.optim.AdamOptions;
+import io.bmtrain4j.optim.LossScale;
+import io.bmtrain4j.optim.OptimManager;
+import io.bmtrain4j.optim.lr.Cosine;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import org.bytedeco.javacpp.PointerScope;
+import org.bytedeco.pytorch.Tensor;
+
+/** A Net trained with Adam through the manager, for sharded-checkpoint tests (ranks of the current context). */
+public final class ShardedCheckpointRun {
+  final Net net;
+  final AdamOptimizer adam;
+  final OptimManager manager;
+
+  public ShardedCheckpointRun() {
+    net = (Net) CheckpointModels.fresh(0);
+    adam = new AdamOptimizer(Bmt.parameters(net), AdamOptions.builder().lr(1e-3).weightDecay(0.01).build());
+    manager = new OptimManager(LossScale.dynamic(256, 2, 2, 1, 1 << 16)).add(adam, new Cosine(adam, 1e-3, 1, 20));
+  }
+
+  /** Trains steps [from, to) on this rank's share of the global batch; returns the losses (mean over ranks). */
+  public List<Double> train(int from, int to) {
+    int world = Bmt.worldSize();
+    int per = Training.BATCH / world;
+    List<Double> losses = new ArrayList<>();
+    for (int step = from; step < to; step++) {
+      try (PointerScope scope = new PointerScope()) {
+        manager.zeroGrad();
+        Tensor l = Training.loss(net.forward(Training.tokens(step, Bmt.rank() * per, per)), step, Bmt.rank() * per, per);
+        manager.backward(l);
+        manager.step();
+        losses.add(Bmt.sumLoss(l));
+      }
+    }
+    return losses;
+  }
+
+  public void save(Path dir, long step) {
+    ShardedCheckpoint.save(dir, net, manager, step);
+  }
+
+  public long load(Path dir) {
+    return ShardedCheckpoint.load(dir, net, manager);
+  }
+
+  public float[] evalOutputs() {
+    return CheckpointModels.evalOutputs(net);
+  }
+
+  /** For the kill test: save checkpoints 1, 2, 3, ... under {@code dir} until killed. */
+  public static void saveForever(Path dir) {
+    ShardedCheckpointRun run = new ShardedCheckpointRun();
+    run.train(0, 1);
+    for (long step = 1; ; step++) {
+      run.save(dir, step);
+      System.out.println("saved " + step);
+    }
+  }
+}

@@ -1,0 +1,99 @@
+package io.bmtrain4j.examples.checkpoint;
+
+import static io.bmtrain4j.testing.TensorAsserts.assertClose;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.bmtrain4j.checkpoint.CheckpointException;
+import io.bmtrain4j.examples.behaviour.ParityWorker;
+import io.bmtrain4j.examples.behaviour.ShardedCheckpointRun;
+import io.bmtrain4j.testing.RanksAsThreads;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** Sharded checkpoints: resharding to other world sizes, crash safety, corrupt files. */
+class ShardedCheckpointTest {
+  @TempDir Path dir;
+
+  @Test
+  void savedAtWorldTwoResumesAtOneAndFourWithTheSameOutputsAndTraining() {
+    Path ckpt = dir.resolve("ckpt");
+    List<Object[]> two = RanksAsThreads.run(2, 0, Duration.ofSeconds(120), ctx -> {
+      ShardedCheckpointRun run = new ShardedCheckpointRun();
+      run.train(0, 3);
+      run.save(ckpt, 3);
+      float[] outputs = run.evalOutputs();
+      return new Object[] {outputs, run.train(3, 6)};
+    });
+    float[] expectedOutputs = (float[]) two.get(0)[0];
+    @SuppressWarnings("unchecked")
+    List<Double> expectedLosses = (List<Double>) two.get(0)[1];
+    for (int world : new int[] {1, 4}) {
+      List<Object[]> got = RanksAsThreads.run(world, 0, Duration.ofSeconds(120), ctx -> {
+        ShardedCheckpointRun run = new ShardedCheckpointRun();
+        long step = run.load(ckpt);
+        float[] outputs = run.evalOutputs();
+        return new Object[] {step, outputs, run.train((int) step, 6)};
+      });
+      for (Object[] r : got) {
+        assertEquals(3L, r[0]);
+        assertClose("outputs after loading at world " + world, expectedOutputs, (float[]) r[1], 0, 0);
+        @SuppressWarnings("unchecked")
+        List<Double> losses = (List<Double>) r[2];
+        for (int i = 0; i < expectedLosses.size(); i++) {
+          // Adam moments, masters, step counts, schedule and loss scale all resumed: the same
+          // training, up to the reduction order of another world size.
+          assertEquals(expectedLosses.get(i), losses.get(i), 1e-4 * expectedLosses.get(i),
+              "loss at step " + (3 + i) + " at world " + world);
+        }
+      }
+    }
+  }
+
+  @Test
+  void aProcessKilledMidSaveLeavesTheLastCompleteCheckpoint() throws Exception {
+    Path ckpt = dir.resolve("ckpt");
+    Path log = dir.resolve("saver.log");
+    ProcessBuilder pb = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+        "-cp", System.getProperty("java.class.path"), ParityWorker.class.getName(), "save-forever", ckpt.toString());
+    pb.redirectErrorStream(true).redirectOutput(log.toFile());
+    Process p = pb.start();
+    long deadline = System.nanoTime() + 60_000_000_000L;
+    while (System.nanoTime() < deadline && !(Files.exists(log) && Files.readString(log).contains("saved 3"))) {
+      Thread.sleep(50);
+    }
+    assertTrue(Files.readString(log).contains("saved 3"), Files.readString(log));
+    p.destroyForcibly().waitFor(); // SIGKILL at an arbitrary point of a save
+    long step = RanksAsThreads.run(2, 0, Duration.ofSeconds(60), ctx -> new ShardedCheckpointRun().load(ckpt)).get(0);
+    assertTrue(step >= 3, "loaded step " + step);
+  }
+
+  @Test
+  void missingMetadataAndTruncatedFilesAreReported() throws Exception {
+    Path ckpt = dir.resolve("ckpt");
+    RanksAsThreads.run(2, 0, Duration.ofSeconds(60), ctx -> {
+      ShardedCheckpointRun run = new ShardedCheckpointRun();
+      run.train(0, 1);
+      run.save(ckpt, 1);
+      return null;
+    });
+    Path stepDir = ckpt.resolve("step-000000001");
+    byte[] rank1 = Files.readAllBytes(stepDir.resolve("rank-1.safetensors"));
+    Files.write(stepDir.resolve("rank-1.safetensors"), java.util.Arrays.copyOf(rank1, rank1.length / 2));
+    String truncated = RanksAsThreads.run(1, 0, Duration.ofSeconds(60), ctx ->
+        assertThrows(CheckpointException.class, () -> new ShardedCheckpointRun().load(ckpt)).getMessage()).get(0);
+    assertTrue(truncated.contains("rank-1.safetensors") && (truncated.contains("truncated") || truncated.contains("corrupt")), truncated);
+    Files.delete(stepDir.resolve("meta.json"));
+    String incomplete = RanksAsThreads.run(1, 0, Duration.ofSeconds(60), ctx ->
+        assertThrows(CheckpointException.class, () -> new ShardedCheckpointRun().load(ckpt)).getMessage()).get(0);
+    assertTrue(incomplete.contains("incomplete"), incomplete);
+    Map<String, String> none = Map.of();
+    assertTrue(none.isEmpty());
+  }
+}
