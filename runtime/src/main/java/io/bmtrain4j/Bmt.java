@@ -293,6 +293,52 @@ public final class Bmt {
     io.bmtrain4j.checkpoint.SafeTensorsCheckpoint.load(runtimeOf(model), file, strict);
   }
 
+  /**
+   * Declares a parameter whose values are drawn later, by {@link #initParameters}: use it in a
+   * constructor instead of {@code torch.randn(...)} so that constructing a model never
+   * materialises it whole. fp32, requires grad.
+   */
+  public static Tensor parameter(io.bmtrain4j.init.Initializer init, long... shape) {
+    Tensor t = torch.empty(shape).requires_grad_(true);
+    io.bmtrain4j.init.DeferredParameters.register(t, init);
+    return t;
+  }
+
+  /**
+   * Draws every deferred parameter of {@code model}: one parameter at a time, the whole logical
+   * tensor from a generator seeded by the job's seed and the parameter's path (so the values are
+   * the same at every world size), of which each rank keeps only its slice.
+   */
+  public static void initParameters(Object model) {
+    long seed = DistContext.current().seed();
+    try (NoGradGuard g = new NoGradGuard()) {
+      for (ShardedModuleRuntime r : runtimeOf(model).tree()) {
+        ParameterGroup group = r.group();
+        if (group == null) {
+          continue;
+        }
+        for (ParameterGroup.Member m : group.members()) {
+          io.bmtrain4j.init.Initializer init = m.deferredInitializer();
+          if (init == null) {
+            continue;
+          }
+          String path = r.keyPrefix() + m.name();
+          // One whole parameter at a time; the scope frees it (and its views) before the next.
+          try (org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope()) {
+            Tensor full = torch.empty(m.shape());
+            init.fill(full, io.bmtrain4j.init.Initializer.generatorFor(seed, path));
+            ShardedParameter slice = new ShardedParameter(path, m, group, r, m.offset());
+            Tensor local = slice.local();
+            if (local.numel() > 0) {
+              local.copy_(full.reshape(-1).narrow(0, slice.offsetInParameter(), local.numel()));
+            }
+          }
+          m.markInitialised();
+        }
+      }
+    }
+  }
+
   /** What this rank holds for {@code model} now. */
   public static MemoryReport memoryReport(Object model) {
     long params = 0;

@@ -9,7 +9,7 @@ import io.bmtrain4j.examples.gpt.DistributedTransformerBlock;
 import io.bmtrain4j.examples.gpt.GptConfig;
 import io.bmtrain4j.examples.train.LossPlot;
 import io.bmtrain4j.examples.train.Sampler;
-import io.bmtrain4j.examples.train.TrainCheckpoint;
+import io.bmtrain4j.checkpoint.ShardedCheckpoint;
 import io.bmtrain4j.optim.AdamOptimizer;
 import io.bmtrain4j.optim.AdamOptions;
 import io.bmtrain4j.optim.LossScale;
@@ -89,7 +89,7 @@ public final class Train implements Callable<Integer> {
   @Option(names = "--checkpoint-every", description = "also save every N steps; 0: only at the end (default ${DEFAULT-VALUE})")
   int checkpointEvery = 0;
 
-  @Option(names = "--resume", description = "continue from the checkpoint in --checkpoint-dir")
+  @Option(names = "--resume", description = "continue from the checkpoint in --checkpoint-dir (saved at any number of ranks)")
   boolean resume;
 
   @Option(names = "--device", description = "cpu (the GPU runtime is not part of this build yet) (default ${DEFAULT-VALUE})")
@@ -164,7 +164,7 @@ public final class Train implements Callable<Integer> {
           .add(adam, LrSchedulers.create(schedule, adam, lr, warmup, steps, 0.99));
       int first = 0;
       if (resume) {
-        first = TrainCheckpoint.load(checkpointDir, gpt, manager);
+        first = (int) ShardedCheckpoint.load(checkpointDir, gpt, manager);
         Bmt.printRank("resumed from %s at step %d", checkpointDir, first);
       }
       List<Double> losses = new ArrayList<>();
@@ -193,17 +193,17 @@ public final class Train implements Callable<Integer> {
                 loss, tokensPerStep / seconds, adam.learningRate(), manager.lossScale()));
           }
           if (checkpointEvery > 0 && (step + 1) % checkpointEvery == 0 && step + 1 < steps) {
-            TrainCheckpoint.save(checkpointDir, step + 1, gpt, manager);
+            ShardedCheckpoint.save(checkpointDir, gpt, manager, step + 1);
           }
         }
       }
-      TrainCheckpoint.save(checkpointDir, steps, gpt, manager);
+      ShardedCheckpoint.save(checkpointDir, gpt, manager, steps);
       if (!losses.isEmpty()) {
         Bmt.printRank("loss %.4f -> %.4f over steps %d..%d", losses.get(0), losses.get(losses.size() - 1), first, steps - 1);
         if (Bmt.rank() == 0) {
           Path png = checkpointDir.resolve("loss.png");
           LossPlot.write(png, first, losses, "bmtrain4j: GPT " + model + " on " + data + ", " + Bmt.worldSize() + " rank(s)");
-          System.out.println("wrote " + png + " and the checkpoint " + checkpointDir + "/rank-*.state");
+          System.out.println("wrote " + png + " and the sharded checkpoint " + checkpointDir + "/latest");
         }
       }
       printSample(gpt, source, config);

@@ -49,13 +49,24 @@ public final class ParameterGroup {
     final long[] shape;
     final long offset;
     final long numel;
+    private io.bmtrain4j.init.Initializer deferred;
 
-    Member(String name, Tensor tensor, long[] shape, long offset, long numel) {
+    Member(String name, Tensor tensor, long[] shape, long offset, long numel, io.bmtrain4j.init.Initializer deferred) {
       this.name = name;
       this.tensor = tensor;
       this.shape = shape;
       this.offset = offset;
       this.numel = numel;
+      this.deferred = deferred;
+    }
+
+    /** The initializer still to run ({@code Bmt.initParameters}), or null once the values are set. */
+    public io.bmtrain4j.init.Initializer deferredInitializer() {
+      return deferred;
+    }
+
+    public void markInitialised() {
+      deferred = null;
     }
 
     public String name() {
@@ -107,20 +118,28 @@ public final class ParameterGroup {
                 + first.device().str().getString() + ": all parameters of one block must share dtype and device");
       }
       long n = p.numel();
-      ms.add(new Member(names.get(i), p, p.sizes().vec().get(), offset, n));
+      ms.add(new Member(names.get(i), p, p.sizes().vec().get(), offset, n, io.bmtrain4j.init.DeferredParameters.take(p)));
       offset += n;
     }
     this.members = Collections.unmodifiableList(ms);
     this.numel = offset;
     int world = comm.worldSize();
     this.shardNumel = Math.max(1, (numel + world - 1) / world);
-    try (NoGradGuard noGrad = new NoGradGuard()) {
-      Tensor flat = torch.zeros(new long[] {shardNumel * world}, first.options());
+    // Each rank copies into its shard only the part of each parameter that falls there: no
+    // whole-block buffer is ever allocated. The scope frees the temporary views at once.
+    try (org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope();
+        NoGradGuard noGrad = new NoGradGuard()) {
+      this.shard = Native.own(torch.zeros(new long[] {shardNumel}, first.options()));
+      long shardBegin = shardNumel * comm.rank();
       for (Member m : members) {
-        flat.narrow(0, m.offset, m.numel).copy_(m.tensor.reshape(-1));
+        long begin = Math.max(shardBegin, m.offset);
+        long end = Math.min(shardBegin + shardNumel, m.offset + m.numel);
+        // A deferred parameter's storage is never touched: see DeferredParameters.
+        if (end > begin && m.deferred == null) {
+          shard.narrow(0, begin - shardBegin, end - begin)
+              .copy_(m.tensor.reshape(-1).narrow(0, begin - m.offset, end - begin));
+        }
       }
-      this.shard = Native.own(flat.narrow(0, shardNumel * comm.rank(), shardNumel).clone());
-      flat.close();
       // [Note: released placeholder] A released parameter is an empty tensor of its dtype (libtorch
       // refuses set_data to another dtype on a tensor that requires grad). Ops with whole tensors
       // then fail on its size 0; ShardedModuleRuntime#explainReleased names the fields.
@@ -179,6 +198,12 @@ public final class ParameterGroup {
   public void prefetch() {
     if (state != GroupState.SHARDED) {
       return;
+    }
+    for (Member m : members) {
+      if (m.deferred != null) {
+        throw new IllegalStateException(owner + "." + m.name + " was declared with Bmt.parameter(...) and has no"
+            + " values yet: call Bmt.initParameters(model) after constructing the model");
+      }
     }
     state.checkTransition(GroupState.GATHERING, owner);
     if (comm.worldSize() == 1) {
