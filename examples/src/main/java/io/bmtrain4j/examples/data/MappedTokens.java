@@ -10,11 +10,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.Random;
-import org.bytedeco.javacpp.LongPointer;
-import org.bytedeco.pytorch.ScalarTypeOptional;
 import org.bytedeco.pytorch.Tensor;
-import org.bytedeco.pytorch.TensorOptions;
-import org.bytedeco.pytorch.global.torch;
 
 /**
  * A token file, memory-mapped (never read whole): bytes of a text (vocabulary 256), or nanoGPT's
@@ -83,14 +79,7 @@ public final class MappedTokens implements TokenSource {
         out[b * seq + i] = token(start + i + 1);
       }
     }
-    return new Tensor[] {longs(in, batch), longs(out, batch)};
-  }
-
-  private Tensor longs(long[] values, int batch) {
-    try (LongPointer p = new LongPointer(values);
-        TensorOptions o = new TensorOptions().dtype(new ScalarTypeOptional(torch.ScalarType.Long))) {
-      return torch.from_blob(p, new long[] {batch, seq}, o).clone();
-    }
+    return new Tensor[] {TokenSource.tokens(in, batch, seq), TokenSource.tokens(out, batch, seq)};
   }
 
   @Override

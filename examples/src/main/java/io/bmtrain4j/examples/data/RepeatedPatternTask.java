@@ -1,11 +1,7 @@
 package io.bmtrain4j.examples.data;
 
 import java.util.Random;
-import org.bytedeco.javacpp.LongPointer;
-import org.bytedeco.pytorch.ScalarTypeOptional;
 import org.bytedeco.pytorch.Tensor;
-import org.bytedeco.pytorch.TensorOptions;
-import org.bytedeco.pytorch.global.torch;
 
 /**
  * A synthetic task that runs anywhere and is learnt visibly: each sequence is a random pattern of
@@ -42,14 +38,7 @@ public final class RepeatedPatternTask implements TokenSource {
         out[b * seq + i] = pattern[(i + 1) % period];
       }
     }
-    return new Tensor[] {longs(in, batch), longs(out, batch)};
-  }
-
-  private Tensor longs(long[] values, int batch) {
-    try (LongPointer p = new LongPointer(values);
-        TensorOptions o = new TensorOptions().dtype(new ScalarTypeOptional(torch.ScalarType.Long))) {
-      return torch.from_blob(p, new long[] {batch, seq}, o).clone();
-    }
+    return new Tensor[] {TokenSource.tokens(in, batch, seq), TokenSource.tokens(out, batch, seq)};
   }
 
   @Override

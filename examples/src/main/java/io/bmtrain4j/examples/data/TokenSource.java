@@ -15,6 +15,11 @@ public interface TokenSource {
   /** Tokens as text, for printing samples. */
   String decode(long[] tokens);
 
+  /** {@code values} as an int64 tensor {@code [batch, seq]} (a copy). */
+  static Tensor tokens(long[] values, int batch, int seq) {
+    return org.bytedeco.pytorch.global.torch.tensor(values).view(batch, seq);
+  }
+
   /**
    * Opens {@code spec}: "synthetic" (the repeated-pattern task), "text:PATH" (bytes of a text
    * file, vocabulary 256) or "bin:PATH" (nanoGPT's uint16 tokens, memory-mapped).
