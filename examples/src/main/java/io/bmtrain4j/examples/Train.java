@@ -92,7 +92,7 @@ public final class Train implements Callable<Integer> {
   @Option(names = "--resume", description = "continue from the checkpoint in --checkpoint-dir (saved at any number of ranks)")
   boolean resume;
 
-  @Option(names = "--device", description = "cpu (the GPU runtime is not part of this build yet) (default ${DEFAULT-VALUE})")
+  @Option(names = "--device", description = "cpu, or cuda for one rank on one GPU (multi-GPU NCCL is the GPU issue's) (default ${DEFAULT-VALUE})")
   String device = "cpu";
 
   @Option(names = "--threads", description = "libtorch threads per rank (default: cores per rank - 1, at least 1)")
@@ -145,15 +145,16 @@ public final class Train implements Callable<Integer> {
     if (nproc > 0) {
       return Launch.ranks(nproc, Train.class, Launch.without(commandLine, "--nproc"));
     }
-    if (!device.equals("cpu")) {
-      throw new CommandLine.ParameterException(new CommandLine(this),
-          "--device " + device + ": only cpu is supported by this build (CUDA and NCCL are the GPU issue's)");
-    }
     Bmt.initDistributed(InitOptions.builder().seed(seed).build());
+    if (!device.equals("cpu") && Bmt.worldSize() > 1) {
+      throw new CommandLine.ParameterException(new CommandLine(this), "--device " + device + " with " + Bmt.worldSize()
+          + " ranks: this build's collectives are Gloo's, on the CPU; several GPUs need NCCL (the GPU issue)");
+    }
     torch.set_num_threads(threads > 0 ? threads : Threads.perRank());
     TokenSource source = TokenSource.open(data, seq, seed, vocab);
     torch.ScalarType type = scalarType(dtype);
-    GptConfig config = GptConfig.preset(model, source.vocab(), seq, dropout, type);
+    GptConfig config = GptConfig.preset(model, source.vocab(), seq, dropout, type).on(device);
+    org.bytedeco.pytorch.Device dev = new org.bytedeco.pytorch.Device(device);
     DistributedGpt gpt = new DistributedGpt(config, DistributedTransformerBlock::new);
     Bmt.printRank("GPT %s: %,d parameters, %s, %d rank(s); %s", model, config.parameterCount(), dtype, Bmt.worldSize(),
         Bmt.memoryReport(gpt));
@@ -177,8 +178,9 @@ public final class Train implements Callable<Integer> {
             manager.zeroGrad();
             for (int m = 0; m < gradAccum; m++) {
               Tensor[] b = source.batch(step * gradAccum + m, Bmt.rank(), microBatch);
-              Tensor logits = gpt.forward(b[0]).to(torch.ScalarType.Float);
-              Tensor l = torch.cross_entropy_loss(logits.reshape(-1, source.vocab()), b[1].reshape(-1));
+              Tensor logits = gpt.forward(b[0].to(dev, torch.ScalarType.Long)).to(torch.ScalarType.Float);
+              Tensor l = torch.cross_entropy_loss(logits.reshape(-1, source.vocab()),
+                  b[1].to(dev, torch.ScalarType.Long).reshape(-1));
               manager.backward(l.div(new Scalar((double) gradAccum)));
               loss += Bmt.sumLoss(l) / gradAccum;
             }
@@ -227,7 +229,7 @@ public final class Train implements Callable<Integer> {
     int promptLength = source instanceof RepeatedPatternTask ? ((RepeatedPatternTask) source).period() + 2 : Math.min(16, seq / 2);
     long[] prompt = java.util.Arrays.copyOf(all, promptLength);
     int count = Math.min(seq - promptLength, 24);
-    long[] out = Sampler.greedy(gpt, prompt, count, config.maxSeq());
+    long[] out = Sampler.greedy(gpt, prompt, count, config.maxSeq(), config.device());
     long[] continuation = java.util.Arrays.copyOfRange(out, promptLength, out.length);
     long[] expected = java.util.Arrays.copyOfRange(all, promptLength, promptLength + count);
     int right = 0;

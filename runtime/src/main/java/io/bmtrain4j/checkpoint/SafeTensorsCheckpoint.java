@@ -83,7 +83,7 @@ public final class SafeTensorsCheckpoint {
             comm.allGather(full, current.shard()).await();
           }
           if (writer) {
-            Tensor t = full.narrow(0, p.member.offset(), p.member.numel()).contiguous();
+            Tensor t = Host.copy(full.narrow(0, p.member.offset(), p.member.numel()));
             write(out, t);
           }
         }
@@ -181,10 +181,12 @@ public final class SafeTensorsCheckpoint {
     long filePos = header.dataStart() + e.begin() + (begin - p.member.offset()) * elem;
     try (NoGradGuard ng = new NoGradGuard()) {
       Tensor target = g.shard().narrow(0, begin - shardBegin, end - begin);
-      try (BytePointer ptr = new BytePointer(target.data_ptr())) {
+      Tensor host = Host.staging(target);
+      try (BytePointer ptr = new BytePointer(host.data_ptr())) {
         ByteBuffer buf = ptr.capacity((end - begin) * elem).asByteBuffer();
         SafeTensorsHeader.readFully(in, buf, filePos, file);
       }
+      Host.finish(host, target);
     }
   }
 }

@@ -23,7 +23,7 @@ public final class SafeTensorsFile {
     Map<String, Tensor> contiguous = new LinkedHashMap<>();
     long offset = 0;
     for (Map.Entry<String, Tensor> e : tensors.entrySet()) {
-      Tensor t = e.getValue().detach().contiguous();
+      Tensor t = Host.copy(e.getValue());
       String dtype = SafeTensorsHeader.dtypeName(t.scalar_type());
       long bytes = t.numel() * t.element_size();
       entries.put(e.getKey(), new SafeTensorsHeader.Entry(dtype, t.sizes().vec().get(), offset, offset + bytes));
@@ -87,10 +87,12 @@ public final class SafeTensorsFile {
       if ((from + count) * elem > e.end() - e.begin()) {
         throw new CheckpointException(file + ": entry '" + key + "' is shorter than expected");
       }
-      try (BytePointer p = new BytePointer(target.data_ptr())) {
+      Tensor host = Host.staging(target);
+      try (BytePointer p = new BytePointer(host.data_ptr())) {
         ByteBuffer buf = p.capacity(count * elem).asByteBuffer();
         SafeTensorsHeader.readFully(channel, buf, header.dataStart() + e.begin() + from * elem, file);
       }
+      Host.finish(host, target);
     }
 
     @Override

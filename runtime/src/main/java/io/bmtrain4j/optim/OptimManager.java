@@ -108,8 +108,13 @@ public final class OptimManager {
   public double clipGradNorm(double maxNorm) {
     List<Tensor> grads = shardGradients();
     try (NoGradGuard g = new NoGradGuard()) {
-      Tensor sumSq = torch.zeros(new long[] {1}, new org.bytedeco.pytorch.TensorOptions().dtype(
-          new org.bytedeco.pytorch.ScalarTypeOptional(torch.ScalarType.Double)));
+      // On the gradients' device (a CPU accumulator cannot take CUDA values in place).
+      org.bytedeco.pytorch.TensorOptions opts = new org.bytedeco.pytorch.TensorOptions()
+          .dtype(new org.bytedeco.pytorch.ScalarTypeOptional(torch.ScalarType.Double));
+      if (!grads.isEmpty()) {
+        opts = opts.device(new org.bytedeco.pytorch.DeviceOptional(grads.get(0).device()));
+      }
+      Tensor sumSq = torch.zeros(new long[] {1}, opts);
       for (Tensor t : grads) {
         sumSq.add_(t.to(torch.ScalarType.Double).pow(new Scalar(2)).sum());
       }

@@ -27,8 +27,8 @@ public class Gpt {
 
   public Gpt(GptConfig c, Function<GptConfig, TransformerBlock> block) {
     config = c;
-    tokenEmbedding = TransformerBlock.normal(c.vocab(), c.dModel(), 0.02, c.dtype());
-    positionEmbedding = TransformerBlock.normal(c.maxSeq(), c.dModel(), 0.01, c.dtype());
+    tokenEmbedding = TransformerBlock.normal(c.vocab(), c.dModel(), 0.02, c);
+    positionEmbedding = TransformerBlock.normal(c.maxSeq(), c.dModel(), 0.01, c);
     for (int i = 0; i < c.layers(); i++) {
       layers.add(block.apply(c));
     }

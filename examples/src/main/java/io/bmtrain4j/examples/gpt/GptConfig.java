@@ -5,16 +5,27 @@ import org.bytedeco.pytorch.global.torch;
 
 /** Shape and precision of the example GPT. */
 public record GptConfig(int vocab, int maxSeq, int dModel, int heads, int layers, int dFf, double dropout,
-    torch.ScalarType dtype) {
+    torch.ScalarType dtype, String device) {
   public GptConfig {
     if (dModel % heads != 0) {
       throw new IllegalArgumentException("dModel (" + dModel + ") must be divisible by heads (" + heads + ")");
     }
   }
 
-  /** fp32. */
+  /** fp32 on the CPU. */
   public GptConfig(int vocab, int maxSeq, int dModel, int heads, int layers, int dFf, double dropout) {
-    this(vocab, maxSeq, dModel, heads, layers, dFf, dropout, torch.ScalarType.Float);
+    this(vocab, maxSeq, dModel, heads, layers, dFf, dropout, torch.ScalarType.Float, "cpu");
+  }
+
+  /** On the CPU. */
+  public GptConfig(int vocab, int maxSeq, int dModel, int heads, int layers, int dFf, double dropout,
+      torch.ScalarType dtype) {
+    this(vocab, maxSeq, dModel, heads, layers, dFf, dropout, dtype, "cpu");
+  }
+
+  /** This config on {@code device} ("cpu", "cuda", "cuda:1"). */
+  public GptConfig on(String device) {
+    return new GptConfig(vocab, maxSeq, dModel, heads, layers, dFf, dropout, dtype, device);
   }
 
   /** The presets {@link #preset} knows. */

@@ -26,24 +26,25 @@ public class TransformerBlock {
   public TransformerBlock(GptConfig c) {
     double std = 0.02;
     double residualStd = std / Math.sqrt(2.0 * c.layers());
-    wqkv = normal(c.dModel(), 3L * c.dModel(), std, c.dtype());
-    wo = normal(c.dModel(), c.dModel(), residualStd, c.dtype());
-    w1 = normal(c.dModel(), c.dFf(), std, c.dtype());
-    w2 = normal(c.dFf(), c.dModel(), residualStd, c.dtype());
+    wqkv = normal(c.dModel(), 3L * c.dModel(), std, c);
+    wo = normal(c.dModel(), c.dModel(), residualStd, c);
+    w1 = normal(c.dModel(), c.dFf(), std, c);
+    w2 = normal(c.dFf(), c.dModel(), residualStd, c);
     ln1 = layerNorm(c);
     ln2 = layerNorm(c);
     heads = c.heads();
     dropout = c.dropout();
   }
 
-  /** Drawn in fp32 (the same values whatever the dtype), then stored as {@code dtype}. */
-  static Tensor normal(long rows, long cols, double std, torch.ScalarType dtype) {
-    return torch.randn(rows, cols).mul(new Scalar(std)).to(dtype).requires_grad_(true);
+  /** Drawn in fp32 on the CPU (the same values whatever the dtype and device), then stored as the config says. */
+  static Tensor normal(long rows, long cols, double std, GptConfig c) {
+    return torch.randn(rows, cols).mul(new Scalar(std)).to(new org.bytedeco.pytorch.Device(c.device()), c.dtype())
+        .requires_grad_(true);
   }
 
   static LayerNormImpl layerNorm(GptConfig c) {
     LayerNormImpl ln = new LayerNormImpl(new LayerNormOptions(new LongVector(new long[] {c.dModel()})));
-    ln.to(c.dtype(), false);
+    ln.to(new org.bytedeco.pytorch.Device(c.device()), c.dtype(), false);
     return ln;
   }
 

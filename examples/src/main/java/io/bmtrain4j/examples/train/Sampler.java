@@ -11,7 +11,7 @@ public final class Sampler {
   private Sampler() {}
 
   /** Appends {@code count} greedily chosen tokens to {@code prompt}; returns prompt + continuation. */
-  public static long[] greedy(Gpt model, long[] prompt, int count, int maxSeq) {
+  public static long[] greedy(Gpt model, long[] prompt, int count, int maxSeq, String device) {
     long[] seq = java.util.Arrays.copyOf(prompt, prompt.length + count);
     model.train(false);
     try (NoGradGuard g = new NoGradGuard()) {
@@ -19,7 +19,8 @@ public final class Sampler {
         try (PointerScope scope = new PointerScope()) {
           int from = Math.max(0, n - maxSeq);
           long[] window = java.util.Arrays.copyOfRange(seq, from, n);
-          Tensor in = torch.tensor(window).view(1, window.length);
+          Tensor in = torch.tensor(window).view(1, window.length)
+              .to(new org.bytedeco.pytorch.Device(device), torch.ScalarType.Long);
           Tensor logits = model.forward(in);
           seq[n] = logits.select(1, window.length - 1).argmax().item().toLong();
         }
