@@ -204,8 +204,13 @@ public final class Train implements Callable<Integer> {
         Bmt.printRank("loss %.4f -> %.4f over steps %d..%d", losses.get(0), losses.get(losses.size() - 1), first, steps - 1);
         if (Bmt.rank() == 0) {
           Path png = checkpointDir.resolve("loss.png");
-          LossPlot.write(png, first, losses, "bmtrain4j: GPT " + model + " on " + data + ", " + Bmt.worldSize() + " rank(s)");
-          System.out.println("wrote " + png + " and the sharded checkpoint " + checkpointDir + "/latest");
+          try {
+            LossPlot.write(png, first, losses, "bmtrain4j: GPT " + model + " on " + data + ", " + Bmt.worldSize() + " rank(s)");
+            System.out.println("wrote " + png + " and the sharded checkpoint " + checkpointDir + "/latest");
+          } catch (java.io.IOException | LinkageError e) {
+            // A JRE without font libraries (a jlink'd runtime, say) cannot draw: the run itself is fine.
+            System.out.println("wrote the sharded checkpoint " + checkpointDir + "/latest; no loss plot: " + e);
+          }
         }
       }
       printSample(gpt, source, config);
