@@ -68,11 +68,7 @@ class OptimizerTest {
   static List<Object[]> shardedRun(int world, int steps, Function<List<ShardedParameter>, ShardedOptimizer> make,
       LossScale scale, int microBatches) {
     return RanksAsThreads.run(world, 0, Duration.ofSeconds(120), ctx -> {
-      Net net;
-      synchronized (RanksAsThreads.RNG_LOCK) {
-        torch.manual_seed(0);
-        net = new DistributedNet(0, true);
-      }
+      Net net = (Net) CheckpointModels.fresh(0);
       ShardedOptimizer opt = make.apply(Bmt.parameters(net));
       OptimManager manager = new OptimManager(scale).add(opt, null);
       int per = Training.BATCH / world;
@@ -151,11 +147,7 @@ class OptimizerTest {
   @Test
   void dynamicLossScaleSkipsTheStepOnAnInfEverywhereThenRaisesItAgain() {
     List<double[]> results = RanksAsThreads.run(2, 0, Duration.ofSeconds(60), ctx -> {
-      Net net;
-      synchronized (RanksAsThreads.RNG_LOCK) {
-        torch.manual_seed(0);
-        net = new DistributedNet(0, true);
-      }
+      Net net = (Net) CheckpointModels.fresh(0);
       AdamOptimizer opt = new AdamOptimizer(Bmt.parameters(net), AdamOptions.builder().lr(LR).build());
       OptimManager manager = new OptimManager(LossScale.dynamic(1024, 2, 2, 1, 1 << 20)).add(opt, null);
       double[] out = new double[8];
@@ -205,11 +197,7 @@ class OptimizerTest {
       net.namedParameters().forEach((k, p) -> plainGrads.put(k, values(p.grad().mul(new Scalar(coefficient)))));
     }
     List<Object[]> got = RanksAsThreads.run(2, 0, Duration.ofSeconds(60), ctx -> {
-      Net net;
-      synchronized (RanksAsThreads.RNG_LOCK) {
-        torch.manual_seed(0);
-        net = new DistributedNet(0, true);
-      }
+      Net net = (Net) CheckpointModels.fresh(0);
       OptimManager manager = new OptimManager(LossScale.fixed(64))
           .add(new AdamOptimizer(Bmt.parameters(net), AdamOptions.builder().build()), null);
       Tensor l = Training.loss(net.forward(Training.tokens(0, ctx.rank() * 2, 2)), 0, ctx.rank() * 2, 2);
@@ -231,11 +219,7 @@ class OptimizerTest {
   @Test
   void groupsTakeTheirOwnLearningRateAndHoldStepsKeepTheWeightsAtFirst() {
     List<boolean[]> changed = RanksAsThreads.run(2, 0, Duration.ofSeconds(60), ctx -> {
-      Net net;
-      synchronized (RanksAsThreads.RNG_LOCK) {
-        torch.manual_seed(0);
-        net = new DistributedNet(0, true);
-      }
+      Net net = (Net) CheckpointModels.fresh(0);
       List<ShardedParameter> all = Bmt.parameters(net);
       List<ShardedParameter> frozenByLr = all.stream().filter(p -> p.name().startsWith("layers.0.")).toList();
       List<ShardedParameter> rest = all.stream().filter(p -> !p.name().startsWith("layers.0.")).toList();
@@ -270,11 +254,7 @@ class OptimizerTest {
   @Test
   void badInputIsRejectedWithTheKeyOrParameterNamed() {
     List<String[]> messages = RanksAsThreads.run(1, 0, Duration.ofSeconds(60), ctx -> {
-      Net net;
-      synchronized (RanksAsThreads.RNG_LOCK) {
-        torch.manual_seed(0);
-        net = new DistributedNet(0, true);
-      }
+      Net net = (Net) CheckpointModels.fresh(0);
       List<ShardedParameter> params = Bmt.parameters(net);
       AdamOptimizer first = new AdamOptimizer(params.subList(0, 3), AdamOptions.builder().build());
       AdamOptimizer overlapping = new AdamOptimizer(params.subList(2, 5), AdamOptions.builder().build());

@@ -111,11 +111,7 @@ class ShardedTrainingTest {
   @Test
   void eachRankHoldsOnlyItsShardAfterConstruction() {
     List<MemoryReport[]> reports = RanksAsThreads.run(4, 0, Duration.ofSeconds(60), ctx -> {
-      Net net;
-      synchronized (RanksAsThreads.RNG_LOCK) {
-        torch.manual_seed(0);
-        net = new DistributedNet(0, true);
-      }
+      Net net = (Net) CheckpointModels.fresh(0);
       MemoryReport constructed = Bmt.memoryReport(net);
       Tensor loss = Training.loss(net.forward(Training.tokens(0, ctx.rank(), 1)), 0, ctx.rank(), 1);
       MemoryReport afterForward = Bmt.memoryReport(net);
@@ -140,11 +136,7 @@ class ShardedTrainingTest {
   @Test
   void aParameterReadWhileItsBlockIsReleasedIsNamed() {
     List<String> messages = RanksAsThreads.run(1, 0, Duration.ofSeconds(60), ctx -> {
-      Net net;
-      synchronized (RanksAsThreads.RNG_LOCK) {
-        torch.manual_seed(0);
-        net = new DistributedNet(0, true);
-      }
+      Net net = (Net) CheckpointModels.fresh(0);
       DistributedNet sharded = (DistributedNet) net;
       return assertThrows(ReleasedParameterException.class, () -> sharded.peekFirstBlockWeight(torch.randn(2, 3, Net.D))).getMessage();
     });
