@@ -30,7 +30,7 @@ public final class Bmt {
    */
   public static DistContext initDistributed(InitOptions options) {
     DistEnvironment env = DistEnvironment.fromEnvironment(options.environment());
-    DistContext ctx = DistContext.create(env, options.seed(), options.timeout());
+    DistContext ctx = DistContext.create(env, options.seed(), options.timeout(), options.backend());
     DistContext.install(ctx);
     return ctx;
   }

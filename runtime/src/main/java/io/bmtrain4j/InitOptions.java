@@ -9,11 +9,18 @@ public final class InitOptions {
   private final long seed;
   private final Duration timeout;
   private final Map<String, String> environment;
+  private final String backend;
 
   private InitOptions(Builder b) {
     this.seed = b.seed;
     this.timeout = b.timeout;
     this.environment = b.environment;
+    this.backend = b.backend;
+  }
+
+  /** "gloo" (CPU tensors, the default) or "nccl" (one GPU per rank, {@code LOCAL_RANK}). */
+  public String backend() {
+    return backend;
   }
 
   public static Builder builder() {
@@ -37,6 +44,16 @@ public final class InitOptions {
     private long seed = 0;
     private Duration timeout = Duration.ofMinutes(5);
     private Map<String, String> environment = System.getenv();
+    private String backend = "gloo";
+
+    /** The collectives' backend: "gloo" (CPU, default) or "nccl" (GPUs). */
+    public Builder backend(String backend) {
+      if (!backend.equals("gloo") && !backend.equals("nccl")) {
+        throw new IllegalArgumentException("backend must be gloo or nccl, got " + backend);
+      }
+      this.backend = backend;
+      return this;
+    }
 
     /** The seed of libtorch's generator, the same on every rank (default 0). */
     public Builder seed(long seed) {

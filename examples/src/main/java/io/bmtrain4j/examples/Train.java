@@ -92,7 +92,7 @@ public final class Train implements Callable<Integer> {
   @Option(names = "--resume", description = "continue from the checkpoint in --checkpoint-dir (saved at any number of ranks)")
   boolean resume;
 
-  @Option(names = "--device", description = "cpu, or cuda for one rank on one GPU (multi-GPU NCCL is the GPU issue's) (default ${DEFAULT-VALUE})")
+  @Option(names = "--device", description = "cpu (Gloo), or cuda: one GPU per rank (LOCAL_RANK), NCCL (default ${DEFAULT-VALUE})")
   String device = "cpu";
 
   @Option(names = "--threads", description = "libtorch threads per rank (default: cores per rank - 1, at least 1)")
@@ -145,10 +145,10 @@ public final class Train implements Callable<Integer> {
     if (nproc > 0) {
       return Launch.ranks(nproc, Train.class, Launch.without(commandLine, "--nproc"));
     }
-    Bmt.initDistributed(InitOptions.builder().seed(seed).build());
-    if (!device.equals("cpu") && Bmt.worldSize() > 1) {
-      throw new CommandLine.ParameterException(new CommandLine(this), "--device " + device + " with " + Bmt.worldSize()
-          + " ranks: this build's collectives are Gloo's, on the CPU; several GPUs need NCCL (the GPU issue)");
+    boolean gpu = device.startsWith("cuda");
+    Bmt.initDistributed(InitOptions.builder().seed(seed).backend(gpu ? "nccl" : "gloo").build());
+    if (gpu && device.equals("cuda")) {
+      device = "cuda:" + Bmt.context().localRank(); // one GPU per rank
     }
     torch.set_num_threads(threads > 0 ? threads : Threads.perRank());
     TokenSource source = TokenSource.open(data, seq, seed, vocab);

@@ -42,13 +42,23 @@ public final class DistContext implements AutoCloseable {
    * libtorch's generator with {@code seed} on every rank, so initialisation agrees everywhere.
    */
   public static DistContext create(DistEnvironment env, long seed, Duration timeout) {
+    return create(env, seed, timeout, "gloo");
+  }
+
+  /** As {@link #create(DistEnvironment, long, Duration)}, with "gloo" (CPU) or "nccl" (one GPU per rank) collectives. */
+  public static DistContext create(DistEnvironment env, long seed, Duration timeout, String backend) {
     torch.manual_seed(seed);
     if (env.worldSize() == 1) {
       return new DistContext(env, new LocalCommunicator(), null, seed);
     }
     TCPStore store = connectStore(env, timeout);
-    String host = isLoopback(env.masterAddr()) ? "127.0.0.1" : localHostName();
-    Communicator comm = new GlooCommunicator(store, env.rank(), env.worldSize(), host, timeout);
+    Communicator comm;
+    if (backend.equals("nccl")) {
+      comm = new NcclCommunicator(store, env.rank(), env.worldSize(), env.localRank());
+    } else {
+      String host = isLoopback(env.masterAddr()) ? "127.0.0.1" : localHostName();
+      comm = new GlooCommunicator(store, env.rank(), env.worldSize(), host, timeout);
+    }
     return new DistContext(env, comm, store, seed);
   }
 

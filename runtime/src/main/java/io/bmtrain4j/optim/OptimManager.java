@@ -138,7 +138,10 @@ public final class OptimManager {
     List<Tensor> grads = shardGradients();
     boolean overflow;
     try (NoGradGuard g = new NoGradGuard()) {
-      Tensor flag = torch.zeros(new long[] {1});
+      // On the gradients' device: NCCL reduces device memory only.
+      Tensor flag = grads.isEmpty() ? torch.zeros(new long[] {1})
+          : torch.zeros(new long[] {1}, new org.bytedeco.pytorch.TensorOptions()
+              .device(new org.bytedeco.pytorch.DeviceOptional(grads.get(0).device())));
       for (Tensor t : grads) {
         if (!torch.isfinite(t).all().item().toBool()) {
           flag.fill_(new Scalar(1.0));
