@@ -29,7 +29,12 @@ public final class GpuParityCheck {
     Device dev = new Device(device);
     int batch = 8;
     RepeatedPatternTask task = new RepeatedPatternTask(16, 64, 8, 0);
-    GptConfig c = new GptConfig(16, 64, 128, 4, 4, 512, 0.0).on(device);
+    // With --dropout P (one rank): the recompute must draw the GPU's masks again, exactly.
+    double dropout = args.length > 1 && args[0].equals("--dropout") ? Double.parseDouble(args[1]) : 0.0;
+    if (dropout > 0 && Bmt.worldSize() > 1) {
+      throw new IllegalArgumentException("--dropout compares masks with the plain model: run it on one rank");
+    }
+    GptConfig c = new GptConfig(16, 64, 128, 4, 4, 512, dropout).on(device);
     Tensor[] b = task.batch(0, 0, batch);
     Tensor in = b[0].to(dev, torch.ScalarType.Long);
     Tensor target = b[1].to(dev, torch.ScalarType.Long);
@@ -64,8 +69,8 @@ public final class GpuParityCheck {
     }
     double lossErr = Math.abs(shardedLoss - plainLoss.item().toDouble()) / Math.abs(plainLoss.item().toDouble());
     boolean ok = worst < 1e-3 && lossErr < 1e-4 && grads.size() == plainGrads.size();
-    Bmt.printRank("GPU parity %s: world %d, loss %.6f vs plain %.6f (rel %.2e), %d gradients, max relative error %.2e (%s)",
-        ok ? "OK" : "FAILED", Bmt.worldSize(), shardedLoss, plainLoss.item().toDouble(), lossErr, grads.size(), worst, worstName);
+    Bmt.printRank("GPU parity %s (dropout %.2f): world %d, loss %.6f vs plain %.6f (rel %.2e), %d gradients, max relative error %.2e (%s)",
+        ok ? "OK" : "FAILED", dropout, Bmt.worldSize(), shardedLoss, plainLoss.item().toDouble(), lossErr, grads.size(), worst, worstName);
     System.out.flush();
     Runtime.getRuntime().halt(ok ? 0 : 1);
   }

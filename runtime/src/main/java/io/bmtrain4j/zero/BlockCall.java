@@ -61,7 +61,7 @@ final class BlockCall {
       List<Tensor> outputs;
       if (options.recompute()) {
         leafArgs = TensorTree.detachArgs(args);
-        RngState now = RngState.capture();
+        RngState now = RngState.capture(group.shard().device());
         rng.restore();
         try {
           outputs = TensorTree.tensorsOut(body.call(leafArgs), block.path());
