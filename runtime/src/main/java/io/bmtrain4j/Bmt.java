@@ -187,7 +187,7 @@ public final class Bmt {
         continue;
       }
       for (ParameterGroup.Member m : g.members()) {
-        out.add(new ShardedParameter(r.keyPrefix() + m.name(), m, g, root, m.offset()));
+        out.add(new ShardedParameter(r.keyPrefix() + m.name(), m, g, root));
       }
     }
     return out;
@@ -327,10 +327,9 @@ public final class Bmt {
           try (org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope()) {
             Tensor full = torch.empty(m.shape());
             init.fill(full, io.bmtrain4j.init.Initializer.generatorFor(seed, path));
-            ShardedParameter slice = new ShardedParameter(path, m, group, r, m.offset());
-            Tensor local = slice.local();
-            if (local.numel() > 0) {
-              local.copy_(full.reshape(-1).narrow(0, slice.offsetInParameter(), local.numel()));
+            long[] o = group.overlap(m, group.communicator().rank());
+            if (o[2] > 0) {
+              group.shard().narrow(0, o[1], o[2]).copy_(full.reshape(-1).narrow(0, o[0], o[2]));
             }
           }
           m.markInitialised();

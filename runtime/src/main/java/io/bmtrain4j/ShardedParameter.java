@@ -18,19 +18,15 @@ public final class ShardedParameter {
   private final long localLength;
   private final long offsetInParameter;
 
-  ShardedParameter(String name, ParameterGroup.Member member, ParameterGroup group, ShardedModuleRuntime root,
-      long memberOffset) {
+  ShardedParameter(String name, ParameterGroup.Member member, ParameterGroup group, ShardedModuleRuntime root) {
     this.name = name;
     this.member = member;
     this.group = group;
     this.root = root;
-    long shardBegin = group.shardNumel() * group.communicator().rank();
-    long shardEnd = shardBegin + group.shardNumel();
-    long begin = Math.max(shardBegin, memberOffset);
-    long end = Math.min(shardEnd, memberOffset + member.numel());
-    this.localLength = Math.max(0, end - begin);
-    this.localStart = localLength == 0 ? 0 : begin - shardBegin;
-    this.offsetInParameter = Math.max(0, begin - memberOffset);
+    long[] o = group.overlap(member, group.communicator().rank());
+    this.offsetInParameter = o[0];
+    this.localStart = o[1];
+    this.localLength = o[2];
   }
 
   /** The state-dict key: the field path, such as {@code layers.3.wq} or {@code ln1.weight}. */

@@ -84,7 +84,7 @@ public final class SafeTensorsCheckpoint {
           }
           if (writer) {
             Tensor t = Host.copy(full.narrow(0, p.member.offset(), p.member.numel()));
-            write(out, t);
+            SafeTensorsFile.writeBytes(out, t);
           }
         }
         if (full != null) {
@@ -105,16 +105,6 @@ public final class SafeTensorsCheckpoint {
       }
     }
     comm.barrier(); // the file is complete before anyone returns
-  }
-
-  private static void write(FileChannel out, Tensor t) throws IOException {
-    long bytes = t.numel() * t.element_size();
-    try (BytePointer p = new BytePointer(t.data_ptr())) {
-      ByteBuffer buf = p.capacity(bytes).asByteBuffer();
-      while (buf.hasRemaining()) {
-        out.write(buf);
-      }
-    }
   }
 
   /**
@@ -170,20 +160,18 @@ public final class SafeTensorsCheckpoint {
   /** Copies the part of {@code p} that lies in this rank's shard from the file into the shard. */
   private static void readShardPart(FileChannel in, Path file, SafeTensorsHeader header, Param p) throws IOException {
     ParameterGroup g = p.group;
-    long shardBegin = g.shardNumel() * g.communicator().rank();
-    long begin = Math.max(shardBegin, p.member.offset());
-    long end = Math.min(shardBegin + g.shardNumel(), p.member.offset() + p.member.numel());
-    if (end <= begin) {
+    long[] o = g.overlap(p.member, g.communicator().rank());
+    if (o[2] == 0) {
       return;
     }
     long elem = g.shard().element_size();
     SafeTensorsHeader.Entry e = header.entries().get(p.key);
-    long filePos = header.dataStart() + e.begin() + (begin - p.member.offset()) * elem;
+    long filePos = header.dataStart() + e.begin() + o[0] * elem;
     try (NoGradGuard ng = new NoGradGuard()) {
-      Tensor target = g.shard().narrow(0, begin - shardBegin, end - begin);
+      Tensor target = g.shard().narrow(0, o[1], o[2]);
       Tensor host = Host.staging(target);
       try (BytePointer ptr = new BytePointer(host.data_ptr())) {
-        ByteBuffer buf = ptr.capacity((end - begin) * elem).asByteBuffer();
+        ByteBuffer buf = ptr.capacity(o[2] * elem).asByteBuffer();
         SafeTensorsHeader.readFully(in, buf, filePos, file);
       }
       Host.finish(host, target);

@@ -37,20 +37,25 @@ public final class SafeTensorsFile {
       out.write(ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(0, header.length));
       out.write(ByteBuffer.wrap(header));
       for (Tensor t : contiguous.values()) {
-        long bytes = t.numel() * t.element_size();
-        if (bytes == 0) {
-          continue;
-        }
-        try (BytePointer p = new BytePointer(t.data_ptr())) {
-          ByteBuffer buf = p.capacity(bytes).asByteBuffer();
-          while (buf.hasRemaining()) {
-            out.write(buf);
-          }
-        }
+        writeBytes(out, t);
       }
       out.force(true);
     }
     Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+  }
+
+  /** Appends the bytes of {@code t} (contiguous, in host memory) to {@code out}. */
+  static void writeBytes(FileChannel out, Tensor t) throws IOException {
+    long bytes = t.numel() * t.element_size();
+    if (bytes == 0) {
+      return;
+    }
+    try (BytePointer p = new BytePointer(t.data_ptr())) {
+      ByteBuffer buf = p.capacity(bytes).asByteBuffer();
+      while (buf.hasRemaining()) {
+        out.write(buf);
+      }
+    }
   }
 
   /** An open file: its header and channel, for reading element ranges of its tensors. */

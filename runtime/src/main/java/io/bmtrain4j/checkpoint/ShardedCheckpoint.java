@@ -41,14 +41,6 @@ public final class ShardedCheckpoint {
 
   private ShardedCheckpoint() {}
 
-  /** [offset in the flattened parameter, length] of {@code rank}'s slice of {@code m}. */
-  private static long[] slice(ParameterGroup g, ParameterGroup.Member m, int rank) {
-    long shardBegin = g.shardNumel() * rank;
-    long begin = Math.max(shardBegin, m.offset());
-    long end = Math.min(shardBegin + g.shardNumel(), m.offset() + m.numel());
-    return end <= begin ? new long[] {0, 0} : new long[] {begin - m.offset(), end - begin};
-  }
-
   /** Saves model and manager (may be null) as checkpoint {@code step} under {@code dir}. A collective. */
   public static void save(Path dir, Object model, OptimManager manager, long step) {
     Communicator comm = Bmt.context().communicator();
@@ -112,8 +104,8 @@ public final class ShardedCheckpoint {
         n.put("dtype", SafeTensorsHeader.dtypeName(g.shard().scalar_type()));
         ArrayNode slices = n.putArray("slices");
         for (int q = 0; q < world; q++) {
-          long[] s = slice(g, m, q);
-          slices.addArray().add(s[0]).add(s[1]);
+          long[] s = g.overlap(m, q);
+          slices.addArray().add(s[0]).add(s[2]);
         }
       }
     }

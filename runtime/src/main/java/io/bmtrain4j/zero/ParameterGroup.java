@@ -130,14 +130,11 @@ public final class ParameterGroup {
     try (org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope();
         NoGradGuard noGrad = new NoGradGuard()) {
       this.shard = Native.own(torch.zeros(new long[] {shardNumel}, first.options()));
-      long shardBegin = shardNumel * comm.rank();
       for (Member m : members) {
-        long begin = Math.max(shardBegin, m.offset);
-        long end = Math.min(shardBegin + shardNumel, m.offset + m.numel);
+        long[] o = overlap(m, comm.rank());
         // A deferred parameter's storage is never touched: see DeferredParameters.
-        if (end > begin && m.deferred == null) {
-          shard.narrow(0, begin - shardBegin, end - begin)
-              .copy_(m.tensor.reshape(-1).narrow(0, begin - m.offset, end - begin));
+        if (o[2] > 0 && m.deferred == null) {
+          shard.narrow(0, o[1], o[2]).copy_(m.tensor.reshape(-1).narrow(0, o[0], o[2]));
         }
       }
       // [Note: released placeholder] A released parameter is an empty tensor of its dtype (libtorch
@@ -148,6 +145,18 @@ public final class ParameterGroup {
     for (Member m : members) {
       m.tensor.set_data(released);
     }
+  }
+
+  /**
+   * Where rank {@code rank}'s shard meets parameter {@code m}:
+   * {@code {offset in the flattened parameter, offset in the shard, length}}, all 0 when they do
+   * not meet. Every slice-of-a-parameter computation (optimizer views, checkpoints, init) uses it.
+   */
+  public long[] overlap(Member m, int rank) {
+    long shardBegin = shardNumel * rank;
+    long begin = Math.max(shardBegin, m.offset);
+    long end = Math.min(shardBegin + shardNumel, m.offset + m.numel);
+    return end <= begin ? new long[] {0, 0, 0} : new long[] {begin - m.offset, begin - shardBegin, end - begin};
   }
 
   public String owner() {
