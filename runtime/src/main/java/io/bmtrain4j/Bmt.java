@@ -344,17 +344,19 @@ public final class Bmt {
     long grads = 0;
     long gathered = 0;
     long total = 0;
+    boolean onGpu = false;
     for (ShardedModuleRuntime r : runtimeOf(model).tree()) {
       ParameterGroup g = r.group();
       if (g == null) {
         continue;
       }
+      onGpu |= g.shard().is_cuda();
       long[] m = g.memoryBytes();
       params += m[0];
       grads += m[1];
       gathered += m[2];
       total += g.numel();
     }
-    return new MemoryReport(rank(), params, grads, gathered, total);
+    return new MemoryReport(rank(), params, grads, gathered, total, onGpu ? DeviceMemory.current() : null);
   }
 }

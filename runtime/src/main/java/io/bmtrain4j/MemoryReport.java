@@ -2,13 +2,16 @@ package io.bmtrain4j;
 
 /**
  * Bytes this rank holds for a model: parameter shards, gradient storage (shard gradients plus
- * flat buffers being filled) and gathered (whole) parameter buffers alive now.
+ * flat buffers being filled) and gathered (whole) parameter buffers alive now; on a GPU also the
+ * CUDA allocator's statistics ({@code device}, null on the CPU).
  */
-public record MemoryReport(int rank, long parameterBytes, long gradientBytes, long gatheredBytes, long totalParameters) {
+public record MemoryReport(int rank, long parameterBytes, long gradientBytes, long gatheredBytes, long totalParameters,
+    DeviceMemory device) {
   @Override
   public String toString() {
-    return String.format("rank %d: parameters %s, gradients %s, gathered %s (model %,d parameters)",
-        rank, mib(parameterBytes), mib(gradientBytes), mib(gatheredBytes), totalParameters);
+    return String.format("rank %d: parameters %s, gradients %s, gathered %s (model %,d parameters)%s",
+        rank, mib(parameterBytes), mib(gradientBytes), mib(gatheredBytes), totalParameters,
+        device == null ? "" : "; " + device);
   }
 
   private static String mib(long bytes) {

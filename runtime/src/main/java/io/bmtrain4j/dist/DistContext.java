@@ -54,7 +54,7 @@ public final class DistContext implements AutoCloseable {
     TCPStore store = connectStore(env, timeout);
     Communicator comm;
     if (backend.equals("nccl")) {
-      comm = new NcclCommunicator(store, env.rank(), env.worldSize(), env.localRank());
+      comm = new NcclCommunicator(store, env.rank(), env.worldSize(), env.localRank(), timeout);
     } else {
       String host = isLoopback(env.masterAddr()) ? "127.0.0.1" : localHostName();
       comm = new GlooCommunicator(store, env.rank(), env.worldSize(), host, timeout);

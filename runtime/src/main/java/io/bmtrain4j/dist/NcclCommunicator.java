@@ -1,16 +1,21 @@
 package io.bmtrain4j.dist;
 
+import java.time.Duration;
 import java.util.Locale;
 import org.bytedeco.cuda.cudart.CUstream_st;
 import org.bytedeco.cuda.global.nccl;
 import org.bytedeco.cuda.nccl.ncclComm;
 import org.bytedeco.cuda.nccl.ncclUniqueId;
+import org.bytedeco.javacpp.IntPointer;
 import org.bytedeco.javacpp.PointerPointer;
 import org.bytedeco.pytorch.ByteVector;
 import org.bytedeco.pytorch.Scalar;
 import org.bytedeco.pytorch.StringVector;
 import org.bytedeco.pytorch.Store;
 import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.cuda.CUDAEvent;
+import org.bytedeco.pytorch.cuda.CUDAStream;
+import org.bytedeco.pytorch.cuda.CUDAStreamGuard;
 import org.bytedeco.pytorch.global.torch;
 import org.bytedeco.pytorch.global.torch_cuda;
 
@@ -18,18 +23,26 @@ import org.bytedeco.pytorch.global.torch_cuda;
  * GPU collectives through NCCL ({@code org.bytedeco.cuda.global.nccl}), one rank per GPU
  * ({@code LOCAL_RANK}). Rank 0's unique id travels through the rendezvous store.
  *
- * <p>First version: every collective is enqueued on the current CUDA stream, so it is ordered with
- * the compute around it without any host synchronisation, and its handle is complete at once (a
- * later kernel on the stream waits for it). A dedicated communication stream with events, which
- * lets all-gathers overlap compute, is the next step (issue 7). A dead peer is not detected yet:
- * NCCL hangs unless a watchdog aborts the communicator.
+ * <p>[Note: one communication stream] Every collective runs on one dedicated high-priority stream
+ * taken from libtorch's pool, as ProcessGroupNCCL does per communicator: the stream first waits on
+ * an event recorded on the caller's current (compute) stream, so the inputs are ready; the
+ * collective's own event is then recorded, and {@link NcclWork#await()} makes the consumer's stream
+ * wait on it. Nothing in the hot path synchronises the host. One stream keeps a communicator's
+ * collectives in issue order on every rank (NCCL requires that order); all-gathers (prefetch) and
+ * reduce-scatters (gradients) both overlap the compute stream, not each other. See
+ * [Note: buffers held with events] for when a buffer may be freed.
+ *
+ * <p>A dead or silent peer is reported by {@link NcclWatchdog}, which aborts and ends the process.
  */
 public final class NcclCommunicator implements Communicator {
   private final int rank;
   private final int worldSize;
   private final ncclComm comm;
+  private final CUDAStream stream;
+  private final NcclWatchdog watchdog;
+  private long sequence;
 
-  public NcclCommunicator(Store store, int rank, int worldSize, int localRank) {
+  public NcclCommunicator(Store store, int rank, int worldSize, int localRank, Duration timeout) {
     this.rank = rank;
     this.worldSize = worldSize;
     torch_cuda.set_device((byte) localRank);
@@ -50,6 +63,22 @@ public final class NcclCommunicator implements Communicator {
     PointerPointer<ncclComm> out = new PointerPointer<>(1);
     check(nccl.ncclCommInitRank(out, worldSize, id, rank), "ncclCommInitRank");
     this.comm = out.get(ncclComm.class, 0);
+    this.stream = torch_cuda.getStreamFromPool(true, (byte) localRank);
+    this.watchdog = new NcclWatchdog("rank " + rank + " of " + worldSize, localRank, timeout, this::asyncError,
+        () -> nccl.ncclCommAbort(comm));
+  }
+
+  private String asyncError() {
+    try (IntPointer result = new IntPointer(1)) {
+      nccl.ncclCommGetAsyncError(comm, result);
+      int r = result.get();
+      return r == nccl.ncclSuccess || r == nccl.ncclInProgress ? null : nccl.ncclGetErrorString(r).getString();
+    }
+  }
+
+  /** The stream the collectives run on (benchmarks time it; tests check the overlap). */
+  public CUDAStream communicationStream() {
+    return stream;
   }
 
   private void check(int result, String what) {
@@ -59,8 +88,26 @@ public final class NcclCommunicator implements Communicator {
     }
   }
 
-  private static CUstream_st stream() {
-    return torch_cuda.getCurrentCUDAStream().stream();
+  /**
+   * Runs {@code collective} on the communication stream after the caller's stream has reached this
+   * point, then {@code after} (in place, on the same stream), and returns the handle to wait on.
+   */
+  private synchronized CollectiveHandle enqueue(String what, java.util.function.ToIntFunction<CUstream_st> collective,
+      Runnable after) {
+    CUDAStream caller = torch_cuda.getCurrentCUDAStream();
+    try (CUDAEvent inputsReady = new CUDAEvent(0x02)) {
+      inputsReady.record(caller);
+      inputsReady.block(stream);
+    }
+    check(collective.applyAsInt(stream.stream()), what);
+    if (after != null) {
+      try (CUDAStreamGuard onComm = new CUDAStreamGuard(stream.unwrap())) {
+        after.run();
+      }
+    }
+    NcclWork work = new NcclWork(what, ++sequence, stream);
+    watchdog.track(work);
+    return work;
   }
 
   private static int dtype(Tensor t) {
@@ -93,11 +140,8 @@ public final class NcclCommunicator implements Communicator {
     }
   }
 
-  private CollectiveHandle done(ReduceOperation o, Tensor result) {
-    if (o == ReduceOperation.AVG) {
-      result.div_(new Scalar((double) worldSize));
-    }
-    return CollectiveHandle.completed();
+  private Runnable average(ReduceOperation o, Tensor result) {
+    return o == ReduceOperation.AVG ? () -> result.div_(new Scalar((double) worldSize)) : null;
   }
 
   @Override
@@ -113,52 +157,54 @@ public final class NcclCommunicator implements Communicator {
   @Override
   public CollectiveHandle allGather(Tensor output, Tensor input) {
     Collectives.checkSizes("all-gather", output.numel(), input.numel(), worldSize);
-    check(nccl.ncclAllGather(input.data_ptr(), output.data_ptr(), input.numel(), dtype(input), comm, stream()), "all-gather");
-    return CollectiveHandle.completed();
+    int type = dtype(input);
+    return enqueue("all-gather", st -> nccl.ncclAllGather(input.data_ptr(), output.data_ptr(), input.numel(), type, comm, st), null);
   }
 
   @Override
   public CollectiveHandle reduceScatter(Tensor output, Tensor input, ReduceOperation o) {
     Collectives.checkSizes("reduce-scatter", input.numel(), output.numel(), worldSize);
-    check(nccl.ncclReduceScatter(input.data_ptr(), output.data_ptr(), output.numel(), dtype(input), op(o), comm, stream()),
-        "reduce-scatter");
-    return done(o, output);
+    int type = dtype(input);
+    return enqueue("reduce-scatter",
+        st -> nccl.ncclReduceScatter(input.data_ptr(), output.data_ptr(), output.numel(), type, op(o), comm, st),
+        average(o, output));
   }
 
   @Override
   public CollectiveHandle allReduce(Tensor tensor, ReduceOperation o) {
-    check(nccl.ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(), dtype(tensor), op(o), comm, stream()),
-        "all-reduce");
-    return done(o, tensor);
+    int type = dtype(tensor);
+    return enqueue("all-reduce",
+        st -> nccl.ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(), type, op(o), comm, st),
+        average(o, tensor));
   }
 
   @Override
   public CollectiveHandle broadcast(Tensor tensor, int root) {
     Collectives.checkPeer("broadcast", root, worldSize);
-    check(nccl.ncclBroadcast(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(), dtype(tensor), root, comm, stream()),
-        "broadcast");
-    return CollectiveHandle.completed();
+    int type = dtype(tensor);
+    return enqueue("broadcast",
+        st -> nccl.ncclBroadcast(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(), type, root, comm, st), null);
   }
 
   @Override
   public CollectiveHandle send(Tensor tensor, int peer, int tag) {
     Collectives.checkPeer("send", peer, worldSize);
-    check(nccl.ncclSend(tensor.data_ptr(), tensor.numel(), dtype(tensor), peer, comm, stream()), "send");
-    return CollectiveHandle.completed();
+    int type = dtype(tensor);
+    return enqueue("send", st -> nccl.ncclSend(tensor.data_ptr(), tensor.numel(), type, peer, comm, st), null);
   }
 
   @Override
   public CollectiveHandle recv(Tensor tensor, int peer, int tag) {
     Collectives.checkPeer("recv", peer, worldSize);
-    check(nccl.ncclRecv(tensor.data_ptr(), tensor.numel(), dtype(tensor), peer, comm, stream()), "recv");
-    return CollectiveHandle.completed();
+    int type = dtype(tensor);
+    return enqueue("recv", st -> nccl.ncclRecv(tensor.data_ptr(), tensor.numel(), type, peer, comm, st), null);
   }
 
   @Override
   public void barrier() {
     Tensor one = torch.ones(new long[] {1}, new org.bytedeco.pytorch.TensorOptions()
         .device(new org.bytedeco.pytorch.DeviceOptional(new org.bytedeco.pytorch.Device("cuda"))));
-    allReduce(one, ReduceOperation.SUM);
+    allReduce(one, ReduceOperation.SUM).await();
     torch_cuda.getCurrentCUDAStream().synchronize();
     one.close();
   }
@@ -170,6 +216,8 @@ public final class NcclCommunicator implements Communicator {
 
   @Override
   public void close() {
+    stream.synchronize();
+    watchdog.close();
     nccl.ncclCommDestroy(comm);
   }
 }

@@ -11,6 +11,11 @@ public record LossScale(double initial, boolean dynamic, double factor, int inte
     }
   }
 
+  /** Whether the loss is scaled at all; an unscaled run skips the overflow check, as BMTrain does. */
+  public boolean enabled() {
+    return dynamic || initial != 1;
+  }
+
   /** No scaling (fp32 and bf16). */
   public static LossScale none() {
     return new LossScale(1, false, 2, 1000, 1, 1);

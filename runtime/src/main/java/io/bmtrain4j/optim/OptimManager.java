@@ -135,22 +135,9 @@ public final class OptimManager {
    * rank skips the step and a dynamic scale is lowered. Returns whether the step was taken.
    */
   public boolean step() {
-    List<Tensor> grads = shardGradients();
-    boolean overflow;
-    try (NoGradGuard g = new NoGradGuard()) {
-      // On the gradients' device: NCCL reduces device memory only.
-      Tensor flag = grads.isEmpty() ? torch.zeros(new long[] {1})
-          : torch.zeros(new long[] {1}, new org.bytedeco.pytorch.TensorOptions()
-              .device(new org.bytedeco.pytorch.DeviceOptional(grads.get(0).device())));
-      for (Tensor t : grads) {
-        if (!torch.isfinite(t).all().item().toBool()) {
-          flag.fill_(new Scalar(1.0));
-          break;
-        }
-      }
-      communicator().allReduce(flag, ReduceOperation.MAX).await();
-      overflow = flag.item().toDouble() > 0;
-    }
+    // As in BMTrain, only a loss-scaled run looks for overflow: an unscaled bf16/fp32 run does not
+    // pay for the check (one host synchronisation per step).
+    boolean overflow = lossScale.enabled() && anyGradientNotFinite();
     if (overflow) {
       skippedSteps++;
       cleanSteps = 0;
@@ -173,6 +160,22 @@ public final class OptimManager {
       cleanSteps = 0;
     }
     return true;
+  }
+
+  /** Whether a gradient on any rank holds inf or NaN: one flag built on the device, one all-reduce, one sync. */
+  private boolean anyGradientNotFinite() {
+    List<Tensor> grads = shardGradients();
+    try (NoGradGuard g = new NoGradGuard()) {
+      // On the gradients' device: NCCL reduces device memory only.
+      Tensor flag = grads.isEmpty() ? torch.zeros(new long[] {1})
+          : torch.zeros(new long[] {1}, new org.bytedeco.pytorch.TensorOptions()
+              .device(new org.bytedeco.pytorch.DeviceOptional(grads.get(0).device())));
+      for (Tensor t : grads) {
+        flag.add_(torch.isfinite(t).all().logical_not());
+      }
+      communicator().allReduce(flag, ReduceOperation.MAX).await();
+      return flag.item().toDouble() > 0;
+    }
   }
 
   /**

@@ -1,0 +1,215 @@
+package io.bmtrain4j.examples.bench;
+
+import io.bmtrain4j.Bmt;
+import io.bmtrain4j.DeviceMemory;
+import io.bmtrain4j.InitOptions;
+import io.bmtrain4j.examples.gpt.DistributedGpt;
+import io.bmtrain4j.examples.gpt.DistributedTransformerBlock;
+import io.bmtrain4j.examples.gpt.GptConfig;
+import io.bmtrain4j.optim.AdamOptimizer;
+import io.bmtrain4j.optim.AdamOptions;
+import io.bmtrain4j.optim.LossScale;
+import io.bmtrain4j.optim.OptimManager;
+import io.bmtrain4j.zero.BlockOptions;
+import io.bmtrain4j.zero.ParameterGroup;
+import io.bmtrain4j.zero.ShardedModuleRuntime;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.Callable;
+import org.bytedeco.javacpp.PointerScope;
+import org.bytedeco.pytorch.Device;
+import org.bytedeco.pytorch.DeviceOptional;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.TensorOptions;
+import org.bytedeco.pytorch.global.torch;
+import org.bytedeco.pytorch.global.torch_cuda;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/**
+ * GPU training throughput of the example GPT under bmtrain4j (ZeRO-3, recompute, bf16 parameters,
+ * fp32 Adam masters), for the side-by-side comparison with PyTorch FSDP2 in {@code bench/}. One
+ * step is forward, backward, gradient reduction and the optimizer step. Run one JVM per GPU under
+ * torchrun; every rank processes {@code --micro-batch} sequences per step.
+ *
+ * <p>Prints tokens/s per GPU, MFU (6·N·T plus attention, recompute not counted) and the CUDA
+ * allocator's peak memory, with prefetch on and off in alternating rounds of one run, and the
+ * time the step's all-gathers take on their own, from which the fraction hidden by prefetch
+ * follows. The last line, starting with {@code RESULT}, is what {@code bench/gpu-compare.sh}
+ * collects.
+ */
+@Command(name = "gpt-throughput", mixinStandardHelpOptions = true, description = "GPT training throughput on GPUs.")
+public final class GptThroughput implements Callable<Integer> {
+  @Option(names = "--model", description = "preset: ${COMPLETION-CANDIDATES} (default ${DEFAULT-VALUE})")
+  String model = "1.3b";
+
+  @Option(names = "--seq", description = "sequence length (default ${DEFAULT-VALUE})")
+  int seq = 2048;
+
+  @Option(names = "--vocab", description = "vocabulary (default ${DEFAULT-VALUE})")
+  int vocab = 50304;
+
+  @Option(names = "--micro-batch", description = "sequences per GPU per step (default ${DEFAULT-VALUE})")
+  int microBatch = 8;
+
+  @Option(names = "--steps", description = "timed steps per round (default ${DEFAULT-VALUE})")
+  int steps = 10;
+
+  @Option(names = "--warmup", description = "untimed steps before the first round (default ${DEFAULT-VALUE})")
+  int warmup = 3;
+
+  @Option(names = "--rounds", description = "rounds; prefetch on and off alternate within a round (default ${DEFAULT-VALUE})")
+  int rounds = 2;
+
+  @Option(names = "--no-prefetch-rounds", negatable = true, description = "also time prefetch off (default ${DEFAULT-VALUE})")
+  boolean prefetchOff = true;
+
+  @Option(names = "--peak-tflops", description = "bf16 matmul peak for MFU (default ${DEFAULT-VALUE}, measured on these H100s)")
+  double peakTflops = 790;
+
+  public static void main(String[] args) {
+    System.exit(new CommandLine(new GptThroughput()).execute(args));
+  }
+
+  @Override
+  public Integer call() {
+    Bmt.initDistributed(InitOptions.builder().seed(0).backend("nccl").build());
+    String device = "cuda:" + Bmt.context().localRank();
+    int world = Bmt.worldSize();
+    GptConfig config = GptConfig.preset(model, vocab, seq, 0.0, torch.ScalarType.BFloat16).on(device);
+    long t0 = System.nanoTime();
+    DistributedGpt gpt = new DistributedGpt(config, DistributedTransformerBlock::new);
+    Bmt.printRank("GPT %s: %,d parameters, bf16, %d GPU(s), micro-batch %d x %d tokens per GPU; built in %.1f s",
+        model, config.parameterCount(), world, microBatch, seq, (System.nanoTime() - t0) / 1e9);
+    double flopsPerToken = flopsPerToken(config, seq);
+    try (AdamOptimizer adam = new AdamOptimizer(Bmt.parameters(gpt), AdamOptions.builder().lr(1e-4).weightDecay(0.1).build())) {
+      OptimManager manager = new OptimManager(LossScale.none()).add(adam, null);
+      Device dev = new Device(device);
+      runSteps(gpt, manager, dev, warmup);
+      List<String> names = new ArrayList<>(List.of("prefetch"));
+      List<BlockOptions> variants = new ArrayList<>(List.of(new BlockOptions(3, true, 2)));
+      if (prefetchOff) {
+        names.add("no-prefetch");
+        variants.add(new BlockOptions(3, true, 1));
+      }
+      double[][] seconds = new double[variants.size()][rounds];
+      DeviceMemory[] peak = new DeviceMemory[variants.size()];
+      double loss = Double.NaN;
+      for (int r = 0; r < rounds; r++) {
+        for (int v = 0; v < variants.size(); v++) {
+          Bmt.configureBlocks(gpt, variants.get(v));
+          runSteps(gpt, manager, dev, 1); // the first step after a switch settles the allocator
+          DeviceMemory.resetPeak();
+          Bmt.synchronize();
+          long start = System.nanoTime();
+          loss = runSteps(gpt, manager, dev, steps);
+          seconds[v][r] = (System.nanoTime() - start) / 1e9 / steps;
+          peak[v] = DeviceMemory.current();
+        }
+      }
+      double gatherSeconds = world > 1 ? allGatherSecondsPerStep(gpt) : 0;
+      double best = 0;
+      for (int v = 0; v < variants.size(); v++) {
+        double s = min(seconds[v]);
+        double tokensPerGpu = (double) microBatch * seq / s;
+        double mfu = tokensPerGpu * flopsPerToken / (peakTflops * 1e12);
+        Bmt.printRank("%-12s %8.1f ms/step  %,10.0f tokens/s/GPU  MFU %5.1f%%  %s", names.get(v), s * 1e3, tokensPerGpu,
+            100 * mfu, peak[v]);
+        if (v == 0) {
+          best = s;
+        }
+      }
+      if (prefetchOff && world > 1) {
+        double exposedWithout = min(seconds[1]) - best;
+        Bmt.printRank("all-gathers alone: %.1f ms per step (2 per block: forward and recompute, plus the root);"
+            + " prefetch saves %.1f ms, hiding %.0f%% of them", gatherSeconds * 1e3, exposedWithout * 1e3,
+            100 * Math.max(0, Math.min(1, exposedWithout / gatherSeconds)));
+      }
+      double tokensPerGpu = microBatch * seq / best;
+      Bmt.printRank("RESULT impl=bmtrain4j model=%s gpus=%d tokens_per_s_per_gpu=%.0f mfu=%.4f peak_allocated_gib=%.2f"
+          + " peak_reserved_gib=%.2f step_ms=%.1f loss=%.4f", model, world, tokensPerGpu,
+          tokensPerGpu * flopsPerToken / (peakTflops * 1e12), peak[0].peakAllocatedBytes() / 1073741824.0,
+          peak[0].peakReservedBytes() / 1073741824.0, best * 1e3, loss);
+    }
+    return 0;
+  }
+
+  /**
+   * Training FLOPs per token, as PaLM's appendix counts them: 6 per parameter that multiplies
+   * (the position table does not) plus 12·layers·d_model·seq for attention scores and values.
+   */
+  static double flopsPerToken(GptConfig c, int seq) {
+    double n = c.parameterCount() - (double) c.maxSeq() * c.dModel();
+    return 6 * n + 12.0 * c.layers() * c.dModel() * seq;
+  }
+
+  /** Runs {@code count} training steps on random tokens and returns the last loss (one host sync at the end). */
+  private double runSteps(DistributedGpt gpt, OptimManager manager, Device dev, int count) {
+    Tensor last = null;
+    try (PointerScope scope = new PointerScope()) {
+      TensorOptions longs = new TensorOptions().dtype(new org.bytedeco.pytorch.ScalarTypeOptional(torch.ScalarType.Long))
+          .device(new DeviceOptional(dev));
+      for (int i = 0; i < count; i++) {
+        try (PointerScope step = new PointerScope()) {
+          Tensor tokens = torch.randint(vocab, new long[] {microBatch, seq + 1}, longs);
+          manager.zeroGrad();
+          Tensor logits = gpt.forward(tokens.narrow(1, 0, seq)).to(torch.ScalarType.Float);
+          Tensor loss = torch.cross_entropy_loss(logits.reshape(-1, vocab), tokens.narrow(1, 1, seq).reshape(-1));
+          manager.backward(loss);
+          manager.step();
+          if (i == count - 1) {
+            last = loss.detach();
+            scope.attach(last);
+          }
+        }
+      }
+      return last == null ? Double.NaN : last.item().toDouble();
+    }
+  }
+
+  /**
+   * The all-gathers of one step issued back to back with nothing to hide behind: every block
+   * twice (forward, and again for recompute in backward) and the root's own parameters once.
+   */
+  private double allGatherSecondsPerStep(DistributedGpt gpt) {
+    List<ParameterGroup> blocks = new ArrayList<>();
+    ParameterGroup root = null;
+    for (ShardedModuleRuntime r : Bmt.runtimeOf(gpt).tree()) {
+      if (r.group() == null) {
+        continue;
+      }
+      if (r == Bmt.runtimeOf(gpt)) {
+        root = r.group();
+      } else {
+        blocks.add(r.group());
+      }
+    }
+    double best = Double.MAX_VALUE;
+    for (int rep = 0; rep < 3; rep++) {
+      torch_cuda.getCurrentCUDAStream().synchronize();
+      long start = System.nanoTime();
+      for (int pass = 0; pass < 2; pass++) {
+        for (ParameterGroup g : blocks) {
+          g.gather();
+          g.release();
+        }
+      }
+      if (root != null) {
+        root.gather();
+        root.release();
+      }
+      torch_cuda.getCurrentCUDAStream().synchronize();
+      best = Math.min(best, (System.nanoTime() - start) / 1e9);
+    }
+    return best;
+  }
+
+  private static double min(double[] xs) {
+    double m = Double.MAX_VALUE;
+    for (double x : xs) {
+      m = Math.min(m, x);
+    }
+    return m;
+  }
+}

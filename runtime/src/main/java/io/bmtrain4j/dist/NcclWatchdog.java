@@ -1,0 +1,96 @@
+package io.bmtrain4j.dist;
+
+import java.time.Duration;
+import java.util.concurrent.ConcurrentLinkedDeque;
+import java.util.function.Supplier;
+import org.bytedeco.pytorch.global.torch_cuda;
+
+/**
+ * Turns a dead or silent peer into an error instead of a hang. NCCL kernels of a collective whose
+ * peer has gone spin forever, and so does every host call that later synchronises with the GPU.
+ * A daemon thread polls the oldest collective in flight (they complete in order: one stream) and
+ * NCCL's asynchronous error; past the timeout it reports the collective and the rank, aborts the
+ * communicator and ends the process, as PyTorch's ProcessGroupNCCL watchdog does by default
+ * ({@code TORCH_NCCL_ASYNC_ERROR_HANDLING=3}). The launcher (torchrun or ours) then stops the
+ * other ranks.
+ */
+final class NcclWatchdog implements AutoCloseable {
+  /** Exit status of a rank ended by the watchdog. */
+  static final int EXIT_STATUS = 75;
+
+  private final ConcurrentLinkedDeque<NcclWork> inFlight = new ConcurrentLinkedDeque<>();
+  private final Thread thread;
+  private volatile boolean stopped;
+
+  NcclWatchdog(String rankName, int device, Duration timeout, Supplier<String> asyncError, Runnable abort) {
+    long timeoutNanos = timeout.toNanos();
+    thread = new Thread(() -> {
+      torch_cuda.set_device((byte) device);
+      while (!stopped) {
+        NcclWork oldest;
+        while ((oldest = inFlight.peekFirst()) != null && oldest.poll()) {
+          inFlight.pollFirst();
+        }
+        String error = asyncError.get();
+        String problem = null;
+        if (error != null) {
+          problem = "NCCL reported an asynchronous error on " + rankName + ": " + error;
+        } else if (oldest != null && System.nanoTime() - oldest.issuedNanos > timeoutNanos) {
+          problem = "NCCL " + oldest.what + " (collective #" + oldest.sequence + ") did not complete within "
+              + timeout.toSeconds() + " s on " + rankName
+              + ": a peer died or stopped issuing collectives (every rank must issue the same ones in the same order)."
+              + " Raise InitOptions.timeout if a step legitimately takes longer.";
+        }
+        if (problem != null) {
+          giveUp(problem, oldest, abort);
+          return;
+        }
+        sleep(20);
+      }
+    }, "bmtrain4j-nccl-watchdog");
+    thread.setDaemon(true);
+    thread.start();
+  }
+
+  void track(NcclWork work) {
+    inFlight.addLast(work);
+  }
+
+  private void giveUp(String problem, NcclWork oldest, Runnable abort) {
+    CollectiveException e = new CollectiveException(problem);
+    if (oldest != null) {
+      oldest.fail(e);
+    }
+    System.err.println("bmtrain4j: " + problem + " Aborting the communicator and exiting with status " + EXIT_STATUS + ".");
+    System.err.flush();
+    // ncclCommAbort releases the spinning kernels; it is given a few seconds, then the process ends
+    // regardless, since the host thread may be stuck in a synchronising call.
+    Thread aborter = new Thread(abort, "bmtrain4j-nccl-abort");
+    aborter.setDaemon(true);
+    aborter.start();
+    try {
+      aborter.join(5000);
+    } catch (InterruptedException ignored) {
+      Thread.currentThread().interrupt();
+    }
+    Runtime.getRuntime().halt(EXIT_STATUS);
+  }
+
+  private static void sleep(long ms) {
+    try {
+      Thread.sleep(ms);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+  }
+
+  @Override
+  public void close() {
+    stopped = true;
+    try {
+      thread.join(1000);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+  }
+}
