@@ -28,10 +28,18 @@ final class NcclWatchdog implements AutoCloseable {
       torch_cuda.set_device((byte) device);
       while (!stopped) {
         NcclWork oldest;
-        while ((oldest = inFlight.peekFirst()) != null && oldest.poll()) {
-          inFlight.pollFirst();
+        String error;
+        try {
+          while ((oldest = inFlight.peekFirst()) != null && oldest.poll()) {
+            inFlight.pollFirst();
+          }
+          error = asyncError.get();
+        } catch (RuntimeException e) {
+          // A watchdog that dies silently would turn the next dead peer into a hang: report and go on.
+          System.err.println("bmtrain4j: the NCCL watchdog could not poll: " + e);
+          sleep(1000);
+          continue;
         }
-        String error = asyncError.get();
         String problem = null;
         if (error != null) {
           problem = "NCCL reported an asynchronous error on " + rankName + ": " + error;

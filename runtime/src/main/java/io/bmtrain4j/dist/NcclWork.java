@@ -1,5 +1,6 @@
 package io.bmtrain4j.dist;
 
+import io.bmtrain4j.internal.Native;
 import org.bytedeco.pytorch.cuda.CUDAEvent;
 import org.bytedeco.pytorch.global.torch_cuda;
 
@@ -30,7 +31,8 @@ final class NcclWork implements CollectiveHandle {
     this.what = what;
     this.sequence = sequence;
     this.issuedNanos = System.nanoTime();
-    this.done = new CUDAEvent(DISABLE_TIMING);
+    // Owned, not the caller's: a step's PointerScope must not free an event the watchdog still polls.
+    this.done = Native.own(new CUDAEvent(DISABLE_TIMING));
     done.record(stream);
   }
 

@@ -29,6 +29,21 @@ public final class Native {
     return p;
   }
 
+  /**
+   * Moves {@code p} from scope {@code from} (where it was created) to {@code to}, which then frees
+   * it; with no enclosing scope the caller owns it. Used to free a block's temporaries at the
+   * block's end while its outputs live on in the user's step scope.
+   */
+  public static <T extends Pointer> T moveTo(T p, PointerScope from, PointerScope to) {
+    p.retainReference();
+    from.detach(p); // the scope's reference is released; ours remains
+    if (to != null) {
+      to.attach(p); // the enclosing scope's reference
+      p.releaseReference(); // drop ours: only the enclosing scope holds it now
+    }
+    return p;
+  }
+
   /** Closes each non-null pointer. */
   public static void closeAll(Iterable<? extends Pointer> pointers) {
     for (Pointer p : pointers) {

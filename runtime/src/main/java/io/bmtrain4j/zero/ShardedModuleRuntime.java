@@ -10,6 +10,7 @@ import org.bytedeco.pytorch.GradMode;
 import org.bytedeco.pytorch.Module;
 import org.bytedeco.pytorch.NoGradGuard;
 import org.bytedeco.pytorch.StringTensorDict;
+import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.Tensor;
 
 /**
@@ -306,7 +307,7 @@ public final class ShardedModuleRuntime {
     prefetchNext();
     if (!needsBackward) {
       try {
-        return body.call(args);
+        return callFreeingTemporaries(args, body);
       } finally {
         group.release();
       }
@@ -316,7 +317,7 @@ public final class ShardedModuleRuntime {
     if (options.recompute()) {
       RngState rng = RngState.capture(group.shard().device()); // owned: used by the backward, closed there
       try (NoGradGuard noGrad = new NoGradGuard()) {
-        result = body.call(args);
+        result = callFreeingTemporaries(args, body);
       }
       call = new BlockCall(this, args, body, rng, null, null, ForwardTape.current());
     } else {
@@ -338,6 +339,24 @@ public final class ShardedModuleRuntime {
     }
     List<Tensor> wired = CustomBackward.apply(inputs, TensorTree.tensorsOut(result, path()), call::backward);
     return TensorTree.replace(result, wired);
+  }
+
+  /**
+   * Runs {@code body} in its own {@link PointerScope}, so the activations it creates are freed when
+   * the block returns rather than when the user's step scope closes (which would hold every
+   * block's activations at once and defeat recompute); the outputs move to the enclosing scope.
+   */
+  private <R> R callFreeingTemporaries(Object[] args, ForwardBody<R> body) {
+    PointerScope enclosing = PointerScope.getInnerScope();
+    R result;
+    List<Tensor> outputs = new ArrayList<>();
+    try (PointerScope blockScope = new PointerScope()) {
+      result = body.call(args);
+      for (Tensor t : TensorTree.tensorsOut(result, path())) {
+        outputs.add(Native.moveTo(new Tensor(t), blockScope, enclosing));
+      }
+    }
+    return TensorTree.replace(result, outputs); // a new container (TensorVector) belongs to the enclosing scope
   }
 
   private void prefetchNext() {

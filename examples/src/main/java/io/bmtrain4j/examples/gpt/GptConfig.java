@@ -29,11 +29,11 @@ public record GptConfig(int vocab, int maxSeq, int dModel, int heads, int layers
   }
 
   /** The presets {@link #preset} knows. */
-  public static final List<String> PRESETS = List.of("tiny", "125m", "350m", "1.3b");
+  public static final List<String> PRESETS = List.of("tiny", "125m", "350m", "1.3b", "6.7b");
 
   /**
-   * A named size: "tiny" trains in seconds on a laptop CPU; "125m", "350m" and "1.3b" are the
-   * GPT-2/GPT-3 shapes (about 125M, 350M and 1.3B parameters with a 50,304-token vocabulary).
+   * A named size: "tiny" trains in seconds on a laptop CPU; "125m", "350m", "1.3b" and "6.7b" are
+   * the GPT-3 shapes (about 125M, 350M, 1.3B and 6.7B parameters with a 50,304-token vocabulary).
    */
   public static GptConfig preset(String name, int vocab, int maxSeq, double dropout, torch.ScalarType dtype) {
     switch (name) {
@@ -45,6 +45,8 @@ public record GptConfig(int vocab, int maxSeq, int dModel, int heads, int layers
         return new GptConfig(vocab, maxSeq, 1024, 16, 24, 4096, dropout, dtype);
       case "1.3b":
         return new GptConfig(vocab, maxSeq, 2048, 16, 24, 8192, dropout, dtype);
+      case "6.7b":
+        return new GptConfig(vocab, maxSeq, 4096, 32, 32, 16384, dropout, dtype);
       default:
         throw new IllegalArgumentException("unknown model preset '" + name + "': use one of " + PRESETS);
     }

@@ -13,6 +13,8 @@ public class Mlp {
   final double dropout;
   boolean training = true;
   int calls;
+  /** The last forward's hidden activation, kept only so tests can see whether it was freed. */
+  Tensor lastHidden;
 
   public Mlp(int d, int h, double dropout) {
     this(d, h, dropout, torch.ScalarType.Float);
@@ -29,6 +31,7 @@ public class Mlp {
   public Tensor forward(Tensor x) {
     calls++;
     Tensor h = torch.gelu(x.matmul(w1).add(b1));
+    lastHidden = h;
     return x.add(torch.dropout(h, dropout, training).matmul(w2));
   }
 }

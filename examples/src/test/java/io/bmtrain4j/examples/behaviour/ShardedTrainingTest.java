@@ -18,6 +18,7 @@ import java.time.Duration;
 import java.util.List;
 import java.util.Map;
 import org.bytedeco.pytorch.NoGradGuard;
+import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch;
 import org.junit.jupiter.api.Test;
@@ -106,6 +107,27 @@ class ShardedTrainingTest {
     Net net = got.get(0).models().get(0);
     assertEquals(1, net.layers.get(0).calls, "the frozen first block ran once: no recompute");
     assertEquals(2, net.layers.get(1).calls, "the second block ran forward and recompute");
+  }
+
+  @Test
+  void recomputedBlocksFreeTheirActivationsWhenTheyReturn() {
+    // Inside the user's step scope, a recomputed block's temporaries must not wait for that scope
+    // to close: held until then, every block's activations would be alive at once.
+    List<boolean[]> seen = RanksAsThreads.run(2, 0, Duration.ofSeconds(60), ctx -> {
+      Net net = (Net) CheckpointModels.fresh(0);
+      try (PointerScope step = new PointerScope()) {
+        Tensor out = net.forward(Training.tokens(0, ctx.rank(), 1));
+        boolean hiddenFreed = net.layers.get(0).lastHidden.isNull();
+        Tensor loss = Training.loss(out, 0, ctx.rank(), 1);
+        loss.backward();
+        Bmt.finishBackward(net);
+        return new boolean[] {hiddenFreed, !out.isNull() && out.defined()};
+      }
+    });
+    for (boolean[] s : seen) {
+      assertTrue(s[0], "the first block's hidden activation is still alive after the block returned");
+      assertTrue(s[1], "the block list's output must outlive the block");
+    }
   }
 
   @Test
