@@ -1,5 +1,6 @@
 package io.bmtrain4j.autograd;
 
+import org.bytedeco.javacpp.PointerScope;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
@@ -221,7 +222,30 @@ public final class CustomBackward {
       ran = true;
       List<Tensor> grads = Arrays.asList(gradOutputs.clone());
       Arrays.fill(gradOutputs, null);
-      List<Tensor> result = backward.apply(grads);
+      List<Tensor> result;
+      // [Note: scopes on the engine's thread] On CUDA the engine runs hooks on its own device
+      // thread, where no user PointerScope is open: without this scope every handle the backward
+      // creates (views, in-place results) would keep its storage alive until the GC ran, a whole
+      // block's gradient buffer per step. What must outlive the hook is owned (Native.own).
+      try (PointerScope scope = new PointerScope()) {
+        result = backward.apply(grads);
+        if (result != null) {
+          // The gradients outlive the scope: take owned handles (closed with the node) and drop
+          // the originals, whether the backward owned them or left them in this scope.
+          List<Tensor> owned = new ArrayList<>();
+          IdentityHashMap<Tensor, Tensor> copies = new IdentityHashMap<>(); // a gradient returned twice
+          for (Tensor r : result) {
+            Tensor source = r == null ? null : copies.getOrDefault(r, r);
+            Tensor copy = source == null ? null : Native.own(new Tensor(source));
+            owned.add(copy);
+            if (r != null && !copies.containsKey(r)) {
+              copies.put(r, copy);
+              r.close();
+            }
+          }
+          result = owned;
+        }
+      }
       if (result != null) {
         if (result.size() != gradInputs.length) {
           throw new IllegalStateException(

@@ -7,6 +7,7 @@ import io.bmtrain4j.internal.Native;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
+import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.MemoryFormatOptional;
 import org.bytedeco.pytorch.NoGradGuard;
 import org.bytedeco.pytorch.Scalar;
@@ -236,7 +237,9 @@ public final class ParameterGroup {
     gatherHandle.await();
     gatherHandle = null;
     state.checkTransition(GroupState.GATHERED, owner);
-    try (NoGradGuard noGrad = new NoGradGuard()) {
+    // The views are temporaries (set_data keeps its own reference): scoped, so no stray handle
+    // keeps the gathered buffer alive after release, whichever thread runs this.
+    try (PointerScope views = new PointerScope(); NoGradGuard noGrad = new NoGradGuard()) {
       for (Member m : members) {
         m.tensor.set_data(gathered.narrow(0, m.offset, m.numel).view(m.shape));
       }
@@ -274,9 +277,11 @@ public final class ParameterGroup {
     if (gradFlat == null) {
       gradFlat = Native.own(torch.zeros(new long[] {shardNumel * comm.worldSize()}, shard.options()));
     }
-    for (Member m : members) {
-      if (m.requiresGrad()) {
-        m.tensor.mutable_grad().put(gradFlat.narrow(0, m.offset, m.numel).view(m.shape));
+    try (PointerScope views = new PointerScope()) { // see gather()
+      for (Member m : members) {
+        if (m.requiresGrad()) {
+          m.tensor.mutable_grad().put(gradFlat.narrow(0, m.offset, m.numel).view(m.shape));
+        }
       }
     }
   }
@@ -294,8 +299,10 @@ public final class ParameterGroup {
     if (gradFlat == null) {
       return null;
     }
-    for (Member m : members) {
-      m.tensor.mutable_grad().put(new Tensor());
+    try (PointerScope handles = new PointerScope()) {
+      for (Member m : members) {
+        m.tensor.mutable_grad().put(new Tensor());
+      }
     }
     Tensor flat = gradFlat;
     gradFlat = null;
@@ -309,14 +316,17 @@ public final class ParameterGroup {
 
   /** Called by {@link PendingReduction#complete()}: averages over ranks, as BMTrain does. */
   void accumulateShardGrad(Tensor reduced) {
-    if (comm.worldSize() > 1) {
-      reduced.div_(new Scalar((double) comm.worldSize()));
-    }
-    if (shardGrad == null) {
-      shardGrad = reduced;
-    } else {
-      shardGrad.add_(reduced);
-      reduced.close();
+    // In-place ops hand back new handles to the same tensor: scoped, so they pin nothing.
+    try (PointerScope handles = new PointerScope()) {
+      if (comm.worldSize() > 1) {
+        reduced.div_(new Scalar((double) comm.worldSize()));
+      }
+      if (shardGrad == null) {
+        shardGrad = reduced;
+      } else {
+        shardGrad.add_(reduced);
+        reduced.close();
+      }
     }
   }
 

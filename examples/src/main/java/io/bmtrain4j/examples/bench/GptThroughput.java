@@ -68,14 +68,21 @@ public final class GptThroughput implements Callable<Integer> {
   @Option(names = "--peak-tflops", description = "bf16 matmul peak for MFU (default ${DEFAULT-VALUE}, measured on these H100s)")
   double peakTflops = 790;
 
+  @Option(names = "--device", description = "cuda (NCCL, one GPU per rank) or cpu (Gloo, a smoke test) (default ${DEFAULT-VALUE})")
+  String deviceKind = "cuda";
+
+  @Option(names = "--trace-memory", description = "print memory after every step (leak hunting)")
+  boolean traceMemory;
+
   public static void main(String[] args) {
     System.exit(new CommandLine(new GptThroughput()).execute(args));
   }
 
   @Override
   public Integer call() {
-    Bmt.initDistributed(InitOptions.builder().seed(0).backend("nccl").build());
-    String device = "cuda:" + Bmt.context().localRank();
+    boolean gpu = deviceKind.equals("cuda");
+    Bmt.initDistributed(InitOptions.builder().seed(0).backend(gpu ? "nccl" : "gloo").build());
+    String device = gpu ? "cuda:" + Bmt.context().localRank() : "cpu";
     int world = Bmt.worldSize();
     GptConfig config = GptConfig.preset(model, vocab, seq, 0.0, torch.ScalarType.BFloat16).on(device);
     long t0 = System.nanoTime();
@@ -89,7 +96,7 @@ public final class GptThroughput implements Callable<Integer> {
       runSteps(gpt, manager, dev, warmup);
       List<String> names = new ArrayList<>(List.of("prefetch"));
       List<BlockOptions> variants = new ArrayList<>(List.of(new BlockOptions(3, true, 2)));
-      if (prefetchOff) {
+      if (prefetchOff && world > 1) { // a world of one never prefetches (nothing to overlap)
         names.add("no-prefetch");
         variants.add(new BlockOptions(3, true, 1));
       }
@@ -100,15 +107,17 @@ public final class GptThroughput implements Callable<Integer> {
         for (int v = 0; v < variants.size(); v++) {
           Bmt.configureBlocks(gpt, variants.get(v));
           runSteps(gpt, manager, dev, 1); // the first step after a switch settles the allocator
-          DeviceMemory.resetPeak();
+          if (gpu) {
+            DeviceMemory.resetPeak();
+          }
           Bmt.synchronize();
           long start = System.nanoTime();
           loss = runSteps(gpt, manager, dev, steps);
           seconds[v][r] = (System.nanoTime() - start) / 1e9 / steps;
-          peak[v] = DeviceMemory.current();
+          peak[v] = gpu ? DeviceMemory.current() : new DeviceMemory(-1, 0, 0, 0, 0);
         }
       }
-      double gatherSeconds = world > 1 ? allGatherSecondsPerStep(gpt) : 0;
+      double gatherSeconds = world > 1 ? allGatherSecondsPerStep(gpt, gpu) : 0;
       double best = 0;
       for (int v = 0; v < variants.size(); v++) {
         double s = min(seconds[v]);
@@ -163,6 +172,11 @@ public final class GptThroughput implements Callable<Integer> {
             scope.attach(last);
           }
         }
+        if (traceMemory) {
+          Bmt.printRank("step done: %s; JVM-tracked native %d MiB, RSS %d MiB",
+              dev.is_cuda() ? DeviceMemory.current().toString() : "cpu", org.bytedeco.javacpp.Pointer.totalBytes() >> 20,
+              org.bytedeco.javacpp.Pointer.physicalBytes() >> 20);
+        }
       }
       return last == null ? Double.NaN : last.item().toDouble();
     }
@@ -172,7 +186,7 @@ public final class GptThroughput implements Callable<Integer> {
    * The all-gathers of one step issued back to back with nothing to hide behind: every block
    * twice (forward, and again for recompute in backward) and the root's own parameters once.
    */
-  private double allGatherSecondsPerStep(DistributedGpt gpt) {
+  private double allGatherSecondsPerStep(DistributedGpt gpt, boolean gpu) {
     List<ParameterGroup> blocks = new ArrayList<>();
     ParameterGroup root = null;
     for (ShardedModuleRuntime r : Bmt.runtimeOf(gpt).tree()) {
@@ -187,7 +201,7 @@ public final class GptThroughput implements Callable<Integer> {
     }
     double best = Double.MAX_VALUE;
     for (int rep = 0; rep < 3; rep++) {
-      torch_cuda.getCurrentCUDAStream().synchronize();
+      deviceSync(gpu);
       long start = System.nanoTime();
       for (int pass = 0; pass < 2; pass++) {
         for (ParameterGroup g : blocks) {
@@ -199,10 +213,16 @@ public final class GptThroughput implements Callable<Integer> {
         root.gather();
         root.release();
       }
-      torch_cuda.getCurrentCUDAStream().synchronize();
+      deviceSync(gpu);
       best = Math.min(best, (System.nanoTime() - start) / 1e9);
     }
     return best;
+  }
+
+  private static void deviceSync(boolean gpu) {
+    if (gpu) {
+      torch_cuda.getCurrentCUDAStream().synchronize();
+    }
   }
 
   private static double min(double[] xs) {

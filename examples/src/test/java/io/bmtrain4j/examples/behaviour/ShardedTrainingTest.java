@@ -131,6 +131,35 @@ class ShardedTrainingTest {
   }
 
   @Test
+  void noStrayHandlePinsAGradientBufferWhenNoScopeIsOpen() {
+    // On CUDA the backward hooks run on the engine's thread, where no user PointerScope is open.
+    // A step run with no scope at all models that: the runtime's temporaries (the per-parameter
+    // views into its flat buffers) must not stay alive, pinning a whole block's buffer, until the
+    // GC happens to run. At world 1 the shard gradient is the flat gradient buffer itself.
+    List<Long> pins = RanksAsThreads.run(1, 0, Duration.ofSeconds(60), ctx -> {
+      Net net = (Net) CheckpointModels.fresh(0);
+      Tensor loss = Training.loss(net.forward(Training.tokens(0, ctx.rank(), 1)), 0, ctx.rank(), 1);
+      loss.backward();
+      Bmt.finishBackward(net);
+      long most = 0;
+      int groups = 0;
+      for (io.bmtrain4j.zero.ShardedModuleRuntime r : Bmt.runtimeOf(net).tree()) {
+        io.bmtrain4j.zero.ParameterGroup g = r.group();
+        if (g != null && g.shardGrad() != null) {
+          try (org.bytedeco.pytorch.Storage storage = g.shardGrad().storage()) {
+            most = Math.max(most, storage.use_count());
+          }
+          groups++;
+        }
+      }
+      assertTrue(groups > 2, "gradients were reduced for " + groups + " groups");
+      return most;
+    });
+    // Only the tensor's own reference (the Storage read here is a view of it, not a copy); 13 before the fix.
+    assertEquals(1, pins.get(0), "a gradient buffer is referenced by handles nobody closed");
+  }
+
+  @Test
   void eachRankHoldsOnlyItsShardAfterConstruction() {
     List<MemoryReport[]> reports = RanksAsThreads.run(4, 0, Duration.ofSeconds(60), ctx -> {
       Net net = (Net) CheckpointModels.fresh(0);
