@@ -85,6 +85,7 @@ def main():
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--peak-tflops", type=float, default=790.0)
+    p.add_argument("--trace-memory", action="store_true", help="print peak memory after every timed round")
     a = p.parse_args()
 
     local_rank = int(os.environ["LOCAL_RANK"])
@@ -127,6 +128,8 @@ def main():
         start = time.perf_counter()
         loss = run(a.steps)
         best = min(best, (time.perf_counter() - start) / a.steps)
+        if a.trace_memory and rank == 0:
+            print(f"round done: peak allocated {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB", flush=True)
     tokens = a.micro_batch * a.seq / best
     mfu = tokens * flops_per_token(n_params, a.seq, d, layers) / (a.peak_tflops * 1e12)
     alloc = torch.cuda.max_memory_allocated() / 2**30

@@ -48,6 +48,8 @@ public final class CustomBackward {
   }
 
   private static final Set<Node> LIVE = Collections.synchronizedSet(Collections.newSetFromMap(new IdentityHashMap<>()));
+  /** What a hook returns to leave a gradient unchanged: libtorch copies it, so one instance serves all. */
+  private static final TensorBase UNDEFINED = Native.own(new TensorBase());
   private static final List<Node> RETIRED = Collections.synchronizedList(new ArrayList<>());
 
   /** Nodes whose backward has not completed yet (for tests and leak checks). */
@@ -177,13 +179,17 @@ public final class CustomBackward {
       return new TensorTensorHook() {
         @Override
         public TensorBase call(TensorBase grad) {
-          try {
-            gradOutputs[j] = new Tensor(grad);
+          // See [Note: scopes on the engine's thread]: the argument JavaCPP hands us is closed
+          // here, and the copy we keep is owned, so nothing waits for the GC.
+          try (PointerScope scope = new PointerScope()) {
+            gradOutputs[j] = Native.own(new Tensor(grad));
             kept.add(gradOutputs[j]);
-            return new TensorBase();
           } catch (RuntimeException | Error e) {
             throw new IllegalStateException("recording an output gradient failed: " + describe(e), e);
+          } finally {
+            grad.close();
           }
+          return UNDEFINED;
         }
       };
     }
@@ -193,6 +199,7 @@ public final class CustomBackward {
       return new TensorTensorHook() {
         @Override
         public TensorBase call(TensorBase ignoredZeros) {
+          ignoredZeros.close(); // see outputHook
           try {
             runOnce();
           } catch (RuntimeException | Error e) {
@@ -210,7 +217,7 @@ public final class CustomBackward {
             LIVE.remove(Node.this);
             RETIRED.add(Node.this);
           }
-          return g == null || !g.defined() ? new TensorBase() : g;
+          return g == null || !g.defined() ? UNDEFINED : g;
         }
       };
     }

@@ -160,6 +160,35 @@ class ShardedTrainingTest {
   }
 
   @Test
+  void backwardOnAThreadWithoutScopeLeavesNoNativeHandleBehind() {
+    // libtorch runs CUDA backward on its own device thread, where no user scope is open. Here
+    // loss.backward() is called from such a thread: the hooks must free what they create (and
+    // what JavaCPP creates for their arguments), or each step leaves handles pinning gradients.
+    List<long[]> counts = RanksAsThreads.run(1, 0, Duration.ofSeconds(60), ctx -> {
+      Net net = (Net) CheckpointModels.fresh(0);
+      long[] live = new long[6];
+      for (int step = 0; step < live.length; step++) {
+        try (PointerScope scope = new PointerScope()) {
+          Tensor loss = Training.loss(net.forward(Training.tokens(step, 0, 1)), step, 0, 1);
+          Thread engine = new Thread(loss::backward);
+          engine.start();
+          engine.join();
+          Bmt.finishBackward(net);
+          for (io.bmtrain4j.ShardedParameter p : Bmt.parameters(net)) {
+            p.zeroGrad();
+          }
+        }
+        live[step] = org.bytedeco.javacpp.Pointer.totalCount();
+      }
+      return live;
+    });
+    long[] live = counts.get(0);
+    // Steps 2..5 must hold no more live native objects than step 1 (before the fix: +22 per step).
+    assertTrue(live[5] <= live[1], "live native objects grew from " + live[1] + " to " + live[5] + " over 4 steps: "
+        + java.util.Arrays.toString(live));
+  }
+
+  @Test
   void eachRankHoldsOnlyItsShardAfterConstruction() {
     List<MemoryReport[]> reports = RanksAsThreads.run(4, 0, Duration.ofSeconds(60), ctx -> {
       Net net = (Net) CheckpointModels.fresh(0);
