@@ -85,6 +85,7 @@ def main():
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--peak-tflops", type=float, default=790.0)
+    p.add_argument("--phases", action="store_true", help="time forward, backward and optimizer separately (synchronised)")
     p.add_argument("--trace-memory", action="store_true", help="print peak memory after every timed round")
     a = p.parse_args()
 
@@ -107,15 +108,31 @@ def main():
         print(f"FSDP2 GPT {a.model}: {n_params:,} parameters, bf16, {world} GPU(s), micro-batch {a.micro_batch} x {a.seq}"
               f" tokens per GPU; built in {time.time() - t0:.1f} s", flush=True)
 
+    phase_ms, phase_steps = [0.0, 0.0, 0.0], [0]
+
+    def mark():
+        if not a.phases:
+            return 0.0
+        torch.cuda.synchronize()
+        return time.perf_counter()
+
     def run(count):
         loss = None
         for _ in range(count):
             tokens = torch.randint(a.vocab, (a.micro_batch, a.seq + 1), device="cuda")
             opt.zero_grad(set_to_none=True)
+            t0 = mark()
             logits = model(tokens[:, :-1]).float()
             loss = F.cross_entropy(logits.reshape(-1, a.vocab), tokens[:, 1:].reshape(-1))
+            t1 = mark()
             loss.backward()
+            t2 = mark()
             opt.step()
+            t3 = mark()
+            if a.phases:
+                for i, d in enumerate((t1 - t0, t2 - t1, t3 - t2)):
+                    phase_ms[i] += d * 1e3
+                phase_steps[0] += 1
         return loss.item()
 
     run(a.warmup)
@@ -134,6 +151,10 @@ def main():
     mfu = tokens * flops_per_token(n_params, a.seq, d, layers) / (a.peak_tflops * 1e12)
     alloc = torch.cuda.max_memory_allocated() / 2**30
     reserved = torch.cuda.max_memory_reserved() / 2**30
+    if rank == 0 and a.phases and phase_steps[0]:
+        n = phase_steps[0]
+        print(f"phases (synchronised, mean of {n} steps): forward + loss {phase_ms[0] / n:.1f} ms, backward + reduction"
+              f" {phase_ms[1] / n:.1f} ms, optimizer {phase_ms[2] / n:.1f} ms", flush=True)
     if rank == 0:
         print(f"{'fsdp2':<12} {best * 1e3:8.1f} ms/step  {tokens:10,.0f} tokens/s/GPU  MFU {100 * mfu:5.1f}%"
               f"  peak allocated {alloc:.2f} GiB, reserved {reserved:.2f} GiB", flush=True)

@@ -94,6 +94,8 @@ public final class GptThroughput implements Callable<Integer> {
       OptimManager manager = new OptimManager(LossScale.none()).add(adam, null);
       Device dev = new Device(device);
       runSteps(gpt, manager, dev, warmup);
+      java.util.Arrays.fill(phaseNanos, 0); // phases count the timed rounds (and their settling steps) only
+      phaseSteps = 0;
       List<String> names = new ArrayList<>(List.of("prefetch"));
       List<BlockOptions> variants = new ArrayList<>(List.of(new BlockOptions(3, true, 2)));
       if (prefetchOff && world > 1) { // a world of one never prefetches (nothing to overlap)
@@ -135,6 +137,11 @@ public final class GptThroughput implements Callable<Integer> {
             + " prefetch saves %.1f ms, hiding %.0f%% of them", gatherSeconds * 1e3, exposedWithout * 1e3,
             100 * Math.max(0, Math.min(1, exposedWithout / gatherSeconds)));
       }
+      if (phases && phaseSteps > 0) {
+        Bmt.printRank("phases (synchronised, mean of %d steps): forward + loss %.1f ms, backward + reduction %.1f ms,"
+            + " optimizer %.1f ms", phaseSteps, phaseNanos[0] / 1e6 / phaseSteps, phaseNanos[1] / 1e6 / phaseSteps,
+            phaseNanos[2] / 1e6 / phaseSteps);
+      }
       double tokensPerGpu = microBatch * seq / best;
       Bmt.printRank("RESULT impl=bmtrain4j model=%s gpus=%d tokens_per_s_per_gpu=%.0f mfu=%.4f peak_allocated_gib=%.2f"
           + " peak_reserved_gib=%.2f step_ms=%.1f loss=%.4f", model, world, tokensPerGpu,
@@ -163,10 +170,24 @@ public final class GptThroughput implements Callable<Integer> {
         try (PointerScope step = new PointerScope()) {
           Tensor tokens = torch.randint(vocab, new long[] {microBatch, seq + 1}, longs);
           manager.zeroGrad();
-          Tensor logits = gpt.forward(tokens.narrow(1, 0, seq)).to(torch.ScalarType.Float);
+          long t0 = phase(0);
+          Tensor logits16 = gpt.forward(tokens.narrow(1, 0, seq));
+          Tensor logits = logits16.to(torch.ScalarType.Float);
+          // Python frees the bf16 logits here (last reference gone); a Java handle lives until it
+          // is closed or its scope ends, 1.6 GiB at 1.3B. Autograd keeps what it needs itself.
+          logits16.close();
           Tensor loss = torch.cross_entropy_loss(logits.reshape(-1, vocab), tokens.narrow(1, 1, seq).reshape(-1));
+          long t1 = phase(t0);
           manager.backward(loss);
+          long t2 = phase(t1);
           manager.step();
+          long t3 = phase(t2);
+          if (phases) {
+            phaseNanos[0] += t1 - t0;
+            phaseNanos[1] += t2 - t1;
+            phaseNanos[2] += t3 - t2;
+            phaseSteps++;
+          }
           if (i == count - 1) {
             last = loss.detach();
             scope.attach(last);
@@ -217,6 +238,21 @@ public final class GptThroughput implements Callable<Integer> {
       best = Math.min(best, (System.nanoTime() - start) / 1e9);
     }
     return best;
+  }
+
+  @Option(names = "--phases", description = "time forward, backward and optimizer separately (a device sync after each: slower)")
+  boolean phases;
+
+  private final long[] phaseNanos = new long[3];
+  private int phaseSteps;
+
+  /** With --phases: waits for the device and returns the time; otherwise returns 0 at once. */
+  private long phase(long unused) {
+    if (!phases) {
+      return 0;
+    }
+    deviceSync(deviceKind.equals("cuda"));
+    return System.nanoTime();
   }
 
   private static void deviceSync(boolean gpu) {

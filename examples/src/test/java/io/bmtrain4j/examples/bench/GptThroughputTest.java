@@ -1,0 +1,35 @@
+package io.bmtrain4j.examples.bench;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.bmtrain4j.launch.LaunchSpec;
+import io.bmtrain4j.launch.LocalLauncher;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The GPU benchmark main, run on the CPU (Gloo) on 2 ranks with a tiny model, so CI notices when
+ * it breaks: it must time both prefetch settings, measure the all-gathers, report the phases and
+ * end with the RESULT line {@code bench/gpu-compare.sh} collects.
+ */
+class GptThroughputTest {
+  @Test
+  void twoCpuRanksPrintEveryFigureAndTheResultLine() {
+    List<String> lines = Collections.synchronizedList(new ArrayList<>());
+    int code = LocalLauncher.launch(LaunchSpec.of(2, GptThroughput.class.getName(), "--device", "cpu", "--model", "tiny",
+        "--seq", "32", "--vocab", "64", "--micro-batch", "2", "--steps", "2", "--warmup", "1", "--rounds", "1",
+        "--phases").withOutput(lines::add));
+    String all = String.join("\n", lines);
+    assertEquals(0, code, all);
+    assertTrue(all.contains("no-prefetch"), all);
+    assertTrue(all.contains("all-gathers alone:"), all);
+    assertTrue(all.contains("phases (synchronised"), all);
+    String result = lines.stream().filter(l -> l.contains("RESULT impl=bmtrain4j")).findFirst().orElse("");
+    assertTrue(result.contains("model=tiny gpus=2 tokens_per_s_per_gpu="), all);
+    double loss = Double.parseDouble(result.replaceAll(".*loss=", ""));
+    assertTrue(loss > 0 && loss < 10, "loss " + loss + " of random tokens over 64 classes should be near ln 64 = 4.2");
+  }
+}
