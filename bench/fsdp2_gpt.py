@@ -136,6 +136,7 @@ def main():
         return loss.item()
 
     run(a.warmup)
+    phase_ms[:], phase_steps[0] = [0.0, 0.0, 0.0], 0  # phases count the timed rounds only
     best, loss = float("inf"), float("nan")
     for _ in range(a.rounds):
         run(1)

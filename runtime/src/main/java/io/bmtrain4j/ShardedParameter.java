@@ -52,6 +52,14 @@ public final class ShardedParameter {
     return offsetInParameter;
   }
 
+  /**
+   * This parameter's slice of {@code groupFlat}, a tensor laid out like its group's shard (a
+   * gradient cast to fp32 once per block, say): a view, no copy.
+   */
+  public Tensor sliceOf(Tensor groupFlat) {
+    return groupFlat.narrow(0, localStart, localLength);
+  }
+
   /** This rank's slice of the flattened parameter (a view into the shard; may have 0 elements). */
   public Tensor local() {
     return group.shard().narrow(0, localStart, localLength);

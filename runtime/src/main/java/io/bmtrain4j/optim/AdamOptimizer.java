@@ -1,5 +1,6 @@
 package io.bmtrain4j.optim;
 
+import io.bmtrain4j.zero.ParameterGroup;
 import io.bmtrain4j.ShardedParameter;
 import io.bmtrain4j.internal.Native;
 import java.util.ArrayList;
@@ -101,52 +102,76 @@ public class AdamOptimizer extends ShardedOptimizer {
     steps++;
     double baseLr = steps <= options.holdSteps() ? 0.0 : learningRate();
     try (NoGradGuard g = new NoGradGuard()) {
+      // Whole-list ops: each block's gradient is cast (and unscaled) once, step counts rise in one
+      // call and masters go back to the parameters in one call; only the views are per parameter.
+      Map<ParameterGroup, Tensor> fp32Grads = new IdentityHashMap<>();
+      List<Tensor> stepCounts = new ArrayList<>();
+      List<Tensor> roundedDestinations = new ArrayList<>();
+      List<Tensor> roundedSources = new ArrayList<>();
+      List<Tensor> offloadDestinations = new ArrayList<>();
+      List<Tensor> offloadSources = new ArrayList<>();
+      List<Runnable> updates = new ArrayList<>();
       for (ParamGroup group : groups) {
         List<Tensor> params = new ArrayList<>();
         List<Tensor> grads = new ArrayList<>();
         List<Tensor> expAvgs = new ArrayList<>();
         List<Tensor> expAvgSqs = new ArrayList<>();
-        List<Tensor> stepCounts = new ArrayList<>();
-        List<ShardedParameter> updated = new ArrayList<>();
+        List<Tensor> groupSteps = new ArrayList<>();
         for (ShardedParameter p : group.parameters()) {
           Tensor grad = p.requiresGrad() ? p.grad() : null;
           if (grad == null) {
             continue;
           }
           State s = states.get(p);
+          stepCounts.add(s.step);
           if (grad.numel() == 0) {
-            // An empty slice on this rank: keep its step count equal to the other ranks' (resharding).
-            s.step.add_(new org.bytedeco.pytorch.Scalar(1.0));
-            continue;
+            continue; // an empty slice on this rank: its step count still rises with the other ranks' (resharding)
           }
           Tensor g32;
           if (offload) {
-            s.gradBuffer.copy_(grad); // device -> host, fp32
+            offloadDestinations.add(s.gradBuffer); // device -> host, fp32
+            offloadSources.add(grad);
             g32 = s.gradBuffer;
           } else {
-            g32 = grad.scalar_type().value == torch.ScalarType.Float.value ? grad : grad.to(torch.ScalarType.Float);
+            g32 = p.sliceOf(fp32Grads.computeIfAbsent(p.group(), block -> fp32Gradient(block.shardGrad(), gradScale)));
           }
-          if (gradScale != 1.0) {
-            g32 = g32.div(new org.bytedeco.pytorch.Scalar(gradScale));
-          }
-          s.step.add_(new org.bytedeco.pytorch.Scalar(1.0));
           params.add(s.master);
           grads.add(g32);
           expAvgs.add(s.expAvg);
           expAvgSqs.add(s.expAvgSq);
-          stepCounts.add(s.step);
-          updated.add(p);
-        }
-        FusedAdamW.step(params, grads, expAvgs, expAvgSqs, stepCounts, baseLr * group.lrScale(),
-            options.beta1(), options.beta2(), group.weightDecay(), options.eps());
-        for (ShardedParameter p : updated) {
-          State s = states.get(p);
+          groupSteps.add(s.step);
           if (s.separateMaster) {
-            p.local().copy_(s.master); // rounds to the parameter's dtype; host -> device when offloading
+            roundedDestinations.add(p.local()); // rounds to the parameter's dtype; host -> device when offloading
+            roundedSources.add(s.master);
           }
         }
+        double lr = baseLr * group.lrScale();
+        double decay = group.weightDecay();
+        updates.add(() -> {
+          if (offload && gradScale != 1.0) {
+            MultiTensorOps.divide(grads, gradScale);
+          }
+          FusedAdamW.step(params, grads, expAvgs, expAvgSqs, groupSteps, lr, options.beta1(), options.beta2(), decay,
+              options.eps());
+        });
       }
+      MultiTensorOps.copy(offloadDestinations, offloadSources);
+      MultiTensorOps.addScalar(stepCounts, 1.0);
+      for (Runnable update : updates) {
+        update.run();
+      }
+      MultiTensorOps.copy(roundedDestinations, roundedSources);
     }
+  }
+
+  /** A block's shard gradient as fp32 with the loss scale removed: a new tensor unless it already is one (scale 1). */
+  private static Tensor fp32Gradient(Tensor shardGrad, double gradScale) {
+    boolean fp32 = shardGrad.scalar_type().value == torch.ScalarType.Float.value;
+    if (gradScale == 1.0) {
+      return fp32 ? shardGrad : shardGrad.to(torch.ScalarType.Float);
+    }
+    Tensor g = fp32 ? shardGrad.div(new org.bytedeco.pytorch.Scalar(gradScale)) : shardGrad.to(torch.ScalarType.Float);
+    return fp32 ? g : g.div_(new org.bytedeco.pytorch.Scalar(gradScale));
   }
 
   @Override

@@ -2,13 +2,10 @@ package io.bmtrain4j.optim;
 
 import java.util.List;
 import org.bytedeco.pytorch.Dispatcher;
-import org.bytedeco.pytorch.GenericList;
 import org.bytedeco.pytorch.IValue;
 import org.bytedeco.pytorch.IValueVector;
 import org.bytedeco.pytorch.OperatorHandle;
 import org.bytedeco.pytorch.Tensor;
-import org.bytedeco.pytorch.TensorType;
-import org.bytedeco.pytorch.Type;
 
 /**
  * libtorch's fused multi-tensor AdamW kernel ({@code aten::_fused_adamw_}), which the Bytedeco
@@ -49,10 +46,6 @@ final class FusedAdamW {
   }
 
   private static IValue list(List<Tensor> tensors) {
-    GenericList l = new GenericList(new Type.TypePtr(TensorType.get()));
-    for (Tensor t : tensors) {
-      l.push_back(new IValue(t));
-    }
-    return new IValue(l);
+    return MultiTensorOps.list(tensors);
   }
 }
