@@ -2,6 +2,7 @@ package io.bmtrain4j.dist;
 
 import java.time.Duration;
 import java.util.concurrent.ConcurrentLinkedDeque;
+import java.util.function.IntConsumer;
 import java.util.function.Supplier;
 import org.bytedeco.pytorch.global.torch_cuda;
 
@@ -18,16 +19,41 @@ final class NcclWatchdog implements AutoCloseable {
   /** Exit status of a rank ended by the watchdog. */
   static final int EXIT_STATUS = 75;
 
-  private final ConcurrentLinkedDeque<NcclWork> inFlight = new ConcurrentLinkedDeque<>();
+  /** A collective as the watchdog sees it ({@link NcclWork}; tests use their own). */
+  interface Watched {
+    /** True once the collective has completed on the GPU. */
+    boolean poll();
+
+    long issuedNanos();
+
+    /** For the message, e.g. "all-reduce (collective #6)". */
+    String describe();
+
+    /** Makes a later {@code await()} rethrow {@code e}. */
+    void fail(RuntimeException e);
+  }
+
+  private final ConcurrentLinkedDeque<Watched> inFlight = new ConcurrentLinkedDeque<>();
   private final Thread thread;
+  private final IntConsumer exit;
   private volatile boolean stopped;
 
+  /** Ends the process with {@link Runtime#halt} once the communicator is aborted. */
   NcclWatchdog(String rankName, int device, Duration timeout, Supplier<String> asyncError, Runnable abort) {
+    this(rankName, device, timeout, asyncError, abort, status -> Runtime.getRuntime().halt(status));
+  }
+
+  /** {@code device} &lt; 0: no CUDA device to select (tests); {@code exit} receives the status. */
+  NcclWatchdog(String rankName, int device, Duration timeout, Supplier<String> asyncError, Runnable abort,
+      IntConsumer exit) {
+    this.exit = exit;
     long timeoutNanos = timeout.toNanos();
     thread = new Thread(() -> {
-      torch_cuda.set_device((byte) device);
+      if (device >= 0) {
+        torch_cuda.set_device((byte) device);
+      }
       while (!stopped) {
-        NcclWork oldest;
+        Watched oldest;
         String error;
         try {
           while ((oldest = inFlight.peekFirst()) != null && oldest.poll()) {
@@ -43,8 +69,8 @@ final class NcclWatchdog implements AutoCloseable {
         String problem = null;
         if (error != null) {
           problem = "NCCL reported an asynchronous error on " + rankName + ": " + error;
-        } else if (oldest != null && System.nanoTime() - oldest.issuedNanos > timeoutNanos) {
-          problem = "NCCL " + oldest.what + " (collective #" + oldest.sequence + ") did not complete within "
+        } else if (oldest != null && System.nanoTime() - oldest.issuedNanos() > timeoutNanos) {
+          problem = "NCCL " + oldest.describe() + " did not complete within "
               + timeout.toSeconds() + " s on " + rankName
               + ": a peer died or stopped issuing collectives (every rank must issue the same ones in the same order)."
               + " Raise InitOptions.timeout if a step legitimately takes longer.";
@@ -60,11 +86,11 @@ final class NcclWatchdog implements AutoCloseable {
     thread.start();
   }
 
-  void track(NcclWork work) {
+  void track(Watched work) {
     inFlight.addLast(work);
   }
 
-  private void giveUp(String problem, NcclWork oldest, Runnable abort) {
+  private void giveUp(String problem, Watched oldest, Runnable abort) {
     CollectiveException e = new CollectiveException(problem);
     if (oldest != null) {
       oldest.fail(e);
@@ -81,7 +107,7 @@ final class NcclWatchdog implements AutoCloseable {
     } catch (InterruptedException ignored) {
       Thread.currentThread().interrupt();
     }
-    Runtime.getRuntime().halt(EXIT_STATUS);
+    exit.accept(EXIT_STATUS);
   }
 
   private static void sleep(long ms) {

@@ -17,7 +17,7 @@ import org.bytedeco.pytorch.global.torch_cuda;
  * then ({@code ParameterGroup#release}, {@code PendingReduction#complete}), so no
  * {@code recordStream} is needed and no memory is held past its consumer.
  */
-final class NcclWork implements CollectiveHandle {
+final class NcclWork implements CollectiveHandle, NcclWatchdog.Watched {
   private static final int DISABLE_TIMING = 0x02; // cudaEventDisableTiming: cheapest event
 
   final String what;
@@ -51,8 +51,19 @@ final class NcclWork implements CollectiveHandle {
     return poll();
   }
 
+  @Override
+  public long issuedNanos() {
+    return issuedNanos;
+  }
+
+  @Override
+  public String describe() {
+    return what + " (collective #" + sequence + ")";
+  }
+
   /** True once the GPU has passed the collective; frees the event then. */
-  synchronized boolean poll() {
+  @Override
+  public synchronized boolean poll() {
     if (!completed && done.query()) {
       completed = true;
       done.close();
@@ -61,7 +72,8 @@ final class NcclWork implements CollectiveHandle {
     return completed;
   }
 
-  void fail(RuntimeException e) {
+  @Override
+  public void fail(RuntimeException e) {
     failure = e;
   }
 }
