@@ -52,6 +52,15 @@ public final class Bmt {
     DistContext.current().communicator().barrier();
   }
 
+  /**
+   * Keeps {@code pointer} (a tensor, say) alive past the {@code PointerScope} it was created in:
+   * the caller closes it. A block's forward runs in a scope of its own that frees everything but
+   * its outputs when it returns; a cache the forward builds and keeps in a field needs this.
+   */
+  public static <T extends org.bytedeco.javacpp.Pointer> T keep(T pointer) {
+    return io.bmtrain4j.internal.Native.own(pointer);
+  }
+
   /** Prints on rank 0 only, like BMTrain's {@code print_rank}. */
   public static void printRank(String format, Object... args) {
     if (rank() == 0) {

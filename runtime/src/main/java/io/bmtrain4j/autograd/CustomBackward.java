@@ -237,18 +237,12 @@ public final class CustomBackward {
       try (PointerScope scope = new PointerScope()) {
         result = backward.apply(grads);
         if (result != null) {
-          // The gradients outlive the scope: take owned handles (closed with the node) and drop
-          // the originals, whether the backward owned them or left them in this scope.
+          // The gradients outlive the scope: take owned handles, closed with the node. The
+          // originals are left alone: those created during the backward die with the scope, and
+          // any the backward kept from elsewhere stay its own.
           List<Tensor> owned = new ArrayList<>();
-          IdentityHashMap<Tensor, Tensor> copies = new IdentityHashMap<>(); // a gradient returned twice
           for (Tensor r : result) {
-            Tensor source = r == null ? null : copies.getOrDefault(r, r);
-            Tensor copy = source == null ? null : Native.own(new Tensor(source));
-            owned.add(copy);
-            if (r != null && !copies.containsKey(r)) {
-              copies.put(r, copy);
-              r.close();
-            }
+            owned.add(r == null ? null : Native.own(new Tensor(r)));
           }
           result = owned;
         }

@@ -1,5 +1,6 @@
 package io.bmtrain4j.dist;
 
+import io.bmtrain4j.internal.Native;
 import java.time.Duration;
 import java.util.Locale;
 import org.bytedeco.cuda.cudart.CUstream_st;
@@ -63,15 +64,17 @@ public final class NcclCommunicator implements Communicator {
     PointerPointer<ncclComm> out = new PointerPointer<>(1);
     check(nccl.ncclCommInitRank(out, worldSize, id, rank), "ncclCommInitRank");
     this.comm = out.get(ncclComm.class, 0);
-    this.stream = torch_cuda.getStreamFromPool(true, (byte) localRank);
+    // Owned: initDistributed may run inside a user's PointerScope, which must not free the stream.
+    this.stream = Native.own(torch_cuda.getStreamFromPool(true, (byte) localRank));
     this.watchdog = new NcclWatchdog("rank " + rank + " of " + worldSize, localRank, timeout, this::asyncError,
         () -> nccl.ncclCommAbort(comm));
   }
 
   private String asyncError() {
     try (IntPointer result = new IntPointer(1)) {
-      nccl.ncclCommGetAsyncError(comm, result);
-      int r = result.get();
+      result.put(nccl.ncclSuccess);
+      int call = nccl.ncclCommGetAsyncError(comm, result);
+      int r = call != nccl.ncclSuccess ? call : result.get();
       return r == nccl.ncclSuccess || r == nccl.ncclInProgress ? null : nccl.ncclGetErrorString(r).getString();
     }
   }
@@ -217,7 +220,7 @@ public final class NcclCommunicator implements Communicator {
   @Override
   public void close() {
     stream.synchronize();
-    watchdog.close();
+    watchdog.close(); // every collective has completed: the watchdog frees their events
     nccl.ncclCommDestroy(comm);
   }
 }

@@ -61,8 +61,15 @@ final class NcclWatchdog implements AutoCloseable {
           }
           error = asyncError.get();
         } catch (RuntimeException e) {
-          // A watchdog that dies silently would turn the next dead peer into a hang: report and go on.
+          // A watchdog that dies silently would turn the next dead peer into a hang: report and go
+          // on, and still give up once the oldest collective is past the timeout.
           System.err.println("bmtrain4j: the NCCL watchdog could not poll: " + e);
+          Watched stuck = inFlight.peekFirst();
+          if (stuck != null && System.nanoTime() - stuck.issuedNanos() > timeoutNanos) {
+            giveUp("NCCL " + stuck.describe() + " could not be checked for " + timeout.toSeconds() + " s on " + rankName
+                + ": " + e, stuck, abort);
+            return;
+          }
           sleep(1000);
           continue;
         }
@@ -118,13 +125,22 @@ final class NcclWatchdog implements AutoCloseable {
     }
   }
 
+  /**
+   * Stops polling and frees the events of collectives that have completed (all of them when the
+   * caller synchronised the stream first). Waits for a watchdog that is giving up, so the
+   * communicator is not destroyed while it is being aborted.
+   */
   @Override
   public void close() {
     stopped = true;
     try {
-      thread.join(1000);
+      thread.join(7000);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
+    }
+    Watched w;
+    while ((w = inFlight.peekFirst()) != null && w.poll()) {
+      inFlight.pollFirst();
     }
   }
 }

@@ -160,7 +160,12 @@ public class AdamOptimizer extends ShardedOptimizer {
       for (Runnable update : updates) {
         update.run();
       }
-      MultiTensorOps.copy(roundedDestinations, roundedSources);
+      MultiTensorOps.copyByDestinationType(roundedDestinations, roundedSources);
+      for (Map.Entry<ParameterGroup, Tensor> cast : fp32Grads.entrySet()) {
+        if (cast.getValue() != cast.getKey().shardGrad()) {
+          cast.getValue().close(); // a whole block's fp32 gradient: not left for the step's scope or the GC
+        }
+      }
     }
   }
 

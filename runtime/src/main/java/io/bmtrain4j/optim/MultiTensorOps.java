@@ -63,6 +63,23 @@ final class MultiTensorOps {
     }
   }
 
+  /**
+   * {@link #copy} in one call per destination dtype: the multi-tensor kernel's fast path assumes
+   * one dtype across a list, and a model may hold bf16 and fp16 blocks side by side.
+   */
+  static void copyByDestinationType(List<Tensor> destinations, List<Tensor> sources) {
+    java.util.Map<Integer, List<Tensor>> dst = new java.util.LinkedHashMap<>();
+    java.util.Map<Integer, List<Tensor>> src = new java.util.LinkedHashMap<>();
+    for (int i = 0; i < destinations.size(); i++) {
+      int type = destinations.get(i).scalar_type().value;
+      dst.computeIfAbsent(type, t -> new java.util.ArrayList<>()).add(destinations.get(i));
+      src.computeIfAbsent(type, t -> new java.util.ArrayList<>()).add(sources.get(i));
+    }
+    for (Integer type : dst.keySet()) {
+      copy(dst.get(type), src.get(type));
+    }
+  }
+
   /** A {@code Tensor[]} argument for a boxed call. */
   static IValue list(List<Tensor> tensors) {
     GenericList l = new GenericList(new Type.TypePtr(TensorType.get()));

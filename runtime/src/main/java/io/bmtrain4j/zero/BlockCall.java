@@ -55,7 +55,9 @@ final class BlockCall {
     }
     group.beginGradients();
     List<Tensor> gradInputs = new ArrayList<>();
-    // The recompute's temporaries (activations) die with this scope; what must outlive it is owned.
+    // The recompute's temporaries (activations) die with this scope; the input gradients move to
+    // the enclosing one (CustomBackward's), which takes its own copies.
+    PointerScope enclosing = PointerScope.getInnerScope();
     try (PointerScope scope = new PointerScope(); AutoGradMode grad = new AutoGradMode(true)) {
       Object[] leafArgs;
       List<Tensor> outputs;
@@ -94,8 +96,8 @@ final class BlockCall {
       for (Tensor leaf : TensorTree.tensorsIn(leafArgs)) {
         Tensor g = leaf != null && leaf.defined() && leaf.requires_grad() ? leaf.grad() : null;
         if (g != null && g.defined()) {
-          // grad() is a view of the leaf's field, and the scope frees the leaf: keep an owned handle.
-          gradInputs.add(Native.own(new Tensor(g))); // closed by CustomBackward once handed over
+          // grad() is a view of the leaf's field, and the scope frees the leaf: a handle of our own.
+          gradInputs.add(Native.moveTo(new Tensor(g), scope, enclosing));
         } else {
           gradInputs.add(null);
         }

@@ -345,6 +345,8 @@ public final class ShardedModuleRuntime {
    * Runs {@code body} in its own {@link PointerScope}, so the activations it creates are freed when
    * the block returns rather than when the user's step scope closes (which would hold every
    * block's activations at once and defeat recompute); the outputs move to the enclosing scope.
+   * Anything else the forward keeps (a cache stored in a field) must be kept with
+   * {@code Bmt.keep}, as under any user PointerScope.
    */
   private <R> R callFreeingTemporaries(Object[] args, ForwardBody<R> body) {
     PointerScope enclosing = PointerScope.getInnerScope();
@@ -353,7 +355,7 @@ public final class ShardedModuleRuntime {
     try (PointerScope blockScope = new PointerScope()) {
       result = body.call(args);
       for (Tensor t : TensorTree.tensorsOut(result, path())) {
-        outputs.add(Native.moveTo(new Tensor(t), blockScope, enclosing));
+        outputs.add(t == null ? null : Native.moveTo(new Tensor(t), blockScope, enclosing));
       }
     }
     return TensorTree.replace(result, outputs); // a new container (TensorVector) belongs to the enclosing scope
