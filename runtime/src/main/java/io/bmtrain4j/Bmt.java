@@ -56,6 +56,8 @@ public final class Bmt {
    * Keeps {@code pointer} (a tensor, say) alive past the {@code PointerScope} it was created in:
    * the caller closes it. A block's forward runs in a scope of its own that frees everything but
    * its outputs when it returns; a cache the forward builds and keeps in a field needs this.
+   * Call it while the scope the pointer was created in is still the innermost one (right after
+   * creating it): it detaches the pointer from that scope.
    */
   public static <T extends org.bytedeco.javacpp.Pointer> T keep(T pointer) {
     return io.bmtrain4j.internal.Native.own(pointer);

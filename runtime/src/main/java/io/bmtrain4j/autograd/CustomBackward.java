@@ -41,7 +41,12 @@ import org.bytedeco.pytorch.global.torch;
 public final class CustomBackward {
   private CustomBackward() {}
 
-  /** The Java backward: gradients of the outputs (null where none arrived) to gradients of the inputs (null for none). */
+  /**
+   * The Java backward: gradients of the outputs (null where none arrived) to gradients of the
+   * inputs (null for none). It runs inside a PointerScope: what it creates dies with it, and the
+   * returned gradients are copied first. A returned tensor it owns, or keeps elsewhere, stays its
+   * own to close.
+   */
   @FunctionalInterface
   public interface Backward {
     List<Tensor> apply(List<Tensor> gradOutputs);

@@ -222,5 +222,6 @@ public final class NcclCommunicator implements Communicator {
     stream.synchronize();
     watchdog.close(); // every collective has completed: the watchdog frees their events
     nccl.ncclCommDestroy(comm);
+    stream.close(); // the wrapper only: pool streams live as long as the process
   }
 }

@@ -138,9 +138,14 @@ final class NcclWatchdog implements AutoCloseable {
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     }
-    Watched w;
-    while ((w = inFlight.peekFirst()) != null && w.poll()) {
-      inFlight.pollFirst();
+    try {
+      Watched w;
+      while ((w = inFlight.peekFirst()) != null && w.poll()) {
+        inFlight.pollFirst();
+      }
+    } catch (RuntimeException e) {
+      // A sticky CUDA error: the events are lost with the context anyway; let the caller destroy the communicator.
+      System.err.println("bmtrain4j: the NCCL watchdog could not free finished events: " + e);
     }
   }
 }

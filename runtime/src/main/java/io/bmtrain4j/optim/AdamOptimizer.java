@@ -8,6 +8,7 @@ import java.util.IdentityHashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.Device;
 import org.bytedeco.pytorch.DeviceOptional;
 import org.bytedeco.pytorch.NoGradGuard;
@@ -101,7 +102,9 @@ public class AdamOptimizer extends ShardedOptimizer {
   public void step(double gradScale) {
     steps++;
     double baseLr = steps <= options.holdSteps() ? 0.0 : learningRate();
-    try (NoGradGuard g = new NoGradGuard()) {
+    // The step's own scope frees its temporaries (the fp32 casts and every view of them) at once;
+    // all optimizer state is owned.
+    try (PointerScope temporaries = new PointerScope(); NoGradGuard g = new NoGradGuard()) {
       // Whole-list ops: each block's gradient is cast (and unscaled) once, step counts rise in one
       // call and masters go back to the parameters in one call; only the views are per parameter.
       Map<ParameterGroup, Tensor> fp32Grads = new IdentityHashMap<>();
@@ -161,11 +164,6 @@ public class AdamOptimizer extends ShardedOptimizer {
         update.run();
       }
       MultiTensorOps.copyByDestinationType(roundedDestinations, roundedSources);
-      for (Map.Entry<ParameterGroup, Tensor> cast : fp32Grads.entrySet()) {
-        if (cast.getValue() != cast.getKey().shardGrad()) {
-          cast.getValue().close(); // a whole block's fp32 gradient: not left for the step's scope or the GC
-        }
-      }
     }
   }
 

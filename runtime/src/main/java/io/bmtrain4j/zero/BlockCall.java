@@ -20,18 +20,18 @@ final class BlockCall {
   private final Object[] args;
   private final ForwardBody<?> body;
   private final RngState rng;
-  private final Object[] keptLeafArgs;
+  private final List<Tensor> keptLeaves;
   private final List<Tensor> keptOutputs;
   private final ForwardTape tape;
   private int tapeIndex = -1;
 
   BlockCall(ShardedModuleRuntime block, Object[] args, ForwardBody<?> body, RngState rng,
-      Object[] keptLeafArgs, List<Tensor> keptOutputs, ForwardTape tape) {
+      List<Tensor> keptLeaves, List<Tensor> keptOutputs, ForwardTape tape) {
     this.block = block;
     this.args = args;
     this.body = body;
     this.rng = rng;
-    this.keptLeafArgs = keptLeafArgs;
+    this.keptLeaves = keptLeaves;
     this.keptOutputs = keptOutputs;
     this.tape = tape;
     if (tape != null) {
@@ -59,10 +59,11 @@ final class BlockCall {
     // the enclosing one (CustomBackward's), which takes its own copies.
     PointerScope enclosing = PointerScope.getInnerScope();
     try (PointerScope scope = new PointerScope(); AutoGradMode grad = new AutoGradMode(true)) {
-      Object[] leafArgs;
+      List<Tensor> leaves;
       List<Tensor> outputs;
       if (options.recompute()) {
-        leafArgs = TensorTree.detachArgs(args);
+        Object[] leafArgs = TensorTree.detachArgs(args);
+        leaves = TensorTree.tensorsIn(leafArgs);
         RngState now = RngState.capture(group.shard().device());
         rng.restore();
         try {
@@ -74,7 +75,7 @@ final class BlockCall {
         }
         block.countRecompute();
       } else {
-        leafArgs = keptLeafArgs;
+        leaves = keptLeaves;
         outputs = keptOutputs;
       }
       TensorVector roots = new TensorVector();
@@ -93,7 +94,7 @@ final class BlockCall {
       }
       roots.close();
       grads.close();
-      for (Tensor leaf : TensorTree.tensorsIn(leafArgs)) {
+      for (Tensor leaf : leaves) {
         Tensor g = leaf != null && leaf.defined() && leaf.requires_grad() ? leaf.grad() : null;
         if (g != null && g.defined()) {
           // grad() is a view of the leaf's field, and the scope frees the leaf: a handle of our own.
@@ -104,7 +105,7 @@ final class BlockCall {
       }
       if (!options.recompute()) {
         // The kept graph's leaves and outputs were owned since forward: free them now.
-        Native.closeAll(TensorTree.tensorsIn(leafArgs));
+        Native.closeAll(leaves);
         Native.closeAll(outputs);
       }
     }

@@ -324,15 +324,17 @@ public final class ShardedModuleRuntime {
       Object[] leafArgs = TensorTree.detachArgs(args);
       R kept = body.call(leafArgs);
       List<Tensor> keptOutputs = TensorTree.tensorsOut(kept, path());
-      // Both live until this block's backward, which closes them (they may outlive a step's scope).
-      TensorTree.tensorsIn(leafArgs).forEach(Native::own);
+      // Both live until this block's backward, which closes these very handles (they may outlive a
+      // step's scope; a TensorVector hands out new handles on every read, so the list is kept).
+      List<Tensor> keptLeaves = TensorTree.tensorsIn(leafArgs);
+      keptLeaves.forEach(Native::own);
       keptOutputs.forEach(Native::own);
       List<Tensor> values = new ArrayList<>();
       for (Tensor t : keptOutputs) {
-        values.add(t.detach());
+        values.add(t == null ? null : t.detach());
       }
       result = TensorTree.replace(kept, values);
-      call = new BlockCall(this, args, body, null, leafArgs, keptOutputs, ForwardTape.current());
+      call = new BlockCall(this, args, body, null, keptLeaves, keptOutputs, ForwardTape.current());
     }
     if (options.zeroLevel() == 3) {
       group.release();
