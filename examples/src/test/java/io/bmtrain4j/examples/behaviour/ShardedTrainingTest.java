@@ -189,6 +189,37 @@ class ShardedTrainingTest {
   }
 
   @Test
+  void aKeptGraphBlockWithATensorVectorArgumentFreesItsLeavesEveryStep() {
+    // With recompute off the block keeps its leaves until backward; a TensorVector hands out a
+    // new handle on each read, so the handles closed must be the very ones that were kept.
+    List<long[]> counts = RanksAsThreads.run(1, 0, Duration.ofSeconds(60), ctx -> {
+      VectorArgNet net;
+      synchronized (RanksAsThreads.RNG_LOCK) {
+        torch.manual_seed(0);
+        net = new DistributedVectorArgNet();
+      }
+      long[] live = new long[6];
+      for (int step = 0; step < live.length; step++) {
+        try (PointerScope scope = new PointerScope()) {
+          Tensor loss = net.forward(Training.tokens(step, 0, 1)).pow(new org.bytedeco.pytorch.Scalar(2.0)).mean();
+          loss.backward();
+          Bmt.finishBackward(net);
+          for (io.bmtrain4j.ShardedParameter p : Bmt.parameters(net)) {
+            Tensor g = p.grad();
+            assertTrue(g != null && g.abs().sum().item().toDouble() > 0, p.name() + " got no gradient through the vector");
+            p.zeroGrad();
+          }
+        }
+        live[step] = org.bytedeco.javacpp.Pointer.totalCount();
+      }
+      return live;
+    });
+    long[] live = counts.get(0);
+    assertTrue(live[5] <= live[1], "live native objects grew from " + live[1] + " to " + live[5] + " over 4 steps: "
+        + java.util.Arrays.toString(live));
+  }
+
+  @Test
   void eachRankHoldsOnlyItsShardAfterConstruction() {
     List<MemoryReport[]> reports = RanksAsThreads.run(4, 0, Duration.ofSeconds(60), ctx -> {
       Net net = (Net) CheckpointModels.fresh(0);
