@@ -65,7 +65,7 @@ final class NcclWatchdog implements AutoCloseable {
           // on, and still give up once the oldest collective is past the timeout.
           System.err.println("bmtrain4j: the NCCL watchdog could not poll: " + e);
           Watched stuck = inFlight.peekFirst();
-          if (stuck != null && System.nanoTime() - stuck.issuedNanos() > timeoutNanos) {
+          if (overdue(stuck, timeoutNanos)) {
             giveUp("NCCL " + stuck.describe() + " could not be checked for " + timeout.toSeconds() + " s on " + rankName
                 + ": " + e, stuck, abort);
             return;
@@ -76,7 +76,7 @@ final class NcclWatchdog implements AutoCloseable {
         String problem = null;
         if (error != null) {
           problem = "NCCL reported an asynchronous error on " + rankName + ": " + error;
-        } else if (oldest != null && System.nanoTime() - oldest.issuedNanos() > timeoutNanos) {
+        } else if (overdue(oldest, timeoutNanos)) {
           problem = "NCCL " + oldest.describe() + " did not complete within "
               + timeout.toSeconds() + " s on " + rankName
               + ": a peer died or stopped issuing collectives (every rank must issue the same ones in the same order)."
@@ -91,6 +91,10 @@ final class NcclWatchdog implements AutoCloseable {
     }, "bmtrain4j-nccl-watchdog");
     thread.setDaemon(true);
     thread.start();
+  }
+
+  private static boolean overdue(Watched work, long timeoutNanos) {
+    return work != null && System.nanoTime() - work.issuedNanos() > timeoutNanos;
   }
 
   void track(Watched work) {

@@ -105,63 +105,54 @@ public class AdamOptimizer extends ShardedOptimizer {
     // The step's own scope frees its temporaries (the fp32 casts and every view of them) at once;
     // all optimizer state is owned.
     try (PointerScope temporaries = new PointerScope(); NoGradGuard g = new NoGradGuard()) {
-      // Whole-list ops: each block's gradient is cast (and unscaled) once, step counts rise in one
-      // call and masters go back to the parameters in one call; only the views are per parameter.
+      // Whole-list ops: each block's gradient is cast (and unscaled) once, each group's step counts
+      // rise in one call and masters go back to the parameters in one call; only the views are per
+      // parameter.
       Map<ParameterGroup, Tensor> fp32Grads = new IdentityHashMap<>();
-      List<Tensor> stepCounts = new ArrayList<>();
       List<Tensor> roundedDestinations = new ArrayList<>();
       List<Tensor> roundedSources = new ArrayList<>();
-      List<Tensor> offloadDestinations = new ArrayList<>();
-      List<Tensor> offloadSources = new ArrayList<>();
-      List<Runnable> updates = new ArrayList<>();
       for (ParamGroup group : groups) {
         List<Tensor> params = new ArrayList<>();
         List<Tensor> grads = new ArrayList<>();
         List<Tensor> expAvgs = new ArrayList<>();
         List<Tensor> expAvgSqs = new ArrayList<>();
-        List<Tensor> groupSteps = new ArrayList<>();
+        List<Tensor> updatedSteps = new ArrayList<>();
+        List<Tensor> allSteps = new ArrayList<>();
+        List<Tensor> offloadSources = new ArrayList<>();
         for (ShardedParameter p : group.parameters()) {
           Tensor grad = p.requiresGrad() ? p.grad() : null;
           if (grad == null) {
             continue;
           }
           State s = states.get(p);
-          stepCounts.add(s.step);
+          allSteps.add(s.step);
           if (grad.numel() == 0) {
             continue; // an empty slice on this rank: its step count still rises with the other ranks' (resharding)
           }
-          Tensor g32;
           if (offload) {
-            offloadDestinations.add(s.gradBuffer); // device -> host, fp32
+            grads.add(s.gradBuffer); // filled from the device below, fp32
             offloadSources.add(grad);
-            g32 = s.gradBuffer;
           } else {
-            g32 = p.sliceOf(fp32Grads.computeIfAbsent(p.group(), block -> fp32Gradient(block.shardGrad(), gradScale)));
+            grads.add(p.sliceOf(fp32Grads.computeIfAbsent(p.group(), block -> fp32Gradient(block.shardGrad(), gradScale))));
           }
           params.add(s.master);
-          grads.add(g32);
           expAvgs.add(s.expAvg);
           expAvgSqs.add(s.expAvgSq);
-          groupSteps.add(s.step);
+          updatedSteps.add(s.step);
           if (s.separateMaster) {
             roundedDestinations.add(p.local()); // rounds to the parameter's dtype; host -> device when offloading
             roundedSources.add(s.master);
           }
         }
-        double lr = baseLr * group.lrScale();
-        double decay = group.weightDecay();
-        updates.add(() -> {
-          if (offload && gradScale != 1.0) {
+        if (offload) {
+          MultiTensorOps.copy(grads, offloadSources);
+          if (gradScale != 1.0) {
             MultiTensorOps.divide(grads, gradScale);
           }
-          FusedAdamW.step(params, grads, expAvgs, expAvgSqs, groupSteps, lr, options.beta1(), options.beta2(), decay,
-              options.eps());
-        });
-      }
-      MultiTensorOps.copy(offloadDestinations, offloadSources);
-      MultiTensorOps.addScalar(stepCounts, 1.0);
-      for (Runnable update : updates) {
-        update.run();
+        }
+        MultiTensorOps.addScalar(allSteps, 1.0);
+        FusedAdamW.step(params, grads, expAvgs, expAvgSqs, updatedSteps, baseLr * group.lrScale(), options.beta1(),
+            options.beta2(), group.weightDecay(), options.eps());
       }
       MultiTensorOps.copyByDestinationType(roundedDestinations, roundedSources);
     }

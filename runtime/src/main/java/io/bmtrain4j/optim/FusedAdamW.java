@@ -26,12 +26,12 @@ final class FusedAdamW {
       return;
     }
     try (IValueVector stack = new IValueVector()) {
-      stack.push_back(list(params));
-      stack.push_back(list(grads));
-      stack.push_back(list(expAvgs));
-      stack.push_back(list(expAvgSqs));
-      stack.push_back(list(List.of())); // max_exp_avg_sqs: amsgrad off
-      stack.push_back(list(steps));
+      stack.push_back(MultiTensorOps.list(params));
+      stack.push_back(MultiTensorOps.list(grads));
+      stack.push_back(MultiTensorOps.list(expAvgs));
+      stack.push_back(MultiTensorOps.list(expAvgSqs));
+      stack.push_back(MultiTensorOps.list(List.of())); // max_exp_avg_sqs: amsgrad off
+      stack.push_back(MultiTensorOps.list(steps));
       stack.push_back(new IValue(lr));
       stack.push_back(new IValue(beta1));
       stack.push_back(new IValue(beta2));
@@ -43,9 +43,5 @@ final class FusedAdamW {
       stack.push_back(new IValue()); // found_inf: the manager skips
       OP.callBoxed(stack);
     }
-  }
-
-  private static IValue list(List<Tensor> tensors) {
-    return MultiTensorOps.list(tensors);
   }
 }

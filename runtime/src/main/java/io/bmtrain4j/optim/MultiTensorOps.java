@@ -28,25 +28,23 @@ final class MultiTensorOps {
 
   /** {@code t += value} for every tensor. */
   static void addScalar(List<Tensor> tensors, double value) {
-    if (tensors.isEmpty()) {
-      return;
-    }
-    try (IValueVector stack = new IValueVector()) {
-      stack.push_back(list(tensors));
-      stack.push_back(new IValue(new org.bytedeco.pytorch.Scalar(value)));
-      ADD_SCALAR.callBoxed(stack);
-    }
+    callWithScalar(ADD_SCALAR, tensors, value);
   }
 
   /** {@code t /= value} for every tensor. */
   static void divide(List<Tensor> tensors, double value) {
+    callWithScalar(DIV_SCALAR, tensors, value);
+  }
+
+  /** An in-place {@code _foreach_<op>_.Scalar}: a tensor list and a scalar. */
+  private static void callWithScalar(OperatorHandle op, List<Tensor> tensors, double value) {
     if (tensors.isEmpty()) {
       return;
     }
     try (IValueVector stack = new IValueVector()) {
       stack.push_back(list(tensors));
       stack.push_back(new IValue(new org.bytedeco.pytorch.Scalar(value)));
-      DIV_SCALAR.callBoxed(stack);
+      op.callBoxed(stack);
     }
   }
 

@@ -80,7 +80,7 @@ public final class GptThroughput implements Callable<Integer> {
 
   @Override
   public Integer call() {
-    boolean gpu = deviceKind.equals("cuda");
+    boolean gpu = onGpu();
     Bmt.initDistributed(InitOptions.builder().seed(0).backend(gpu ? "nccl" : "gloo").build());
     String device = gpu ? "cuda:" + Bmt.context().localRank() : "cpu";
     int world = Bmt.worldSize();
@@ -170,18 +170,18 @@ public final class GptThroughput implements Callable<Integer> {
         try (PointerScope step = new PointerScope()) {
           Tensor tokens = torch.randint(vocab, new long[] {microBatch, seq + 1}, longs);
           manager.zeroGrad();
-          long t0 = phase(0);
+          long t0 = phase();
           Tensor logits16 = gpt.forward(tokens.narrow(1, 0, seq));
           Tensor logits = logits16.to(torch.ScalarType.Float);
           // Python frees the bf16 logits here (last reference gone); a Java handle lives until it
           // is closed or its scope ends, 1.6 GiB at 1.3B. Autograd keeps what it needs itself.
           logits16.close();
           Tensor loss = torch.cross_entropy_loss(logits.reshape(-1, vocab), tokens.narrow(1, 1, seq).reshape(-1));
-          long t1 = phase(t0);
+          long t1 = phase();
           manager.backward(loss);
-          long t2 = phase(t1);
+          long t2 = phase();
           manager.step();
-          long t3 = phase(t2);
+          long t3 = phase();
           if (phases) {
             phaseNanos[0] += t1 - t0;
             phaseNanos[1] += t2 - t1;
@@ -210,11 +210,12 @@ public final class GptThroughput implements Callable<Integer> {
   private double allGatherSecondsPerStep(DistributedGpt gpt, boolean gpu) {
     List<ParameterGroup> blocks = new ArrayList<>();
     ParameterGroup root = null;
-    for (ShardedModuleRuntime r : Bmt.runtimeOf(gpt).tree()) {
+    ShardedModuleRuntime top = Bmt.runtimeOf(gpt);
+    for (ShardedModuleRuntime r : top.tree()) {
       if (r.group() == null) {
         continue;
       }
-      if (r == Bmt.runtimeOf(gpt)) {
+      if (r == top) {
         root = r.group();
       } else {
         blocks.add(r.group());
@@ -247,12 +248,16 @@ public final class GptThroughput implements Callable<Integer> {
   private int phaseSteps;
 
   /** With --phases: waits for the device and returns the time; otherwise returns 0 at once. */
-  private long phase(long unused) {
+  private long phase() {
     if (!phases) {
       return 0;
     }
-    deviceSync(deviceKind.equals("cuda"));
+    deviceSync(onGpu());
     return System.nanoTime();
+  }
+
+  private boolean onGpu() {
+    return deviceKind.equals("cuda");
   }
 
   private static void deviceSync(boolean gpu) {

@@ -166,24 +166,39 @@ class ShardedTrainingTest {
     // what JavaCPP creates for their arguments), or each step leaves handles pinning gradients.
     List<long[]> counts = RanksAsThreads.run(1, 0, Duration.ofSeconds(60), ctx -> {
       Net net = (Net) CheckpointModels.fresh(0);
-      long[] live = new long[6];
-      for (int step = 0; step < live.length; step++) {
-        try (PointerScope scope = new PointerScope()) {
-          Tensor loss = Training.loss(net.forward(Training.tokens(step, 0, 1)), step, 0, 1);
-          Thread engine = new Thread(loss::backward);
-          engine.start();
-          engine.join();
-          Bmt.finishBackward(net);
-          for (io.bmtrain4j.ShardedParameter p : Bmt.parameters(net)) {
-            p.zeroGrad();
-          }
+      return liveNativeObjectsAfterEachStep(step -> {
+        Tensor loss = Training.loss(net.forward(Training.tokens(step, 0, 1)), step, 0, 1);
+        Thread engine = new Thread(loss::backward);
+        engine.start();
+        engine.join();
+        Bmt.finishBackward(net);
+        for (io.bmtrain4j.ShardedParameter p : Bmt.parameters(net)) {
+          p.zeroGrad();
         }
-        live[step] = org.bytedeco.javacpp.Pointer.totalCount();
-      }
-      return live;
+      });
     });
-    long[] live = counts.get(0);
-    // Steps 2..5 must hold no more live native objects than step 1 (before the fix: +22 per step).
+    assertNoGrowthAfterTheFirstStep(counts.get(0)); // before the fix: +22 per step
+  }
+
+  /** A step of a leak test; it may block (join a thread). */
+  interface Step {
+    void run(int step) throws Exception;
+  }
+
+  /** Runs 6 steps, each in its own PointerScope, and counts JavaCPP's live native objects after each. */
+  private static long[] liveNativeObjectsAfterEachStep(Step body) throws Exception {
+    long[] live = new long[6];
+    for (int step = 0; step < live.length; step++) {
+      try (PointerScope scope = new PointerScope()) {
+        body.run(step);
+      }
+      live[step] = org.bytedeco.javacpp.Pointer.totalCount();
+    }
+    return live;
+  }
+
+  /** Steps 2..5 must hold no more live native objects than step 1. */
+  private static void assertNoGrowthAfterTheFirstStep(long[] live) {
     assertTrue(live[5] <= live[1], "live native objects grew from " + live[1] + " to " + live[5] + " over 4 steps: "
         + java.util.Arrays.toString(live));
   }
@@ -198,25 +213,19 @@ class ShardedTrainingTest {
         torch.manual_seed(0);
         net = new DistributedVectorArgNet();
       }
-      long[] live = new long[6];
-      for (int step = 0; step < live.length; step++) {
-        try (PointerScope scope = new PointerScope()) {
-          Tensor loss = net.forward(Training.tokens(step, 0, 1)).pow(new org.bytedeco.pytorch.Scalar(2.0)).mean();
-          loss.backward();
-          Bmt.finishBackward(net);
-          for (io.bmtrain4j.ShardedParameter p : Bmt.parameters(net)) {
-            Tensor g = p.grad();
-            assertTrue(g != null && g.abs().sum().item().toDouble() > 0, p.name() + " got no gradient through the vector");
-            p.zeroGrad();
-          }
+      VectorArgNet model = net;
+      return liveNativeObjectsAfterEachStep(step -> {
+        Tensor loss = model.forward(Training.tokens(step, 0, 1)).pow(new org.bytedeco.pytorch.Scalar(2.0)).mean();
+        loss.backward();
+        Bmt.finishBackward(model);
+        for (io.bmtrain4j.ShardedParameter p : Bmt.parameters(model)) {
+          Tensor g = p.grad();
+          assertTrue(g != null && g.abs().sum().item().toDouble() > 0, p.name() + " got no gradient through the vector");
+          p.zeroGrad();
         }
-        live[step] = org.bytedeco.javacpp.Pointer.totalCount();
-      }
-      return live;
+      });
     });
-    long[] live = counts.get(0);
-    assertTrue(live[5] <= live[1], "live native objects grew from " + live[1] + " to " + live[5] + " over 4 steps: "
-        + java.util.Arrays.toString(live));
+    assertNoGrowthAfterTheFirstStep(counts.get(0)); // before the fix: +2 per step
   }
 
   @Test
