@@ -43,6 +43,7 @@ class Block(nn.Module):
         self.w2 = nn.Parameter(torch.randn(d_ff, d) * residual_std)
         self.ln1 = nn.LayerNorm(d)
         self.ln2 = nn.LayerNorm(d)
+        self.checkpointed = True  # bench/step_anatomy.py turns it off for the plain model
 
     def _forward(self, x):
         b, t, d = x.shape
@@ -52,7 +53,7 @@ class Block(nn.Module):
         return x + F.gelu(self.ln2(x) @ self.w1) @ self.w2
 
     def forward(self, x):
-        return checkpoint(self._forward, x, use_reentrant=False)
+        return checkpoint(self._forward, x, use_reentrant=False) if self.checkpointed else self._forward(x)
 
 
 class Gpt(nn.Module):

@@ -1,0 +1,162 @@
+package io.bmtrain4j.examples.bench;
+
+import io.bmtrain4j.Bmt;
+import io.bmtrain4j.DeviceMemory;
+import io.bmtrain4j.InitOptions;
+import io.bmtrain4j.ShardedParameter;
+import io.bmtrain4j.examples.gpt.DistributedGpt;
+import io.bmtrain4j.examples.gpt.DistributedTransformerBlock;
+import io.bmtrain4j.examples.gpt.Gpt;
+import io.bmtrain4j.examples.gpt.GptConfig;
+import io.bmtrain4j.examples.gpt.TransformerBlock;
+import java.util.List;
+import java.util.concurrent.Callable;
+import org.bytedeco.javacpp.PointerScope;
+import org.bytedeco.pytorch.Device;
+import org.bytedeco.pytorch.DeviceOptional;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.TensorOptions;
+import org.bytedeco.pytorch.global.torch;
+import org.bytedeco.pytorch.global.torch_cuda;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/**
+ * Where a training step's time goes, without the optimizer, on one device: the example GPT as a
+ * plain libtorch model (every activation kept, no sharding) or as the sharded model on a world of
+ * one (per-block recompute through the runtime). {@code bench/step_anatomy.py} times the same GPT
+ * in PyTorch the same way (plain, and with {@code torch.utils.checkpoint} per block), so the two
+ * together separate the kernels' speed (plain against plain) from the cost of our checkpointing
+ * (sharded against checkpointed). Forward (with the loss) and backward are timed with a device
+ * synchronisation after each.
+ */
+@Command(name = "step-anatomy", mixinStandardHelpOptions = true,
+    description = "Forward and backward times of the example GPT, plain or sharded, on one device.")
+public final class StepAnatomy implements Callable<Integer> {
+  @Option(names = "--mode", description = "plain (a libtorch model) or sharded (world of one, recompute) (default ${DEFAULT-VALUE})")
+  String mode = "plain";
+
+  @Option(names = "--model", description = "preset: ${COMPLETION-CANDIDATES} (default ${DEFAULT-VALUE})")
+  String model = "1.3b";
+
+  @Option(names = "--layers", description = "blocks, overriding the preset's (0: the preset's) (default ${DEFAULT-VALUE})")
+  int layers;
+
+  @Option(names = "--seq", description = "sequence length (default ${DEFAULT-VALUE})")
+  int seq = 2048;
+
+  @Option(names = "--vocab", description = "vocabulary (default ${DEFAULT-VALUE})")
+  int vocab = 50304;
+
+  @Option(names = "--micro-batch", description = "sequences per step (default ${DEFAULT-VALUE})")
+  int microBatch = 8;
+
+  @Option(names = "--steps", description = "timed steps (default ${DEFAULT-VALUE})")
+  int steps = 8;
+
+  @Option(names = "--warmup", description = "untimed steps first (default ${DEFAULT-VALUE})")
+  int warmup = 3;
+
+  @Option(names = "--device", description = "cuda or cpu (default ${DEFAULT-VALUE})")
+  String deviceKind = "cuda";
+
+  public static void main(String[] args) {
+    System.exit(new CommandLine(new StepAnatomy()).execute(args));
+  }
+
+  @Override
+  public Integer call() {
+    boolean gpu = deviceKind.equals("cuda");
+    if (!mode.equals("plain") && !mode.equals("sharded")) {
+      throw new CommandLine.ParameterException(new CommandLine(this), "--mode must be plain or sharded, not " + mode);
+    }
+    Bmt.initDistributed(InitOptions.builder().seed(0).backend(gpu ? "nccl" : "gloo").build());
+    if (Bmt.worldSize() != 1) {
+      throw new IllegalStateException("step-anatomy times one device: run it with one rank, not " + Bmt.worldSize());
+    }
+    String device = gpu ? "cuda:0" : "cpu";
+    GptConfig preset = GptConfig.preset(model, vocab, seq, 0.0, torch.ScalarType.BFloat16);
+    GptConfig c = new GptConfig(vocab, seq, preset.dModel(), preset.heads(), layers > 0 ? layers : preset.layers(),
+        preset.dFf(), 0.0, torch.ScalarType.BFloat16, device);
+    Stepper stepper = mode.equals("plain") ? new PlainStepper(new Gpt(c, TransformerBlock::new))
+        : new ShardedStepper(new DistributedGpt(c, DistributedTransformerBlock::new));
+    TensorOptions longs = new TensorOptions().dtype(new org.bytedeco.pytorch.ScalarTypeOptional(torch.ScalarType.Long))
+        .device(new DeviceOptional(new Device(device)));
+    long forwardNanos = 0;
+    long backwardNanos = 0;
+    for (int i = 0; i < warmup + steps; i++) {
+      if (i == warmup && gpu) {
+        DeviceMemory.resetPeak();
+      }
+      try (PointerScope step = new PointerScope()) {
+        Tensor tokens = torch.randint(vocab, new long[] {microBatch, seq + 1}, longs);
+        long t0 = sync(gpu);
+        Tensor logits16 = stepper.forward(tokens.narrow(1, 0, seq));
+        Tensor logits = logits16.to(torch.ScalarType.Float);
+        logits16.close(); // as Python drops it: autograd keeps what it needs
+        Tensor loss = torch.cross_entropy_loss(logits.reshape(-1, vocab), tokens.narrow(1, 1, seq).reshape(-1));
+        long t1 = sync(gpu);
+        stepper.backward(loss);
+        long t2 = sync(gpu);
+        if (i >= warmup) {
+          forwardNanos += t1 - t0;
+          backwardNanos += t2 - t1;
+        }
+      }
+    }
+    double fwd = forwardNanos / 1e6 / steps;
+    double bwd = backwardNanos / 1e6 / steps;
+    Bmt.printRank("ANATOMY impl=bmtrain4j mode=%s model=%s layers=%d micro_batch=%d forward_ms=%.1f backward_ms=%.1f"
+        + " step_ms=%.1f peak_allocated_gib=%.2f", mode, model, c.layers(), microBatch, fwd, bwd, fwd + bwd,
+        gpu ? DeviceMemory.current().peakAllocatedBytes() / 1073741824.0 : 0.0);
+    return 0;
+  }
+
+  private static long sync(boolean gpu) {
+    if (gpu) {
+      torch_cuda.getCurrentCUDAStream().synchronize();
+    }
+    return System.nanoTime();
+  }
+
+  /** One model's forward, and backward with its gradients dropped afterwards (set to none). */
+  private interface Stepper {
+    Tensor forward(Tensor tokens);
+
+    void backward(Tensor loss);
+  }
+
+  private record PlainStepper(Gpt gpt) implements Stepper {
+    @Override
+    public Tensor forward(Tensor tokens) {
+      return gpt.forward(tokens);
+    }
+
+    @Override
+    public void backward(Tensor loss) {
+      loss.backward();
+      gpt.visitParameters(p -> p.mutable_grad().put(new Tensor()));
+    }
+  }
+
+  private record ShardedStepper(DistributedGpt gpt, List<ShardedParameter> parameters) implements Stepper {
+    ShardedStepper(DistributedGpt gpt) {
+      this(gpt, Bmt.parameters(gpt));
+    }
+
+    @Override
+    public Tensor forward(Tensor tokens) {
+      return gpt.forward(tokens);
+    }
+
+    @Override
+    public void backward(Tensor loss) {
+      loss.backward();
+      Bmt.finishBackward(gpt);
+      for (ShardedParameter p : parameters) {
+        p.zeroGrad();
+      }
+    }
+  }
+}
