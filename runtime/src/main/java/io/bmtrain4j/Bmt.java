@@ -32,6 +32,9 @@ public final class Bmt {
     DistEnvironment env = DistEnvironment.fromEnvironment(options.environment());
     DistContext ctx = DistContext.create(env, options.seed(), options.timeout(), options.backend());
     DistContext.install(ctx);
+    if (options.preferCudnnAttention()) {
+      AttentionBackends.preferCudnnWhereFaster();
+    }
     return ctx;
   }
 

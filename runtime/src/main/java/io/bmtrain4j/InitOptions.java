@@ -10,12 +10,19 @@ public final class InitOptions {
   private final Duration timeout;
   private final Map<String, String> environment;
   private final String backend;
+  private final boolean preferCudnnAttention;
 
   private InitOptions(Builder b) {
     this.seed = b.seed;
     this.timeout = b.timeout;
     this.environment = b.environment;
     this.backend = b.backend;
+    this.preferCudnnAttention = b.preferCudnnAttention;
+  }
+
+  /** Whether attention tries cuDNN's kernel first where PyTorch does: see {@link AttentionBackends}. */
+  public boolean preferCudnnAttention() {
+    return preferCudnnAttention;
   }
 
   /** "gloo" (CPU tensors, the default) or "nccl" (one GPU per rank, {@code LOCAL_RANK}). */
@@ -45,6 +52,7 @@ public final class InitOptions {
     private Duration timeout = Duration.ofMinutes(5);
     private Map<String, String> environment = System.getenv();
     private String backend = "gloo";
+    private boolean preferCudnnAttention = true;
 
     /** The collectives' backend: "gloo" (CPU, default) or "nccl" (GPUs). */
     public Builder backend(String backend) {
@@ -73,6 +81,16 @@ public final class InitOptions {
     /** The variables to read instead of the process environment (tests, embedding launchers). */
     public Builder environment(Map<String, String> environment) {
       this.environment = Map.copyOf(Objects.requireNonNull(environment));
+      return this;
+    }
+
+    /**
+     * Whether {@code scaled_dot_product_attention} tries cuDNN's fused attention first on GPUs of
+     * compute capability 9.0 and 10.0, as PyTorch's newer releases do (default true); false keeps
+     * libtorch 2.10's own order (FlashAttention-2 first). See {@link AttentionBackends}.
+     */
+    public Builder preferCudnnAttention(boolean prefer) {
+      this.preferCudnnAttention = prefer;
       return this;
     }
 

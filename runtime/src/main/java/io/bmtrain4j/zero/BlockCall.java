@@ -53,7 +53,7 @@ final class BlockCall {
         && previous.block.options().zeroLevel() == 3) {
       previous.block.group().prefetch();
     }
-    group.beginGradients();
+    group.clearGradients(); // autograd then hands its gradients over: see ParameterGroup's [Note: gradients land in the flat buffer]
     List<Tensor> gradInputs = new ArrayList<>();
     // The recompute's temporaries (activations) die with this scope; the input gradients move to
     // the enclosing one (CustomBackward's), which takes its own copies.
@@ -109,6 +109,7 @@ final class BlockCall {
         Native.closeAll(outputs);
       }
     }
+    group.collectGradients();
     PendingReduction reduction = group.reduceGradients();
     group.release();
     block.reducer().submit(reduction, tape == null || tapeIndex == 0);

@@ -25,9 +25,14 @@ import org.bytedeco.pytorch.global.torch;
  * tensor. Autograd's saved references to a parameter therefore see the re-gathered storage in
  * backward, and {@code requires_grad} toggled by the user stays where they put it.
  *
- * <p>[Note: gradients land in the flat buffer] While gradients are collected, each parameter's
- * {@code .grad} is a view into {@link #gradFlat}; autograd accumulates into it in place, so one
- * reduce-scatter of {@code gradFlat} serves the whole group.
+ * <p>[Note: gradients land in the flat buffer] One reduce-scatter of {@link #gradFlat} serves the
+ * whole group. A checkpointed block's backward is one self-contained autograd call, so its
+ * parameters start it with no {@code .grad}, autograd hands over its freshly computed gradient
+ * (no accumulation), and {@link #collectGradients()} copies each into the flat buffer once, as
+ * FSDP2 copies into its reduce-scatter input. A standalone module (the root) receives gradients
+ * from anywhere in the backward, possibly several times (a tied embedding and LM head), so
+ * {@link #beginGradients()} points each {@code .grad} at a view of a zeroed flat buffer and
+ * autograd accumulates there in place.
  */
 public final class ParameterGroup {
   private final String owner;
@@ -286,6 +291,49 @@ public final class ParameterGroup {
     }
   }
 
+  /**
+   * Moves the gradients one backward left in the parameters' {@code .grad} into {@link #gradFlat}
+   * (allocated on first use; added to a buffer already collecting) and unsets {@code .grad}, so
+   * the next backward starts fresh again. A parameter without a gradient (frozen, or unused by
+   * this call) contributes zeros. See [Note: gradients land in the flat buffer].
+   */
+  public void collectGradients() {
+    boolean fresh = gradFlat == null;
+    long padded = shardNumel * comm.worldSize();
+    if (fresh) {
+      gradFlat = Native.own(torch.empty(new long[] {padded}, shard.options(), new MemoryFormatOptional()));
+    }
+    try (PointerScope handles = new PointerScope(); NoGradGuard noGrad = new NoGradGuard()) {
+      if (fresh && padded > numel) {
+        gradFlat.narrow(0, numel, padded - numel).zero_();
+      }
+      for (Member m : members) {
+        Tensor region = gradFlat.narrow(0, m.offset, m.numel);
+        Tensor g = m.tensor.grad();
+        if (g.defined()) {
+          Tensor flat = g.reshape(-1);
+          if (fresh) {
+            region.copy_(flat);
+          } else {
+            region.add_(flat);
+          }
+          m.tensor.mutable_grad().put(new Tensor());
+        } else if (fresh) {
+          region.zero_();
+        }
+      }
+    }
+  }
+
+  /** Unsets every parameter's {@code .grad} (a block's backward then starts fresh). */
+  public void clearGradients() {
+    try (PointerScope handles = new PointerScope()) {
+      for (Member m : members) {
+        m.tensor.mutable_grad().put(new Tensor());
+      }
+    }
+  }
+
   public boolean collectingGradients() {
     return gradFlat != null;
   }
@@ -299,11 +347,7 @@ public final class ParameterGroup {
     if (gradFlat == null) {
       return null;
     }
-    try (PointerScope handles = new PointerScope()) {
-      for (Member m : members) {
-        m.tensor.mutable_grad().put(new Tensor());
-      }
-    }
+    clearGradients();
     Tensor flat = gradFlat;
     gradFlat = null;
     if (comm.worldSize() == 1) {

@@ -71,6 +71,9 @@ public final class GptThroughput implements Callable<Integer> {
   @Option(names = "--device", description = "cuda (NCCL, one GPU per rank) or cpu (Gloo, a smoke test) (default ${DEFAULT-VALUE})")
   String deviceKind = "cuda";
 
+  @Option(names = "--cudnn-attention", negatable = true, description = "attention tries cuDNN first on H100/H200, as PyTorch does (default ${DEFAULT-VALUE})")
+  boolean cudnnAttention = true;
+
   @Option(names = "--trace-memory", description = "print memory after every step (leak hunting)")
   boolean traceMemory;
 
@@ -81,7 +84,7 @@ public final class GptThroughput implements Callable<Integer> {
   @Override
   public Integer call() {
     boolean gpu = onGpu();
-    Bmt.initDistributed(InitOptions.builder().seed(0).backend(gpu ? "nccl" : "gloo").build());
+    Bmt.initDistributed(InitOptions.builder().seed(0).backend(gpu ? "nccl" : "gloo").preferCudnnAttention(cudnnAttention).build());
     String device = gpu ? "cuda:" + Bmt.context().localRank() : "cpu";
     int world = Bmt.worldSize();
     GptConfig config = GptConfig.preset(model, vocab, seq, 0.0, torch.ScalarType.BFloat16).on(device);

@@ -58,6 +58,9 @@ public final class StepAnatomy implements Callable<Integer> {
   @Option(names = "--warmup", description = "untimed steps first (default ${DEFAULT-VALUE})")
   int warmup = 3;
 
+  @Option(names = "--cudnn-attention", negatable = true, description = "attention tries cuDNN first on H100/H200, as PyTorch does (default ${DEFAULT-VALUE})")
+  boolean cudnnAttention = true;
+
   @Option(names = "--device", description = "cuda or cpu (default ${DEFAULT-VALUE})")
   String deviceKind = "cuda";
 
@@ -71,7 +74,7 @@ public final class StepAnatomy implements Callable<Integer> {
     if (!mode.equals("plain") && !mode.equals("sharded")) {
       throw new CommandLine.ParameterException(new CommandLine(this), "--mode must be plain or sharded, not " + mode);
     }
-    Bmt.initDistributed(InitOptions.builder().seed(0).backend(gpu ? "nccl" : "gloo").build());
+    Bmt.initDistributed(InitOptions.builder().seed(0).backend(gpu ? "nccl" : "gloo").preferCudnnAttention(cudnnAttention).build());
     if (Bmt.worldSize() != 1) {
       throw new IllegalStateException("step-anatomy times one device: run it with one rank, not " + Bmt.worldSize());
     }

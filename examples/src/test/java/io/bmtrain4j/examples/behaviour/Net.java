@@ -26,6 +26,8 @@ public class Net {
   LinearImpl unsharded;
   @BlockList List<Mlp> layers = new ArrayList<>();
   @Checkpoint TwoHeads heads;
+  /** Calls the checkpointed block a second time in each forward (weights shared within a step). */
+  boolean headsTwice;
 
   public Net(double dropout, boolean sharded) {
     embed = torch.randn(VOCAB, D).mul(new Scalar(0.5)).requires_grad_(true);
@@ -47,6 +49,10 @@ public class Net {
       }
     }
     Tensor[] h = heads.forward(x);
+    if (headsTwice) {
+      Tensor[] again = heads.forward(x.mul(new Scalar(0.5)));
+      h = new Tensor[] {h[0].add(again[0]), h[1].add(again[1])};
+    }
     // A nested call of an entry point of this same module, before the root's parameters are used again.
     Tensor side = tiedHead(firstHidden.mul(new Scalar(0.5)));
     Tensor logits = h[0].matmul(embed.t()).add(side);

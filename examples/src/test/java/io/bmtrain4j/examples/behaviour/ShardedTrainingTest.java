@@ -87,6 +87,15 @@ class ShardedTrainingTest {
     assertParity(expected, Training.sharded(plan));
   }
 
+  @ParameterizedTest(name = "world {0}, ZeRO-{1}, recompute {2}")
+  @CsvSource({"1,3,true", "2,3,true", "2,2,false"})
+  void aBlockCalledTwiceInOneForwardGetsBothCallsGradients(int world, int zero, boolean recompute) {
+    // Each call's backward hands its own gradients to the block's flat buffer and reduction; the
+    // shard gradient must hold their sum, as autograd's accumulation gives the plain model.
+    Plan plan = Plan.of(world, new BlockOptions(zero, recompute, 2)).withSetup(n -> n.headsTwice = true);
+    assertParity(Training.plain(plan), Training.sharded(plan));
+  }
+
   @Test
   void blocksWhoseInputsAndParametersNeedNoGradAreNotRecomputed() {
     Plan plan = Plan.of(1, BlockOptions.defaults()).withSetup(n -> {
