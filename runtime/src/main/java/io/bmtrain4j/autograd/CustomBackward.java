@@ -37,6 +37,13 @@ import org.bytedeco.pytorch.global.torch;
  * of its input-side hooks have fired, and closes them at a later {@link #apply} (never inside a
  * running hook). A graph that is dropped without backward leaves its node registered; call
  * {@link #liveNodes()} to see how many. Graphs kept with {@code retain_graph} are not supported.
+ *
+ * <p>[Note: gradients freed as backward goes] The gradients a node records and returns are the
+ * size of a block's activations. The recorded output gradients are closed as soon as the Java
+ * backward has run. A returned input gradient must outlive its hook (the engine copies the
+ * reference only after the hook returns), so it is closed when the next hook starts on the same
+ * thread, or at the next {@link #apply} on it. Held until their node retired instead, they kept
+ * two activations per block alive through the whole backward and one step into the next.
  */
 public final class CustomBackward {
   private CustomBackward() {}
@@ -56,6 +63,33 @@ public final class CustomBackward {
   /** What a hook returns to leave a gradient unchanged: libtorch copies it, so one instance serves all. */
   private static final TensorBase UNDEFINED = Native.own(new TensorBase());
   private static final List<Node> RETIRED = Collections.synchronizedList(new ArrayList<>());
+  /** Input gradients handed to the engine, by the thread whose hook returned them: see the Note. */
+  private static final List<HandedOver> HANDED_OVER = new ArrayList<>();
+
+  private record HandedOver(Thread thread, Tensor gradient) {}
+
+  /** Input gradients handed over and not closed yet (for tests). */
+  static int handedOverGradients() {
+    synchronized (HANDED_OVER) {
+      return HANDED_OVER.size();
+    }
+  }
+
+  /** Keeps {@code g} alive until the hook returning it has returned. */
+  private static void handOver(Tensor g) {
+    synchronized (HANDED_OVER) {
+      HANDED_OVER.add(new HandedOver(Thread.currentThread(), g));
+    }
+  }
+
+  /** Closes what this thread's earlier hooks handed over (they have all returned). */
+  private static void closeHandedOver() {
+    List<Tensor> done = new ArrayList<>();
+    synchronized (HANDED_OVER) {
+      HANDED_OVER.removeIf(h -> h.thread == Thread.currentThread() && done.add(h.gradient));
+    }
+    done.forEach(Tensor::close);
+  }
 
   /** Nodes whose backward has not completed yet (for tests and leak checks). */
   public static int liveNodes() {
@@ -141,6 +175,7 @@ public final class CustomBackward {
   }
 
   private static void closeRetired() {
+    closeHandedOver();
     List<Node> done;
     synchronized (RETIRED) {
       if (RETIRED.isEmpty()) {
@@ -186,9 +221,9 @@ public final class CustomBackward {
         public TensorBase call(TensorBase grad) {
           // See [Note: scopes on the engine's thread]: the argument JavaCPP hands us is closed
           // here, and the copy we keep is owned, so nothing waits for the GC.
+          closeHandedOver();
           try (PointerScope scope = new PointerScope()) {
             gradOutputs[j] = Native.own(new Tensor(grad));
-            kept.add(gradOutputs[j]);
           } catch (RuntimeException | Error e) {
             throw new IllegalStateException("recording an output gradient failed: " + describe(e), e);
           } finally {
@@ -205,6 +240,7 @@ public final class CustomBackward {
         @Override
         public TensorBase call(TensorBase ignoredZeros) {
           ignoredZeros.close(); // see outputHook
+          closeHandedOver();
           try {
             runOnce();
           } catch (RuntimeException | Error e) {
@@ -216,7 +252,7 @@ public final class CustomBackward {
             gradInputs[i] = null;
           }
           if (g != null) {
-            kept.add(g); // closed with the node, once the engine has taken its own copy
+            handOver(g); // the engine takes its own reference after we return
           }
           if (++inputSideFired == inputSideHooks) {
             LIVE.remove(Node.this);
@@ -235,6 +271,34 @@ public final class CustomBackward {
       List<Tensor> grads = Arrays.asList(gradOutputs.clone());
       Arrays.fill(gradOutputs, null);
       List<Tensor> result;
+      try {
+        result = runBackward(grads);
+      } finally {
+        for (Tensor g : grads) { // recorded copies, no longer needed: see [Note: gradients freed as backward goes]
+          if (g != null) {
+            g.close();
+          }
+        }
+      }
+      if (result != null) {
+        if (result.size() != gradInputs.length) {
+          for (Tensor r : result) {
+            if (r != null) {
+              r.close();
+            }
+          }
+          throw new IllegalStateException(
+              "custom backward returned " + result.size() + " gradients for " + gradInputs.length + " inputs");
+        }
+        for (int i = 0; i < gradInputs.length; i++) {
+          gradInputs[i] = result.get(i);
+        }
+      }
+    }
+
+    /** Runs the Java backward in its own scope; returns owned copies of its gradients. */
+    private List<Tensor> runBackward(List<Tensor> grads) {
+      List<Tensor> result;
       // [Note: scopes on the engine's thread] On CUDA the engine runs hooks on its own device
       // thread, where no user PointerScope is open: without this scope every handle the backward
       // creates (views, in-place results) would keep its storage alive until the GC ran, a whole
@@ -252,15 +316,7 @@ public final class CustomBackward {
           result = owned;
         }
       }
-      if (result != null) {
-        if (result.size() != gradInputs.length) {
-          throw new IllegalStateException(
-              "custom backward returned " + result.size() + " gradients for " + gradInputs.length + " inputs");
-        }
-        for (int i = 0; i < gradInputs.length; i++) {
-          gradInputs[i] = result.get(i);
-        }
-      }
+      return result;
     }
 
     void close() {
@@ -272,6 +328,17 @@ public final class CustomBackward {
         t.close();
       }
       kept.clear();
+      closeAll(gradOutputs); // recorded, but the backward never ran (graph dropped)
+      closeAll(gradInputs); // computed, but never handed over
+    }
+
+    private static void closeAll(Tensor[] tensors) {
+      for (int i = 0; i < tensors.length; i++) {
+        if (tensors[i] != null) {
+          tensors[i].close();
+          tensors[i] = null;
+        }
+      }
     }
   }
 }
