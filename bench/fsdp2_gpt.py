@@ -71,6 +71,13 @@ class Gpt(nn.Module):
         return self.final_norm(x) @ self.token_embedding.t()
 
 
+def attention_backend(batch, seq, d, heads):
+    """The SDPA kernel PyTorch picks for Block's query/key/value layout (as TransformerBlock.attentionBackend)."""
+    qkv = torch.empty(batch, seq, 3, heads, d // heads, device="cuda", dtype=torch.bfloat16).permute(2, 0, 3, 1, 4)
+    names = ["math", "flash", "efficient", "cudnn", "overrideable"]
+    return names[torch._fused_sdp_choice(qkv[0], qkv[1], qkv[2], is_causal=True)]
+
+
 def flops_per_token(n_params, seq, d, layers):
     """As GptThroughput.flopsPerToken: 6 per multiplying parameter (not the position table) + attention."""
     return 6 * (n_params - seq * d) + 12.0 * layers * d * seq
@@ -107,7 +114,7 @@ def main():
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, fused=True)
     if rank == 0:
         print(f"FSDP2 GPT {a.model}: {n_params:,} parameters, bf16, {world} GPU(s), micro-batch {a.micro_batch} x {a.seq}"
-              f" tokens per GPU; built in {time.time() - t0:.1f} s", flush=True)
+              f" tokens per GPU, {attention_backend(a.micro_batch, a.seq, d, heads)} attention; built in {time.time() - t0:.1f} s", flush=True)
 
     phase_ms, phase_steps = [0.0, 0.0, 0.0], [0]
 

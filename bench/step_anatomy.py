@@ -11,7 +11,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from fsdp2_gpt import PRESETS, Gpt
+from fsdp2_gpt import PRESETS, Gpt, attention_backend
 
 
 def main():
@@ -56,7 +56,7 @@ def main():
             bwd += (t2 - t1) * 1e3
     fwd, bwd = fwd / a.steps, bwd / a.steps
     print(f"ANATOMY impl=pytorch mode={a.mode} model={a.model} layers={layers} micro_batch={a.micro_batch}"
-          f" forward_ms={fwd:.1f} backward_ms={bwd:.1f} step_ms={fwd + bwd:.1f}"
+          f" attention={attention_backend(a.micro_batch, a.seq, d, heads)} forward_ms={fwd:.1f} backward_ms={bwd:.1f} step_ms={fwd + bwd:.1f}"
           f" peak_allocated_gib={torch.cuda.max_memory_allocated() / 2**30:.2f}", flush=True)
 
 

@@ -1,8 +1,15 @@
 package io.bmtrain4j;
 
+import java.util.List;
 import org.bytedeco.cuda.cudart.cudaDeviceProp;
+import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.Context;
+import org.bytedeco.pytorch.Dispatcher;
+import org.bytedeco.pytorch.IValue;
+import org.bytedeco.pytorch.IValueVector;
 import org.bytedeco.pytorch.LongVector;
+import org.bytedeco.pytorch.OperatorHandle;
+import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch;
 import org.bytedeco.pytorch.global.torch_cuda;
 
@@ -28,7 +35,32 @@ public final class AttentionBackends {
   /** cuDNN first, then libtorch's own order. */
   static final long[] CUDNN_FIRST = {CUDNN, FLASH, EFFICIENT, MATH, OVERRIDEABLE};
 
+  /** Names of the backends, by value. */
+  static final List<String> NAMES = List.of("math", "flash", "efficient", "cudnn", "overrideable");
+
   private AttentionBackends() {}
+
+  /**
+   * The backend libtorch picks for a causal, mask-free {@code scaled_dot_product_attention} of
+   * these inputs ({@code aten::_fused_sdp_choice}): "cudnn", "flash", "efficient" or "math". A
+   * diagnostic for benchmarks and for users checking what their attention runs on.
+   */
+  public static String chosenFor(Tensor query, Tensor key, Tensor value, double dropout) {
+    try (PointerScope scope = new PointerScope(); IValueVector stack = new IValueVector()) {
+      OperatorHandle op = Dispatcher.singleton().findSchemaOrThrow("aten::_fused_sdp_choice", "");
+      stack.push_back(new IValue(query));
+      stack.push_back(new IValue(key));
+      stack.push_back(new IValue(value));
+      stack.push_back(new IValue()); // attn_mask: none
+      stack.push_back(new IValue(dropout));
+      stack.push_back(new IValue(true)); // is_causal
+      stack.push_back(new IValue()); // scale: default
+      stack.push_back(new IValue(false)); // enable_gqa
+      op.callBoxed(stack);
+      long chosen = stack.get(0).toInt();
+      return chosen >= 0 && chosen < NAMES.size() ? NAMES.get((int) chosen) : "none (" + chosen + ")";
+    }
+  }
 
   /** Whether cuDNN attention should lead on a device of this compute capability (PyTorch's rule). */
   static boolean cudnnPreferredOn(int major, int minor) {

@@ -3,11 +3,13 @@ package io.bmtrain4j;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeFalse;
 
 import java.util.Arrays;
 import org.bytedeco.javacpp.IntPointer;
+import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch;
 import org.junit.jupiter.api.Test;
 
@@ -43,5 +45,14 @@ class AttentionBackendsTest {
     int[] out = new int[AttentionBackends.CUDNN_FIRST.length];
     p.get(out);
     return out;
+  }
+
+  @Test
+  void theChoiceIsReadFromLibtorchsDispatcher() {
+    // On the CPU libtorch's fused choice is its flash-style CPU kernel or math, never cuDNN.
+    Tensor q = torch.randn(1, 2, 8, 16);
+    String chosen = AttentionBackends.chosenFor(q, q, q, 0.0);
+    assertTrue(AttentionBackends.NAMES.contains(chosen), chosen);
+    assertNotEquals("cudnn", chosen);
   }
 }

@@ -177,12 +177,16 @@ public final class Train implements Callable<Integer> {
           try (PointerScope scope = new PointerScope()) {
             manager.zeroGrad();
             for (int m = 0; m < gradAccum; m++) {
-              Tensor[] b = source.batch(step * gradAccum + m, Bmt.rank(), microBatch);
-              Tensor logits = gpt.forward(b[0].to(dev, torch.ScalarType.Long)).to(torch.ScalarType.Float);
-              Tensor l = torch.cross_entropy_loss(logits.reshape(-1, source.vocab()),
-                  b[1].to(dev, torch.ScalarType.Long).reshape(-1));
-              manager.backward(l.div(new Scalar((double) gradAccum)));
-              loss += Bmt.sumLoss(l) / gradAccum;
+              // Each micro-batch's logits and hidden states die with its own scope, before the
+              // next micro-batch and the optimizer need the memory.
+              try (PointerScope microBatchScope = new PointerScope()) {
+                Tensor[] b = source.batch(step * gradAccum + m, Bmt.rank(), microBatch);
+                Tensor logits = gpt.forward(b[0].to(dev, torch.ScalarType.Long)).to(torch.ScalarType.Float);
+                Tensor l = torch.cross_entropy_loss(logits.reshape(-1, source.vocab()),
+                    b[1].to(dev, torch.ScalarType.Long).reshape(-1));
+                manager.backward(l.div(new Scalar((double) gradAccum)));
+                loss += Bmt.sumLoss(l) / gradAccum;
+              }
             }
             manager.clipGradNorm(clip);
             manager.step();

@@ -98,27 +98,17 @@ public class AdamOptimizer extends ShardedOptimizer {
     return o;
   }
 
+  /** One parameter taking a step: its options' group and its state. */
+  private record Stepping(ParamGroup group, ShardedParameter parameter, State state) {}
+
   @Override
   public void step(double gradScale) {
     steps++;
     double baseLr = steps <= options.holdSteps() ? 0.0 : learningRate();
-    // The step's own scope frees its temporaries (the fp32 casts and every view of them) at once;
-    // all optimizer state is owned.
     try (PointerScope temporaries = new PointerScope(); NoGradGuard g = new NoGradGuard()) {
-      // Whole-list ops: each block's gradient is cast (and unscaled) once, each group's step counts
-      // rise in one call and masters go back to the parameters in one call; only the views are per
-      // parameter.
-      Map<ParameterGroup, Tensor> fp32Grads = new IdentityHashMap<>();
-      List<Tensor> roundedDestinations = new ArrayList<>();
-      List<Tensor> roundedSources = new ArrayList<>();
+      Map<ParameterGroup, List<Stepping>> byBlock = new LinkedHashMap<>();
+      List<Tensor> allSteps = new ArrayList<>();
       for (ParamGroup group : groups) {
-        List<Tensor> params = new ArrayList<>();
-        List<Tensor> grads = new ArrayList<>();
-        List<Tensor> expAvgs = new ArrayList<>();
-        List<Tensor> expAvgSqs = new ArrayList<>();
-        List<Tensor> updatedSteps = new ArrayList<>();
-        List<Tensor> allSteps = new ArrayList<>();
-        List<Tensor> offloadSources = new ArrayList<>();
         for (ShardedParameter p : group.parameters()) {
           Tensor grad = p.requiresGrad() ? p.grad() : null;
           if (grad == null) {
@@ -126,36 +116,67 @@ public class AdamOptimizer extends ShardedOptimizer {
           }
           State s = states.get(p);
           allSteps.add(s.step);
-          if (grad.numel() == 0) {
-            continue; // an empty slice on this rank: its step count still rises with the other ranks' (resharding)
-          }
-          if (offload) {
-            grads.add(s.gradBuffer); // filled from the device below, fp32
-            offloadSources.add(grad);
-          } else {
-            grads.add(p.sliceOf(fp32Grads.computeIfAbsent(p.group(), block -> fp32Gradient(block.shardGrad(), gradScale))));
-          }
-          params.add(s.master);
-          expAvgs.add(s.expAvg);
-          expAvgSqs.add(s.expAvgSq);
-          updatedSteps.add(s.step);
-          if (s.separateMaster) {
-            roundedDestinations.add(p.local()); // rounds to the parameter's dtype; host -> device when offloading
-            roundedSources.add(s.master);
+          if (grad.numel() != 0) { // an empty slice on this rank still counts the step with the other ranks (resharding)
+            byBlock.computeIfAbsent(p.group(), block -> new ArrayList<>()).add(new Stepping(group, p, s));
           }
         }
-        if (offload) {
-          MultiTensorOps.copy(grads, offloadSources);
-          if (gradScale != 1.0) {
-            MultiTensorOps.divide(grads, gradScale);
-          }
-        }
-        MultiTensorOps.addScalar(allSteps, 1.0);
-        FusedAdamW.step(params, grads, expAvgs, expAvgSqs, updatedSteps, baseLr * group.lrScale(), options.beta1(),
-            options.beta2(), group.weightDecay(), options.eps());
       }
-      MultiTensorOps.copyByDestinationType(roundedDestinations, roundedSources);
+      MultiTensorOps.addScalar(allSteps, 1.0);
+      // Block by block, each in its own scope: a block's gradient is cast to fp32 once, used, and
+      // freed before the next block's, so the step needs one block's fp32 gradient at a time
+      // rather than the whole model's (4.9 GiB at 1.3B).
+      for (Map.Entry<ParameterGroup, List<Stepping>> block : byBlock.entrySet()) {
+        try (PointerScope blockScope = new PointerScope()) {
+          stepBlock(block.getKey(), block.getValue(), gradScale, baseLr);
+        }
+      }
     }
+  }
+
+  /** Updates one block's parameters: one fused call per options group, then the masters copied back. */
+  private void stepBlock(ParameterGroup block, List<Stepping> stepping, double gradScale, double baseLr) {
+    Tensor fp32Grad = offload ? null : fp32Gradient(block.shardGrad(), gradScale);
+    Map<ParamGroup, List<Stepping>> byOptions = new LinkedHashMap<>();
+    for (Stepping st : stepping) {
+      byOptions.computeIfAbsent(st.group(), k -> new ArrayList<>()).add(st);
+    }
+    List<Tensor> roundedDestinations = new ArrayList<>();
+    List<Tensor> roundedSources = new ArrayList<>();
+    for (Map.Entry<ParamGroup, List<Stepping>> e : byOptions.entrySet()) {
+      ParamGroup group = e.getKey();
+      List<Tensor> params = new ArrayList<>();
+      List<Tensor> grads = new ArrayList<>();
+      List<Tensor> expAvgs = new ArrayList<>();
+      List<Tensor> expAvgSqs = new ArrayList<>();
+      List<Tensor> updatedSteps = new ArrayList<>();
+      List<Tensor> offloadSources = new ArrayList<>();
+      for (Stepping st : e.getValue()) {
+        State s = st.state();
+        if (offload) {
+          grads.add(s.gradBuffer); // filled from the device below, fp32
+          offloadSources.add(st.parameter().sliceOf(block.shardGrad()));
+        } else {
+          grads.add(st.parameter().sliceOf(fp32Grad));
+        }
+        params.add(s.master);
+        expAvgs.add(s.expAvg);
+        expAvgSqs.add(s.expAvgSq);
+        updatedSteps.add(s.step);
+        if (s.separateMaster) {
+          roundedDestinations.add(st.parameter().local()); // rounds to the parameter's dtype; host -> device when offloading
+          roundedSources.add(s.master);
+        }
+      }
+      if (offload) {
+        MultiTensorOps.copy(grads, offloadSources);
+        if (gradScale != 1.0) {
+          MultiTensorOps.divide(grads, gradScale);
+        }
+      }
+      FusedAdamW.step(params, grads, expAvgs, expAvgSqs, updatedSteps, baseLr * group.lrScale(), options.beta1(),
+          options.beta2(), group.weightDecay(), options.eps());
+    }
+    MultiTensorOps.copyByDestinationType(roundedDestinations, roundedSources);
   }
 
   /** A block's shard gradient as fp32 with the loss scale removed: a new tensor unless it already is one (scale 1). */

@@ -6,6 +6,7 @@ import io.bmtrain4j.InitOptions;
 import io.bmtrain4j.examples.gpt.DistributedGpt;
 import io.bmtrain4j.examples.gpt.DistributedTransformerBlock;
 import io.bmtrain4j.examples.gpt.GptConfig;
+import io.bmtrain4j.examples.gpt.TransformerBlock;
 import io.bmtrain4j.optim.AdamOptimizer;
 import io.bmtrain4j.optim.AdamOptions;
 import io.bmtrain4j.optim.LossScale;
@@ -90,8 +91,9 @@ public final class GptThroughput implements Callable<Integer> {
     GptConfig config = GptConfig.preset(model, vocab, seq, 0.0, torch.ScalarType.BFloat16).on(device);
     long t0 = System.nanoTime();
     DistributedGpt gpt = new DistributedGpt(config, DistributedTransformerBlock::new);
-    Bmt.printRank("GPT %s: %,d parameters, bf16, %d GPU(s), micro-batch %d x %d tokens per GPU; built in %.1f s",
-        model, config.parameterCount(), world, microBatch, seq, (System.nanoTime() - t0) / 1e9);
+    Bmt.printRank("GPT %s: %,d parameters, bf16, %d GPU(s), micro-batch %d x %d tokens per GPU, %s attention; built in %.1f s",
+        model, config.parameterCount(), world, microBatch, seq, TransformerBlock.attentionBackend(config, microBatch, seq),
+        (System.nanoTime() - t0) / 1e9);
     double flopsPerToken = flopsPerToken(config, seq);
     try (AdamOptimizer adam = new AdamOptimizer(Bmt.parameters(gpt), AdamOptions.builder().lr(1e-4).weightDecay(0.1).build())) {
       OptimManager manager = new OptimManager(LossScale.none()).add(adam, null);
@@ -170,31 +172,33 @@ public final class GptThroughput implements Callable<Integer> {
       TensorOptions longs = new TensorOptions().dtype(new org.bytedeco.pytorch.ScalarTypeOptional(torch.ScalarType.Long))
           .device(new DeviceOptional(dev));
       for (int i = 0; i < count; i++) {
-        try (PointerScope step = new PointerScope()) {
+        manager.zeroGrad();
+        long t0 = phase();
+        long t1;
+        // Forward and backward in a scope of their own, closed before the optimizer runs: a Java
+        // handle keeps its tensor until closed, so the logits and the blocks' hidden states would
+        // otherwise stay alive through the step (Python frees them as their last reference goes).
+        try (PointerScope forwardBackward = new PointerScope()) {
           Tensor tokens = torch.randint(vocab, new long[] {microBatch, seq + 1}, longs);
-          manager.zeroGrad();
-          long t0 = phase();
           Tensor logits16 = gpt.forward(tokens.narrow(1, 0, seq));
           Tensor logits = logits16.to(torch.ScalarType.Float);
-          // Python frees the bf16 logits here (last reference gone); a Java handle lives until it
-          // is closed or its scope ends, 1.6 GiB at 1.3B. Autograd keeps what it needs itself.
-          logits16.close();
+          logits16.close(); // 1.6 GiB at 1.3B, not needed past the cast (autograd keeps what it needs)
           Tensor loss = torch.cross_entropy_loss(logits.reshape(-1, vocab), tokens.narrow(1, 1, seq).reshape(-1));
-          long t1 = phase();
+          t1 = phase();
           manager.backward(loss);
-          long t2 = phase();
-          manager.step();
-          long t3 = phase();
-          if (phases) {
-            phaseNanos[0] += t1 - t0;
-            phaseNanos[1] += t2 - t1;
-            phaseNanos[2] += t3 - t2;
-            phaseSteps++;
-          }
           if (i == count - 1) {
             last = loss.detach();
             scope.attach(last);
           }
+        }
+        long t2 = phase();
+        manager.step();
+        long t3 = phase();
+        if (phases) {
+          phaseNanos[0] += t1 - t0;
+          phaseNanos[1] += t2 - t1;
+          phaseNanos[2] += t3 - t2;
+          phaseSteps++;
         }
         if (traceMemory) {
           Bmt.printRank("step done: %s; JVM-tracked native %d MiB, RSS %d MiB",

@@ -110,8 +110,9 @@ public final class StepAnatomy implements Callable<Integer> {
     }
     double fwd = forwardNanos / 1e6 / steps;
     double bwd = backwardNanos / 1e6 / steps;
-    Bmt.printRank("ANATOMY impl=bmtrain4j mode=%s model=%s layers=%d micro_batch=%d forward_ms=%.1f backward_ms=%.1f"
-        + " step_ms=%.1f peak_allocated_gib=%.2f", mode, model, c.layers(), microBatch, fwd, bwd, fwd + bwd,
+    Bmt.printRank("ANATOMY impl=bmtrain4j mode=%s model=%s layers=%d micro_batch=%d attention=%s forward_ms=%.1f"
+        + " backward_ms=%.1f step_ms=%.1f peak_allocated_gib=%.2f", mode, model, c.layers(), microBatch,
+        TransformerBlock.attentionBackend(c, microBatch, seq), fwd, bwd, fwd + bwd,
         gpu ? DeviceMemory.current().peakAllocatedBytes() / 1073741824.0 : 0.0);
     return 0;
   }

@@ -48,6 +48,20 @@ public class TransformerBlock {
     return ln;
   }
 
+  /**
+   * The attention kernel libtorch picks for this block's query, key and value (views of one
+   * projection, as {@link #forward} makes them) at this batch and sequence length.
+   */
+  public static String attentionBackend(GptConfig c, long batch, long seq) {
+    try (org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope()) {
+      Tensor qkv = torch.empty(new long[] {batch, seq, 3, c.heads(), c.dModel() / c.heads()},
+          new org.bytedeco.pytorch.TensorOptions().dtype(new org.bytedeco.pytorch.ScalarTypeOptional(c.dtype()))
+              .device(new org.bytedeco.pytorch.DeviceOptional(new org.bytedeco.pytorch.Device(c.device()))),
+          new org.bytedeco.pytorch.MemoryFormatOptional()).permute(2, 0, 3, 1, 4);
+      return io.bmtrain4j.AttentionBackends.chosenFor(qkv.select(0, 0), qkv.select(0, 1), qkv.select(0, 2), c.dropout());
+    }
+  }
+
   void visitParameters(java.util.function.Consumer<Tensor> visitor) {
     for (Tensor t : new Tensor[] {wqkv, wo, w1, w2, ln1.weight(), ln1.bias(), ln2.weight(), ln2.bias()}) {
       visitor.accept(t);
