@@ -53,12 +53,15 @@ public class TransformerBlock {
    * projection, as {@link #forward} makes them) at this batch and sequence length.
    */
   public static String attentionBackend(GptConfig c, long batch, long seq) {
-    try (org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope()) {
+    org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope(); // frees the probe
+    try {
       Tensor qkv = torch.empty(new long[] {batch, seq, 3, c.heads(), c.dModel() / c.heads()},
           new org.bytedeco.pytorch.TensorOptions().dtype(new org.bytedeco.pytorch.ScalarTypeOptional(c.dtype()))
               .device(new org.bytedeco.pytorch.DeviceOptional(new org.bytedeco.pytorch.Device(c.device()))),
           new org.bytedeco.pytorch.MemoryFormatOptional()).permute(2, 0, 3, 1, 4);
       return io.bmtrain4j.AttentionBackends.chosenFor(qkv.select(0, 0), qkv.select(0, 1), qkv.select(0, 2), c.dropout());
+    } finally {
+      scope.close();
     }
   }
 
