@@ -122,20 +122,45 @@ public class AdamOptimizer extends ShardedOptimizer {
         }
       }
       MultiTensorOps.addScalar(allSteps, 1.0);
-      // Block by block, each in its own scope: a block's gradient is cast to fp32 once, used, and
-      // freed before the next block's, so the step needs one block's fp32 gradient at a time
-      // rather than the whole model's (4.9 GiB at 1.3B).
-      for (Map.Entry<ParameterGroup, List<Stepping>> block : byBlock.entrySet()) {
-        try (PointerScope blockScope = new PointerScope()) {
-          stepBlock(block.getKey(), block.getValue(), gradScale, baseLr);
+      // Blocks in chunks of about options.stepChunkElements(), each chunk in its own scope: its gradients are
+      // cast to fp32 (once per block), used, and freed before the next chunk's, so the step never
+      // holds the whole model's fp32 gradients (4.9 GiB at 1.3B) yet makes few large calls.
+      List<ParameterGroup> chunk = new ArrayList<>();
+      long chunkElements = 0;
+      for (ParameterGroup block : byBlock.keySet()) {
+        chunk.add(block);
+        chunkElements += block.shardNumel();
+        if (chunkElements >= options.stepChunkElements()) {
+          stepChunk(chunk, byBlock, gradScale, baseLr);
+          chunk.clear();
+          chunkElements = 0;
         }
       }
+      stepChunk(chunk, byBlock, gradScale, baseLr);
     }
   }
 
-  /** Updates one block's parameters: one fused call per options group, then the masters copied back. */
-  private void stepBlock(ParameterGroup block, List<Stepping> stepping, double gradScale, double baseLr) {
-    Tensor fp32Grad = offload ? null : fp32Gradient(block.shardGrad(), gradScale);
+  private void stepChunk(List<ParameterGroup> blocks, Map<ParameterGroup, List<Stepping>> byBlock, double gradScale,
+      double baseLr) {
+    if (blocks.isEmpty()) {
+      return;
+    }
+    try (PointerScope chunkScope = new PointerScope()) {
+      List<Stepping> stepping = new ArrayList<>();
+      Map<ParameterGroup, Tensor> fp32Grads = new IdentityHashMap<>();
+      for (ParameterGroup block : blocks) {
+        stepping.addAll(byBlock.get(block));
+        if (!offload) {
+          fp32Grads.put(block, fp32Gradient(block.shardGrad(), gradScale));
+        }
+      }
+      stepParameters(stepping, fp32Grads, gradScale, baseLr);
+    }
+  }
+
+  /** Updates these parameters: one fused call per options group, then the masters copied back. */
+  private void stepParameters(List<Stepping> stepping, Map<ParameterGroup, Tensor> fp32Grads, double gradScale,
+      double baseLr) {
     Map<ParamGroup, List<Stepping>> byOptions = new LinkedHashMap<>();
     for (Stepping st : stepping) {
       byOptions.computeIfAbsent(st.group(), k -> new ArrayList<>()).add(st);
@@ -154,9 +179,9 @@ public class AdamOptimizer extends ShardedOptimizer {
         State s = st.state();
         if (offload) {
           grads.add(s.gradBuffer); // filled from the device below, fp32
-          offloadSources.add(st.parameter().sliceOf(block.shardGrad()));
+          offloadSources.add(st.parameter().sliceOf(st.parameter().group().shardGrad()));
         } else {
-          grads.add(st.parameter().sliceOf(fp32Grad));
+          grads.add(st.parameter().sliceOf(fp32Grads.get(st.parameter().group())));
         }
         params.add(s.master);
         expAvgs.add(s.expAvg);

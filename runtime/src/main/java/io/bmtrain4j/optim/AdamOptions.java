@@ -1,9 +1,15 @@
 package io.bmtrain4j.optim;
 
-/** Adam hyper-parameters. Weight decay is decoupled (AdamW); {@code holdSteps} keeps lr at 0 for the first steps. */
-public record AdamOptions(double lr, double beta1, double beta2, double eps, double weightDecay, int holdSteps) {
+/**
+ * Adam hyper-parameters. Weight decay is decoupled (AdamW); {@code holdSteps} keeps lr at 0 for the
+ * first steps; {@code stepChunkElements} bounds how many parameter elements one part of the step
+ * updates at a time (each part holds its blocks' gradients in fp32, 4 bytes per element).
+ */
+public record AdamOptions(double lr, double beta1, double beta2, double eps, double weightDecay, int holdSteps,
+    long stepChunkElements) {
   public AdamOptions {
-    if (lr < 0 || beta1 < 0 || beta1 >= 1 || beta2 < 0 || beta2 >= 1 || eps <= 0 || weightDecay < 0 || holdSteps < 0) {
+    if (lr < 0 || beta1 < 0 || beta1 >= 1 || beta2 < 0 || beta2 >= 1 || eps <= 0 || weightDecay < 0 || holdSteps < 0
+        || stepChunkElements < 1) {
       throw new IllegalArgumentException("invalid Adam options " + this);
     }
   }
@@ -20,6 +26,7 @@ public record AdamOptions(double lr, double beta1, double beta2, double eps, dou
     private double eps = 1e-8;
     private double weightDecay = 0;
     private int holdSteps = 0;
+    private long stepChunkElements = 1L << 29;
 
     public Builder lr(double v) {
       lr = v;
@@ -47,8 +54,18 @@ public record AdamOptions(double lr, double beta1, double beta2, double eps, dou
       return this;
     }
 
+    /**
+     * Parameter elements one part of the step updates at a time, whole blocks each (default 2^29:
+     * at most 2 GiB of fp32 gradients alive at once). Smaller saves memory in the step; each part
+     * costs a few more launches (one part per block made a 1.3B step 10 ms slower on an H100).
+     */
+    public Builder stepChunkElements(long v) {
+      stepChunkElements = v;
+      return this;
+    }
+
     public AdamOptions build() {
-      return new AdamOptions(lr, beta1, beta2, eps, weightDecay, holdSteps);
+      return new AdamOptions(lr, beta1, beta2, eps, weightDecay, holdSteps, stepChunkElements);
     }
   }
 }

@@ -115,6 +115,17 @@ class OptimizerTest {
 
   @SuppressWarnings("unchecked")
   @Test
+  void aStepInOneChunkPerBlockMatchesOneWholeStepBitForBit() {
+    AdamOptions whole = AdamOptions.builder().lr(LR).weightDecay(0.01).build();
+    AdamOptions perBlock = AdamOptions.builder().lr(LR).weightDecay(0.01).stepChunkElements(1).build();
+    Object[] a = shardedRun(2, 8, p -> new AdamOptimizer(p, whole), LossScale.none(), 1).get(0);
+    Object[] b = shardedRun(2, 8, p -> new AdamOptimizer(p, perBlock), LossScale.none(), 1).get(0);
+    assertEquals(a[0], b[0]);
+    ((Map<String, float[]>) a[1]).forEach((k, v) -> assertArrayEquals(v, ((Map<String, float[]>) b[1]).get(k), k));
+  }
+
+  @SuppressWarnings("unchecked")
+  @Test
   void offloadMatchesNonOffloadBitForBit() {
     AdamOptions o = AdamOptions.builder().lr(LR).weightDecay(0.01).build();
     Object[] a = shardedRun(2, 8, p -> new AdamOptimizer(p, o), LossScale.none(), 1).get(0);
