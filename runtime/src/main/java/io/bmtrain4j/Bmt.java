@@ -364,7 +364,7 @@ public final class Bmt {
       if (g == null) {
         continue;
       }
-      onGpu |= g.shard().is_cuda();
+      onGpu |= g.device().is_cuda();
       long[] m = g.memoryBytes();
       params += m[0];
       grads += m[1];

@@ -60,6 +60,11 @@ public final class ShardedParameter {
     return groupFlat.narrow(0, localStart, localLength);
   }
 
+  /** How many of this parameter's elements this rank holds (0 when its shard does not meet it). */
+  public long localLength() {
+    return localLength;
+  }
+
   /** This rank's slice of the flattened parameter (a view into the shard; may have 0 elements). */
   public Tensor local() {
     return group.shard().narrow(0, localStart, localLength);

@@ -26,6 +26,8 @@ public class AdamOptimizer extends ShardedOptimizer {
   private final AdamOptions options;
   private final boolean offload;
   private final Map<ShardedParameter, State> states = new IdentityHashMap<>();
+  /** Blocks whose low-precision shard this optimizer's masters rebuild: see registerShardSources. */
+  private final Map<ParameterGroup, List<ShardedParameter>> rebuilt = new IdentityHashMap<>();
 
   /** Per-parameter state: the fp32 weights the kernel updates, its moments and step. */
   static final class State {
@@ -64,6 +66,52 @@ public class AdamOptimizer extends ShardedOptimizer {
       for (ShardedParameter p : parameters()) {
         states.put(p, newState(p));
       }
+    }
+    registerShardSources();
+  }
+
+  /**
+   * A block all of whose elements on this rank have device masters here needs no low-precision
+   * shard between gathers: it is rebuilt from the masters (ParameterGroup's [Note: a shard the
+   * optimizer can rebuild]), as FSDP2 casts its fp32 shards at each gather. Blocks shared with
+   * another optimizer, offloaded masters and fp32 parameters keep their shard.
+   */
+  private void registerShardSources() {
+    if (offload) {
+      return;
+    }
+    Map<ParameterGroup, List<ShardedParameter>> byBlock = new LinkedHashMap<>();
+    for (ShardedParameter p : parameters()) {
+      byBlock.computeIfAbsent(p.group(), g -> new ArrayList<>()).add(p);
+    }
+    for (Map.Entry<ParameterGroup, List<ShardedParameter>> e : byBlock.entrySet()) {
+      ParameterGroup block = e.getKey();
+      long covered = 0;
+      boolean allMasters = true;
+      for (ShardedParameter p : e.getValue()) {
+        covered += p.localLength();
+        allMasters &= states.get(p).separateMaster;
+      }
+      long onThisRank = 0;
+      for (ParameterGroup.Member m : block.members()) {
+        onThisRank += block.overlap(m, block.communicator().rank())[2];
+      }
+      if (!allMasters || covered != onThisRank) {
+        continue;
+      }
+      List<ShardedParameter> params = List.copyOf(e.getValue());
+      rebuilt.put(block, params);
+      block.setShardSource(shard -> {
+        List<Tensor> slices = new ArrayList<>();
+        List<Tensor> masters = new ArrayList<>();
+        for (ShardedParameter p : params) {
+          if (p.localLength() > 0) {
+            slices.add(p.sliceOf(shard));
+            masters.add(states.get(p).master);
+          }
+        }
+        MultiTensorOps.copy(slices, masters); // rounds fp32 to the shard's dtype
+      });
     }
   }
 
@@ -154,7 +202,37 @@ public class AdamOptimizer extends ShardedOptimizer {
           fp32Grads.put(block, fp32Gradient(block.shardGrad(), gradScale));
         }
       }
+      adoptExternalWrites(blocks, stepping);
       stepParameters(stepping, fp32Grads, gradScale, baseLr);
+      for (ParameterGroup block : blocks) {
+        if (rebuilt.containsKey(block)) {
+          block.refreshFromSource();
+        }
+      }
+    }
+  }
+
+  /**
+   * A rebuilt block's shard that was handed out since the last step (a load, an initialiser, a
+   * user) may hold values its masters lack. The parameters stepping now overwrite them, as a
+   * copy-back always did; the others (frozen, or without a gradient this step) take the shard's
+   * values into their masters, so the rebuild does not undo the write.
+   */
+  private void adoptExternalWrites(List<ParameterGroup> blocks, List<Stepping> stepping) {
+    java.util.Set<ShardedParameter> stepped = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
+    for (Stepping st : stepping) {
+      stepped.add(st.parameter());
+    }
+    for (ParameterGroup block : blocks) {
+      List<ShardedParameter> params = rebuilt.get(block);
+      if (params == null || !block.shardResident() || block.shardMatchesSource()) {
+        continue;
+      }
+      for (ShardedParameter p : params) {
+        if (!stepped.contains(p) && p.localLength() > 0) {
+          states.get(p).master.copy_(p.local());
+        }
+      }
     }
   }
 
@@ -187,7 +265,7 @@ public class AdamOptimizer extends ShardedOptimizer {
         expAvgs.add(s.expAvg);
         expAvgSqs.add(s.expAvgSq);
         updatedSteps.add(s.step);
-        if (s.separateMaster) {
+        if (s.separateMaster && !rebuilt.containsKey(st.parameter().group())) {
           roundedDestinations.add(st.parameter().local()); // rounds to the parameter's dtype; host -> device when offloading
           roundedSources.add(s.master);
         }

@@ -64,7 +64,7 @@ final class BlockCall {
       if (options.recompute()) {
         Object[] leafArgs = TensorTree.detachArgs(args);
         leaves = TensorTree.tensorsIn(leafArgs);
-        RngState now = RngState.capture(group.shard().device());
+        RngState now = RngState.capture(group.device());
         rng.restore();
         try {
           outputs = TensorTree.tensorsOut(body.call(leafArgs), block.path());

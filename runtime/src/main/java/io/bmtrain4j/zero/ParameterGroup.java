@@ -33,6 +33,15 @@ import org.bytedeco.pytorch.global.torch;
  * from anywhere in the backward, possibly several times (a tied embedding and LM head), so
  * {@link #beginGradients()} points each {@code .grad} at a view of a zeroed flat buffer and
  * autograd accumulates there in place.
+ *
+ * <p>[Note: a shard the optimizer can rebuild] With fp32 master weights, the low-precision shard
+ * is a rounded copy of them, needed only while gathering. Once an optimizer has registered a
+ * {@link ShardSource} and said the shard equals the masters' rounding ({@link
+ * #refreshFromSource()}), the group frees the shard whenever a gather is done with it and
+ * rebuilds it (one rounding cast) at the next gather. The shard then costs no memory through
+ * forward and backward, where the peak is: FSDP2 keeps only fp32 shards and casts at each gather
+ * the same way. Anyone reading the shard through {@link #shard()} gets it rebuilt, and since they
+ * may write to it, it stays resident until the optimizer refreshes it again.
  */
 public final class ParameterGroup {
   private final String owner;
@@ -40,7 +49,12 @@ public final class ParameterGroup {
   private final List<Member> members;
   private final long numel;
   private final long shardNumel;
-  private final Tensor shard;
+  private Tensor shard; // null while evicted: see [Note: a shard the optimizer can rebuild]
+  private final org.bytedeco.pytorch.TensorOptions shardOptions;
+  private final org.bytedeco.pytorch.Device device;
+  private final long elementSize;
+  private ShardSource source;
+  private boolean shardMatchesSource;
   private final Tensor released;
   private Tensor shardGrad;
   private Tensor gathered;
@@ -135,7 +149,10 @@ public final class ParameterGroup {
     // whole-block buffer is ever allocated. The scope frees the temporary views at once.
     try (org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope();
         NoGradGuard noGrad = new NoGradGuard()) {
-      this.shard = Native.own(torch.zeros(new long[] {shardNumel}, first.options()));
+      this.shardOptions = Native.own(first.options());
+      this.device = Native.own(first.device());
+      this.elementSize = first.element_size();
+      this.shard = Native.own(torch.zeros(new long[] {shardNumel}, shardOptions));
       for (Member m : members) {
         long[] o = overlap(m, comm.rank());
         // A deferred parameter's storage is never touched: see DeferredParameters.
@@ -186,9 +203,94 @@ public final class ParameterGroup {
     return shardNumel;
   }
 
-  /** This rank's slice of the flat buffer: what the optimizer updates in place. */
+  /**
+   * This rank's slice of the flat buffer: what an optimizer without masters updates in place. It
+   * is rebuilt if it was freed, and kept from then on, since the caller may write to it.
+   */
   public Tensor shard() {
+    ensureShard();
+    shardMatchesSource = false;
     return shard;
+  }
+
+  /** The device the parameters live on. */
+  public org.bytedeco.pytorch.Device device() {
+    return device;
+  }
+
+  /** Whether the shard equals its source's rounding (set by {@link #refreshFromSource()}, cleared by {@link #shard()}). */
+  public boolean shardMatchesSource() {
+    return shardMatchesSource;
+  }
+
+  /** Whether the low-precision shard is held now (false while freed, see the Note). */
+  public boolean shardResident() {
+    return shard != null;
+  }
+
+  /** Writes the parameters' current values, rounded to the shard's dtype, into a whole shard. */
+  @FunctionalInterface
+  public interface ShardSource {
+    void restoreInto(Tensor shard);
+  }
+
+  /**
+   * Registers where the shard can be rebuilt from (the optimizer's masters, covering every element
+   * of it). The shard is kept until {@link #refreshFromSource()} says it equals the source.
+   */
+  public void setShardSource(ShardSource source) {
+    this.source = source;
+    this.shardMatchesSource = false;
+  }
+
+  /**
+   * Called by the optimizer after it updated the source: the shard is stale. It is freed now, to
+   * be rebuilt at the next gather, or rewritten at once if the parameters are gathered from it.
+   */
+  public void refreshFromSource() {
+    if (source == null) {
+      throw new IllegalStateException(owner + ": no shard source registered");
+    }
+    if (state == GroupState.GATHERING) {
+      release(); // an unconsumed prefetch may still be reading the shard: complete it first
+    }
+    if (shard != null && gathered == shard) {
+      restore(shard); // a world of one with the parameters viewing the shard: update in place
+    } else {
+      dropShard();
+    }
+    shardMatchesSource = true;
+  }
+
+  private void ensureShard() {
+    if (shard == null) {
+      Tensor rebuilt = Native.own(torch.empty(new long[] {shardNumel}, shardOptions, new MemoryFormatOptional()));
+      restore(rebuilt);
+      shard = rebuilt;
+    }
+  }
+
+  private void restore(Tensor into) {
+    try (PointerScope scope = new PointerScope(); NoGradGuard noGrad = new NoGradGuard()) {
+      if (numel < shardNumel * (comm.rank() + 1)) { // this rank's shard ends in padding
+        into.zero_();
+      }
+      source.restoreInto(into);
+    }
+  }
+
+  /** Frees the shard if the source can rebuild it and nothing uses it now. */
+  private void evictIfRebuildable() {
+    if (source != null && shardMatchesSource && shard != null && gathered != shard) {
+      dropShard();
+    }
+  }
+
+  private void dropShard() {
+    if (shard != null && gathered != shard) {
+      shard.close();
+      shard = null;
+    }
   }
 
   /** This rank's slice of the averaged gradient, or null before the first reduction. */
@@ -221,13 +323,14 @@ public final class ParameterGroup {
       }
     }
     state.checkTransition(GroupState.GATHERING, owner);
+    ensureShard();
     if (comm.worldSize() == 1) {
       // [Note: world of one] The shard is the whole buffer: gather and reduce-scatter are the
       // identity, so the parameters view the shard itself and no copy is made.
       gathered = shard;
       gatherHandle = CollectiveHandle.completed();
     } else {
-      gathered = Native.own(torch.empty(new long[] {shardNumel * comm.worldSize()}, shard.options(), new MemoryFormatOptional()));
+      gathered = Native.own(torch.empty(new long[] {shardNumel * comm.worldSize()}, shardOptions, new MemoryFormatOptional()));
       gatherHandle = comm.allGather(gathered, shard);
     }
     state = GroupState.GATHERING;
@@ -241,6 +344,9 @@ public final class ParameterGroup {
     }
     gatherHandle.await();
     gatherHandle = null;
+    // The all-gather has read the shard (later work on this stream waits for it): free it if the
+    // optimizer can rebuild it. A world of one gathers into the shard itself: freed at release.
+    evictIfRebuildable();
     state.checkTransition(GroupState.GATHERED, owner);
     // The views are temporaries (set_data keeps its own reference): scoped, so no stray handle
     // keeps the gathered buffer alive after release, whichever thread runs this.
@@ -269,6 +375,7 @@ public final class ParameterGroup {
     }
     gathered = null;
     state = GroupState.SHARDED;
+    evictIfRebuildable();
   }
 
   /**
@@ -280,7 +387,7 @@ public final class ParameterGroup {
       throw new IllegalStateException(owner + ": gradients can only be collected while gathered");
     }
     if (gradFlat == null) {
-      gradFlat = Native.own(torch.zeros(new long[] {shardNumel * comm.worldSize()}, shard.options()));
+      gradFlat = Native.own(torch.zeros(new long[] {shardNumel * comm.worldSize()}, shardOptions));
     }
     try (PointerScope views = new PointerScope()) { // see gather()
       for (Member m : members) {
@@ -301,7 +408,7 @@ public final class ParameterGroup {
     boolean fresh = gradFlat == null;
     long padded = shardNumel * comm.worldSize();
     if (fresh) {
-      gradFlat = Native.own(torch.empty(new long[] {padded}, shard.options(), new MemoryFormatOptional()));
+      gradFlat = Native.own(torch.empty(new long[] {padded}, shardOptions, new MemoryFormatOptional()));
     }
     try (PointerScope handles = new PointerScope(); NoGradGuard noGrad = new NoGradGuard()) {
       if (fresh && padded > numel) {
@@ -353,7 +460,7 @@ public final class ParameterGroup {
     if (comm.worldSize() == 1) {
       return new PendingReduction(this, CollectiveHandle.completed(), null, flat); // see [Note: world of one]
     }
-    Tensor out = Native.own(torch.empty(new long[] {shardNumel}, shard.options(), new MemoryFormatOptional()));
+    Tensor out = Native.own(torch.empty(new long[] {shardNumel}, shardOptions, new MemoryFormatOptional()));
     CollectiveHandle handle = comm.reduceScatter(out, flat, ReduceOperation.SUM);
     return new PendingReduction(this, handle, flat, out);
   }
@@ -388,11 +495,11 @@ public final class ParameterGroup {
     }
   }
 
-  /** Bytes of this rank's shard, of its gradient storage (shard and flat) and of gathered storage. */
+  /** Bytes of this rank's shard (0 while freed), of its gradient storage (shard and flat) and of gathered storage. */
   public long[] memoryBytes() {
-    long elem = shard.element_size();
+    long elem = elementSize;
     long grads = (shardGrad == null ? 0 : shardNumel) + (gradFlat == null ? 0 : gradFlat.numel());
     long gath = gathered == null || gathered == shard ? 0 : gathered.numel();
-    return new long[] {shardNumel * elem, grads * elem, gath * elem};
+    return new long[] {shard == null ? 0 : shardNumel * elem, grads * elem, gath * elem};
   }
 }

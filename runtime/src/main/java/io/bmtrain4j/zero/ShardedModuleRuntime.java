@@ -315,7 +315,7 @@ public final class ShardedModuleRuntime {
     R result;
     BlockCall call;
     if (options.recompute()) {
-      RngState rng = RngState.capture(group.shard().device()); // owned: used by the backward, closed there
+      RngState rng = RngState.capture(group.device()); // owned: used by the backward, closed there
       try (NoGradGuard noGrad = new NoGradGuard()) {
         result = callFreeingTemporaries(args, body);
       }

@@ -1,0 +1,124 @@
+package io.bmtrain4j.examples.behaviour;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.bmtrain4j.Bmt;
+import io.bmtrain4j.optim.AdamOffloadOptimizer;
+import io.bmtrain4j.optim.AdamOptimizer;
+import io.bmtrain4j.optim.AdamOptions;
+import io.bmtrain4j.optim.LossScale;
+import io.bmtrain4j.optim.OptimManager;
+import io.bmtrain4j.optim.ShardedOptimizer;
+import io.bmtrain4j.testing.RanksAsThreads;
+import io.bmtrain4j.testing.TensorAsserts;
+import io.bmtrain4j.zero.ParameterGroup;
+import io.bmtrain4j.zero.ShardedModuleRuntime;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.Function;
+import org.bytedeco.javacpp.PointerScope;
+import org.bytedeco.pytorch.NoGradGuard;
+import org.bytedeco.pytorch.Scalar;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.global.torch;
+import org.junit.jupiter.api.Test;
+
+/**
+ * bf16 parameters whose shard the optimizer rebuilds from its fp32 masters at each gather
+ * (ParameterGroup's [Note: a shard the optimizer can rebuild]): the same training, bit for bit,
+ * as keeping the shard, and no shard held between gathers.
+ */
+class ShardRebuildTest {
+  static final int D = 16;
+  static final int STEPS = 6;
+
+  record Run(List<Double> losses, java.util.Map<String, float[]> parameters, List<Boolean> residentAfterStep,
+      List<Boolean> residentAfterBackward) {}
+
+  static Run train(Function<List<io.bmtrain4j.ShardedParameter>, ShardedOptimizer> optimizer,
+      java.util.function.BiConsumer<MixedNet, Integer> beforeStep) {
+    return RanksAsThreads.run(2, 0, Duration.ofSeconds(120), ctx -> {
+      MixedNet net;
+      synchronized (RanksAsThreads.RNG_LOCK) {
+        torch.manual_seed(0);
+        net = new DistributedMixedNet(D, 2, torch.ScalarType.BFloat16);
+      }
+      ShardedOptimizer opt = optimizer.apply(Bmt.parameters(net));
+      OptimManager manager = new OptimManager(LossScale.none()).add(opt, null);
+      List<Double> losses = new ArrayList<>();
+      List<Boolean> afterStep = new ArrayList<>();
+      List<Boolean> afterBackward = new ArrayList<>();
+      for (int step = 0; step < STEPS; step++) {
+        beforeStep.accept(net, step);
+        try (PointerScope s = new PointerScope()) {
+          Tensor x = torch.arange(new Scalar(8 * D)).to(torch.ScalarType.Float).mul(new Scalar(0.37 + ctx.rank()))
+              .add(new Scalar(step)).sin().view(8, D);
+          Tensor loss = net.forward(x).sub(x.mul(new Scalar(1.7)).cos()).pow(new Scalar(2)).mean();
+          manager.zeroGrad();
+          manager.backward(loss);
+          afterBackward.add(anyBlockShardResident(net));
+          manager.step();
+          afterStep.add(anyBlockShardResident(net));
+          losses.add(Bmt.sumLoss(loss));
+        }
+      }
+      java.util.Map<String, float[]> params = new java.util.TreeMap<>();
+      Bmt.gatherParameters(net).forEach((k, t) -> params.put(k, TensorAsserts.values(t.to(torch.ScalarType.Float))));
+      return new Run(losses, params, afterStep, afterBackward);
+    }).get(0);
+  }
+
+  /** Whether any block of the list holds its low-precision shard (the root is checked apart). */
+  static boolean anyBlockShardResident(MixedNet net) {
+    ShardedModuleRuntime root = Bmt.runtimeOf(net);
+    for (ShardedModuleRuntime r : root.tree()) {
+      if (r != root && r.group() != null && r.group().shardResident()) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  static final AdamOptions OPTIONS = AdamOptions.builder().lr(1e-2).weightDecay(0.01).build();
+
+  @Test
+  void rebuildingTheShardFromTheMastersTrainsBitForBitLikeKeepingIt() {
+    // The offload optimizer keeps its masters on the host and the shard on the parameters' device
+    // (the same CPU here), so it never rebuilds: the reference.
+    Run kept = train(p -> new AdamOffloadOptimizer(p, OPTIONS), (n, s) -> {});
+    Run rebuilt = train(p -> new AdamOptimizer(p, OPTIONS), (n, s) -> {});
+    assertEquals(kept.losses(), rebuilt.losses());
+    assertEquals(kept.parameters().keySet(), rebuilt.parameters().keySet());
+    kept.parameters().forEach((k, v) -> assertArrayEquals(v, rebuilt.parameters().get(k), k));
+    assertTrue(kept.residentAfterStep().stream().allMatch(b -> b), "the offload run keeps its shards");
+    // The first step starts from the constructor's shard; from then on no block holds its shard
+    // between gathers: not after the step, not after the backward.
+    assertFalse(rebuilt.residentAfterStep().stream().anyMatch(b -> b), "shards held after a step: " + rebuilt.residentAfterStep());
+    assertFalse(rebuilt.residentAfterBackward().subList(1, STEPS).stream().anyMatch(b -> b),
+        "shards held after a backward: " + rebuilt.residentAfterBackward());
+  }
+
+  @Test
+  void aValueWrittenIntoAFrozenParametersShardSurvivesTheRebuild() {
+    // Between steps a user (or a loader) writes into the shard of a block, one of whose
+    // parameters is frozen: that parameter's master is stale, and the rebuild after the others'
+    // step must not bring its old values back.
+    Run run = train(p -> new AdamOptimizer(p, OPTIONS), (net, step) -> {
+      if (step == 2) {
+        net.layers.get(0).w1.requires_grad_(false);
+        ParameterGroup first = Bmt.runtimeOf(net).tree().get(1).group();
+        try (PointerScope s = new PointerScope(); NoGradGuard g = new NoGradGuard()) {
+          first.shard().fill_(new Scalar(0.25));
+        }
+      }
+    });
+    float[] w1 = run.parameters().get("layers.0.w1");
+    for (float v : w1) {
+      assertEquals(0.25f, v, 0.0f, "layers.0.w1 lost the written value");
+    }
+  }
+}
