@@ -116,7 +116,13 @@ def main():
         print(f"FSDP2 GPT {a.model}: {n_params:,} parameters, bf16, {world} GPU(s), micro-batch {a.micro_batch} x {a.seq}"
               f" tokens per GPU, {attention_backend(a.micro_batch, a.seq, d, heads)} attention; built in {time.time() - t0:.1f} s", flush=True)
 
-    phase_ms, phase_steps = [0.0, 0.0, 0.0], [0]
+    phase_ms, phase_steps, phase_peak = [0.0, 0.0, 0.0], [0], [0, 0, 0]
+
+    def peak(i):  # with --phases: the allocator's peak in phase i, then a new window
+        if a.phases:
+            if i >= 0:
+                phase_peak[i] = max(phase_peak[i], torch.cuda.max_memory_allocated())
+            torch.cuda.reset_peak_memory_stats()
 
     def mark():
         if not a.phases:
@@ -130,13 +136,17 @@ def main():
             tokens = torch.randint(a.vocab, (a.micro_batch, a.seq + 1), device="cuda")
             opt.zero_grad(set_to_none=True)
             t0 = mark()
+            peak(-1)
             logits = model(tokens[:, :-1]).float()
             loss = F.cross_entropy(logits.reshape(-1, a.vocab), tokens[:, 1:].reshape(-1))
             t1 = mark()
+            peak(0)
             loss.backward()
             t2 = mark()
+            peak(1)
             opt.step()
             t3 = mark()
+            peak(2)
             if a.phases:
                 for i, d in enumerate((t1 - t0, t2 - t1, t3 - t2)):
                     phase_ms[i] += d * 1e3
@@ -144,7 +154,7 @@ def main():
         return loss.item()
 
     run(a.warmup)
-    phase_ms[:], phase_steps[0] = [0.0, 0.0, 0.0], 0  # phases count the timed rounds only
+    phase_ms[:], phase_steps[0], phase_peak[:] = [0.0, 0.0, 0.0], 0, [0, 0, 0]  # phases count the timed rounds only
     best, loss = float("inf"), float("nan")
     for _ in range(a.rounds):
         run(1)
@@ -158,12 +168,13 @@ def main():
             print(f"round done: peak allocated {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB", flush=True)
     tokens = a.micro_batch * a.seq / best
     mfu = tokens * flops_per_token(n_params, a.seq, d, layers) / (a.peak_tflops * 1e12)
-    alloc = torch.cuda.max_memory_allocated() / 2**30
+    alloc = max(torch.cuda.max_memory_allocated(), *phase_peak) / 2**30
     reserved = torch.cuda.max_memory_reserved() / 2**30
     if rank == 0 and a.phases and phase_steps[0]:
         n = phase_steps[0]
         print(f"phases (synchronised, mean of {n} steps): forward + loss {phase_ms[0] / n:.1f} ms, backward + reduction"
-              f" {phase_ms[1] / n:.1f} ms, optimizer {phase_ms[2] / n:.1f} ms", flush=True)
+              f" {phase_ms[1] / n:.1f} ms, optimizer {phase_ms[2] / n:.1f} ms; peak allocated in each:"
+              f" {' / '.join(f'{b / 2**30:.2f}' for b in phase_peak)} GiB", flush=True)
     if rank == 0:
         print(f"{'fsdp2':<12} {best * 1e3:8.1f} ms/step  {tokens:10,.0f} tokens/s/GPU  MFU {100 * mfu:5.1f}%"
               f"  peak allocated {alloc:.2f} GiB, reserved {reserved:.2f} GiB", flush=True)

@@ -100,6 +100,7 @@ public final class GptThroughput implements Callable<Integer> {
       Device dev = new Device(device);
       runSteps(gpt, manager, dev, warmup);
       java.util.Arrays.fill(phaseNanos, 0); // phases count the timed rounds (and their settling steps) only
+      java.util.Arrays.fill(phasePeakBytes, 0);
       phaseSteps = 0;
       List<String> names = new ArrayList<>(List.of("prefetch"));
       List<BlockOptions> variants = new ArrayList<>(List.of(new BlockOptions(3, true, 2)));
@@ -121,7 +122,7 @@ public final class GptThroughput implements Callable<Integer> {
           long start = System.nanoTime();
           loss = runSteps(gpt, manager, dev, steps);
           seconds[v][r] = (System.nanoTime() - start) / 1e9 / steps;
-          peak[v] = gpu ? DeviceMemory.current() : new DeviceMemory(-1, 0, 0, 0, 0);
+          peak[v] = gpu ? withPhasePeaks(DeviceMemory.current()) : new DeviceMemory(-1, 0, 0, 0, 0);
         }
       }
       double gatherSeconds = world > 1 ? allGatherSecondsPerStep(gpt, gpu) : 0;
@@ -144,8 +145,9 @@ public final class GptThroughput implements Callable<Integer> {
       }
       if (phases && phaseSteps > 0) {
         Bmt.printRank("phases (synchronised, mean of %d steps): forward + loss %.1f ms, backward + reduction %.1f ms,"
-            + " optimizer %.1f ms", phaseSteps, phaseNanos[0] / 1e6 / phaseSteps, phaseNanos[1] / 1e6 / phaseSteps,
-            phaseNanos[2] / 1e6 / phaseSteps);
+            + " optimizer %.1f ms; peak allocated in each: %.2f / %.2f / %.2f GiB", phaseSteps,
+            phaseNanos[0] / 1e6 / phaseSteps, phaseNanos[1] / 1e6 / phaseSteps, phaseNanos[2] / 1e6 / phaseSteps,
+            phasePeakBytes[0] / 1073741824.0, phasePeakBytes[1] / 1073741824.0, phasePeakBytes[2] / 1073741824.0);
       }
       double tokensPerGpu = microBatch * seq / best;
       Bmt.printRank("RESULT impl=bmtrain4j model=%s gpus=%d tokens_per_s_per_gpu=%.0f mfu=%.4f peak_allocated_gib=%.2f"
@@ -174,6 +176,7 @@ public final class GptThroughput implements Callable<Integer> {
       for (int i = 0; i < count; i++) {
         manager.zeroGrad();
         long t0 = phase();
+        phasePeak(-1);
         long t1;
         // Forward and backward in a scope of their own, closed before the optimizer runs: a Java
         // handle keeps its tensor until closed, so the logits and the blocks' hidden states would
@@ -185,6 +188,7 @@ public final class GptThroughput implements Callable<Integer> {
           logits16.close(); // 1.6 GiB at 1.3B, not needed past the cast (autograd keeps what it needs)
           Tensor loss = torch.cross_entropy_loss(logits.reshape(-1, vocab), tokens.narrow(1, 1, seq).reshape(-1));
           t1 = phase();
+          phasePeak(0);
           manager.backward(loss);
           if (i == count - 1) {
             last = loss.detach();
@@ -192,8 +196,10 @@ public final class GptThroughput implements Callable<Integer> {
           }
         }
         long t2 = phase();
+        phasePeak(1);
         manager.step();
         long t3 = phase();
+        phasePeak(2);
         if (phases) {
           phaseNanos[0] += t1 - t0;
           phaseNanos[1] += t2 - t1;
@@ -252,6 +258,7 @@ public final class GptThroughput implements Callable<Integer> {
   boolean phases;
 
   private final long[] phaseNanos = new long[3];
+  private final long[] phasePeakBytes = new long[3]; // with --phases on a GPU: the allocator's peak in each phase
   private int phaseSteps;
 
   /** With --phases: waits for the device and returns the time; otherwise returns 0 at once. */
@@ -261,6 +268,23 @@ public final class GptThroughput implements Callable<Integer> {
     }
     deviceSync(onGpu());
     return System.nanoTime();
+  }
+
+  /** The round's peak: with --phases the allocator's window restarts each phase, so the phases' peaks count too. */
+  private DeviceMemory withPhasePeaks(DeviceMemory d) {
+    long phasesPeak = Math.max(phasePeakBytes[0], Math.max(phasePeakBytes[1], phasePeakBytes[2]));
+    return new DeviceMemory(d.device(), d.allocatedBytes(), Math.max(d.peakAllocatedBytes(), phasesPeak),
+        d.reservedBytes(), d.peakReservedBytes());
+  }
+
+  /** With --phases on a GPU: folds the allocator's peak since the last call into phase {@code i}'s, and starts a new window. */
+  private void phasePeak(int i) {
+    if (phases && onGpu()) {
+      if (i >= 0) {
+        phasePeakBytes[i] = Math.max(phasePeakBytes[i], DeviceMemory.current().peakAllocatedBytes());
+      }
+      DeviceMemory.resetPeak();
+    }
   }
 
   private boolean onGpu() {
