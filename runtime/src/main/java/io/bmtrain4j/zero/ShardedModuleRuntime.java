@@ -285,7 +285,9 @@ public final class ShardedModuleRuntime {
     }
     group.gather();
     if (GradMode.is_enabled() && group.anyRequiresGrad()) {
-      group.beginGradients();
+      if (!awaitingGradients) {
+        group.clearGradients(); // a new accumulation window: autograd hands over, then adds, in .grad
+      }
       awaitingGradients = true;
     }
     activeCalls++;
@@ -399,6 +401,7 @@ public final class ShardedModuleRuntime {
       return;
     }
     if (awaitingGradients) {
+      group.collectGradients();
       PendingReduction p = group.reduceGradients();
       if (p != null) {
         p.complete();

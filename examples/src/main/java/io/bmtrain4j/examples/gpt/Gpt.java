@@ -38,7 +38,9 @@ public class Gpt {
   /** Logits {@code [batch, seq, vocab]} in the model's dtype, for tokens {@code [batch, seq]} (int64). */
   public Tensor forward(Tensor tokens) {
     long t = tokens.size(1);
-    Tensor x = torch.embedding(tokenEmbedding, tokens).add(positionEmbedding.narrow(0, 0, t));
+    // In place: a Java handle keeps the looked-up embeddings alive until the step's scope closes,
+    // where Python frees them after the add (64 MiB at 1.3B; autograd needs neither).
+    Tensor x = torch.embedding(tokenEmbedding, tokens).add_(positionEmbedding.narrow(0, 0, t));
     for (TransformerBlock b : layers) {
       x = b.forward(x);
     }

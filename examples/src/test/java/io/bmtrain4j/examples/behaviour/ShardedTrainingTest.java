@@ -97,6 +97,31 @@ class ShardedTrainingTest {
   }
 
   @Test
+  void zeroGradBetweenBackwardAndStepDropsThePendingGradients() {
+    // The root collects its gradients only when backward is finished (the optimizer or
+    // finishBackward): until then they wait in .grad, and a zeroGrad must drop them too.
+    List<Map<String, float[]>> runs = RanksAsThreads.run(1, 0, Duration.ofSeconds(60), ctx -> {
+      java.util.List<Map<String, float[]>> out = new java.util.ArrayList<>();
+      for (boolean discardFirst : new boolean[] {true, false}) {
+        Net net = (Net) CheckpointModels.fresh(0);
+        try (PointerScope step = new PointerScope()) {
+          if (discardFirst) {
+            Training.loss(net.forward(Training.tokens(1, 0, 1)), 1, 0, 1).backward();
+            Bmt.parameters(net).forEach(p -> p.zeroGrad());
+          }
+          Training.loss(net.forward(Training.tokens(0, 0, 1)), 0, 0, 1).backward();
+          Bmt.finishBackward(net);
+          Map<String, float[]> grads = new java.util.TreeMap<>();
+          Bmt.gatherGradients(net).forEach((k, v) -> grads.put(k, values(v)));
+          out.add(grads);
+        }
+      }
+      return out;
+    }).get(0);
+    runs.get(1).forEach((k, v) -> assertClose("gradient of " + k, v, runs.get(0).get(k), 1e-6, 1e-7));
+  }
+
+  @Test
   void blocksWhoseInputsAndParametersNeedNoGradAreNotRecomputed() {
     Plan plan = Plan.of(1, BlockOptions.defaults()).withSetup(n -> {
       n.embed.requires_grad_(false);
