@@ -238,7 +238,7 @@ public final class Bmt {
       if (g == null) {
         continue;
       }
-      Tensor local = gradients ? g.shardGrad() : g.shard();
+      Tensor local = gradients ? g.shardGrad() : g.readShard();
       if (local == null) {
         continue;
       }
@@ -269,7 +269,7 @@ public final class Bmt {
     out.put("[rank]", torch.tensor(new long[] {rank()}).reshape(new long[] {}));
     for (ShardedModuleRuntime r : runtimeOf(model).tree()) {
       if (r.group() != null) {
-        out.put(r.keyPrefix() + "[shard]", r.group().shard());
+        out.put(r.keyPrefix() + "[shard]", r.group().readShard().clone()); // a copy: the shard may be freed at the next step
       }
     }
     return out;

@@ -65,7 +65,12 @@ public final class ShardedParameter {
     return localLength;
   }
 
-  /** This rank's slice of the flattened parameter (a view into the shard; may have 0 elements). */
+  /** As {@link #local()}, for reading only (saving, inspecting): valid until the next optimizer step. */
+  public Tensor readLocal() {
+    return group.readShard().narrow(0, localStart, localLength);
+  }
+
+  /** This rank's slice of the flattened parameter (a view into the shard; may have 0 elements), for writing. */
   public Tensor local() {
     return group.shard().narrow(0, localStart, localLength);
   }

@@ -58,7 +58,7 @@ public final class OptimizerBenchmark implements Callable<Integer> {
     List<ShardedParameter> params = Bmt.parameters(model);
     long local = 0;
     for (ShardedParameter p : params) {
-      local += p.local().numel();
+      local += p.localLength();
     }
     // Gradients: one backward, then reused by every step.
     try (PointerScope s = new PointerScope()) {

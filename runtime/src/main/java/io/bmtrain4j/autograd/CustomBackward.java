@@ -42,7 +42,8 @@ import org.bytedeco.pytorch.global.torch;
  * size of a block's activations. The recorded output gradients are closed as soon as the Java
  * backward has run. A returned input gradient must outlive its hook (the engine copies the
  * reference only after the hook returns), so it is closed when the next hook starts on the same
- * thread, or at the next {@link #apply} on it. Held until their node retired instead, they kept
+ * thread or at the next {@link #apply} on it (on CUDA the engine's device thread keeps its last
+ * one until the next backward). Held until their node retired instead, they kept
  * two activations per block alive through the whole backward and one step into the next.
  */
 public final class CustomBackward {
@@ -82,11 +83,17 @@ public final class CustomBackward {
     }
   }
 
-  /** Closes what this thread's earlier hooks handed over (they have all returned). */
+  /**
+   * Closes what earlier hooks handed over on this thread (they have all returned) and on finished
+   * threads. Another live thread's are left alone: its last hook may have returned in Java while
+   * libtorch has not yet copied the result (closing then lost a gradient when ranks ran as
+   * threads). On CUDA the engine's device thread therefore keeps its last input gradient until
+   * its next backward.
+   */
   private static void closeHandedOver() {
     List<Tensor> done = new ArrayList<>();
     synchronized (HANDED_OVER) {
-      HANDED_OVER.removeIf(h -> h.thread == Thread.currentThread() && done.add(h.gradient));
+      HANDED_OVER.removeIf(h -> (h.thread == Thread.currentThread() || !h.thread.isAlive()) && done.add(h.gradient));
     }
     done.forEach(Tensor::close);
   }
@@ -263,24 +270,27 @@ public final class CustomBackward {
         public TensorBase call(TensorBase ignoredZeros) {
           ignoredZeros.close(); // see outputHook
           closeHandedOver();
-          try {
-            runOnce();
-          } catch (RuntimeException | Error e) {
-            // The stack trace does not survive the trip through libtorch's engine: put it in the message.
-            throw new IllegalStateException("backward of a sharded block failed: " + describe(e), e);
+          // In a graph on two devices the engine may run a CPU input's hook and a GPU one at once.
+          synchronized (Node.this) {
+            try {
+              runOnce();
+            } catch (RuntimeException | Error e) {
+              // The stack trace does not survive the trip through libtorch's engine: put it in the message.
+              throw new IllegalStateException("backward of a sharded block failed: " + describe(e), e);
+            }
+            Tensor g = i < 0 ? null : gradInputs[i];
+            if (i >= 0) {
+              gradInputs[i] = null;
+            }
+            if (g != null) {
+              handOver(g); // the engine takes its own reference after we return
+            }
+            if (++inputSideFired == inputSideHooks) {
+              LIVE.remove(Node.this);
+              RETIRED.add(Node.this);
+            }
+            return g == null || !g.defined() ? UNDEFINED : g;
           }
-          Tensor g = i < 0 ? null : gradInputs[i];
-          if (i >= 0) {
-            gradInputs[i] = null;
-          }
-          if (g != null) {
-            handOver(g); // the engine takes its own reference after we return
-          }
-          if (++inputSideFired == inputSideHooks) {
-            LIVE.remove(Node.this);
-            RETIRED.add(Node.this);
-          }
-          return g == null || !g.defined() ? UNDEFINED : g;
         }
       };
     }

@@ -54,7 +54,7 @@ public final class SafeTensorsCheckpoint {
     Map<String, SafeTensorsHeader.Entry> entries = new LinkedHashMap<>();
     long offset = 0;
     for (Param p : params) {
-      String dtype = SafeTensorsHeader.dtypeName(p.group.shard().scalar_type());
+      String dtype = SafeTensorsHeader.dtypeName(p.group.dtype());
       long bytes = p.member.numel() * SafeTensorsHeader.elementSize(dtype);
       entries.put(p.key, new SafeTensorsHeader.Entry(dtype, p.member.shape(), offset, offset + bytes));
       offset += bytes;
@@ -78,9 +78,9 @@ public final class SafeTensorsCheckpoint {
               full.close();
             }
             current = p.group;
-            full = torch.empty(new long[] {current.shardNumel() * comm.worldSize()}, current.shard().options(),
+            full = torch.empty(new long[] {current.shardNumel() * comm.worldSize()}, current.readShard().options(),
                 new MemoryFormatOptional());
-            comm.allGather(full, current.shard()).await();
+            comm.allGather(full, current.readShard()).await();
           }
           if (writer) {
             Tensor t = Host.copy(full.narrow(0, p.member.offset(), p.member.numel()));
@@ -140,7 +140,7 @@ public final class SafeTensorsCheckpoint {
       }
       for (Param p : params) {
         SafeTensorsHeader.Entry e = header.entries().get(p.key);
-        String dtype = SafeTensorsHeader.dtypeName(p.group.shard().scalar_type());
+        String dtype = SafeTensorsHeader.dtypeName(p.group.dtype());
         if (!Arrays.equals(e.shape(), p.member.shape())) {
           throw new CheckpointException("'" + p.key + "' in " + file + " has shape " + Arrays.toString(e.shape())
               + " but the model's is " + Arrays.toString(p.member.shape()));
@@ -164,7 +164,7 @@ public final class SafeTensorsCheckpoint {
     if (o[2] == 0) {
       return;
     }
-    long elem = g.shard().element_size();
+    long elem = g.readShard().element_size();
     SafeTensorsHeader.Entry e = header.entries().get(p.key);
     long filePos = header.dataStart() + e.begin() + o[0] * elem;
     try (NoGradGuard ng = new NoGradGuard()) {

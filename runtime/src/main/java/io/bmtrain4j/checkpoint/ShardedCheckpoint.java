@@ -51,7 +51,7 @@ public final class ShardedCheckpoint {
       Map<String, Tensor> mine = new LinkedHashMap<>();
       List<ShardedParameter> params = Bmt.parameters(model);
       for (ShardedParameter p : params) {
-        mine.put("model/" + p.name(), p.local());
+        mine.put("model/" + p.name(), p.readLocal());
       }
       if (manager != null) {
         Map<String, Tensor> train = manager.stateDict();
@@ -101,7 +101,7 @@ public final class ShardedCheckpoint {
       for (ParameterGroup.Member m : g.members()) {
         ObjectNode n = ps.putObject(r.keyPrefix() + m.name());
         n.putPOJO("shape", m.shape());
-        n.put("dtype", SafeTensorsHeader.dtypeName(g.shard().scalar_type()));
+        n.put("dtype", SafeTensorsHeader.dtypeName(g.dtype()));
         ArrayNode slices = n.putArray("slices");
         for (int q = 0; q < world; q++) {
           long[] s = g.overlap(m, q);
@@ -169,7 +169,7 @@ public final class ShardedCheckpoint {
               String key = e.getKey();
               ShardedParameter owner = perElementOwner(key, params);
               if (owner != null) {
-                Tensor t = torch.empty(new long[] {owner.local().numel()}, e.getValue().options(), new MemoryFormatOptional());
+                Tensor t = torch.empty(new long[] {owner.localLength()}, e.getValue().options(), new MemoryFormatOptional());
                 gather(readers, ps.get(owner.name()).get("slices"), "train/" + key, owner.offsetInParameter(), t);
                 state.put(key, t);
               } else {

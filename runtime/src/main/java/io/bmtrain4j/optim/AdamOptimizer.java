@@ -26,8 +26,9 @@ public class AdamOptimizer extends ShardedOptimizer {
   private final AdamOptions options;
   private final boolean offload;
   private final Map<ShardedParameter, State> states = new IdentityHashMap<>();
-  /** Blocks whose low-precision shard this optimizer's masters rebuild: see registerShardSources. */
-  private final Map<ParameterGroup, List<ShardedParameter>> rebuilt = new IdentityHashMap<>();
+  /** Blocks whose low-precision shard this optimizer's masters can rebuild, with the source offered: see registerShardSources. */
+  private final Map<ParameterGroup, List<ShardedParameter>> rebuildable = new IdentityHashMap<>();
+  private final Map<ParameterGroup, ParameterGroup.ShardSource> sources = new IdentityHashMap<>();
 
   /** Per-parameter state: the fp32 weights the kernel updates, its moments and step. */
   static final class State {
@@ -100,8 +101,7 @@ public class AdamOptimizer extends ShardedOptimizer {
         continue;
       }
       List<ShardedParameter> params = List.copyOf(e.getValue());
-      rebuilt.put(block, params);
-      block.setShardSource(shard -> {
+      ParameterGroup.ShardSource source = shard -> {
         List<Tensor> slices = new ArrayList<>();
         List<Tensor> masters = new ArrayList<>();
         for (ShardedParameter p : params) {
@@ -111,8 +111,18 @@ public class AdamOptimizer extends ShardedOptimizer {
           }
         }
         MultiTensorOps.copy(slices, masters); // rounds fp32 to the shard's dtype
-      });
+      };
+      if (block.offerShardSource(source)) {
+        rebuildable.put(block, params);
+        sources.put(block, source);
+      }
     }
+  }
+
+  /** Whether this optimizer's masters rebuild {@code block}'s shard now (another optimizer over it turns that off). */
+  private boolean rebuilds(ParameterGroup block) {
+    ParameterGroup.ShardSource source = sources.get(block);
+    return source != null && block.rebuiltFrom(source);
   }
 
   public AdamOptions options() {
@@ -202,10 +212,10 @@ public class AdamOptimizer extends ShardedOptimizer {
           fp32Grads.put(block, fp32Gradient(block.shardGrad(), gradScale));
         }
       }
-      adoptExternalWrites(blocks, stepping);
+      adoptExternalWrites(blocks);
       stepParameters(stepping, fp32Grads, gradScale, baseLr);
       for (ParameterGroup block : blocks) {
-        if (rebuilt.containsKey(block)) {
+        if (rebuilds(block)) {
           block.refreshFromSource();
         }
       }
@@ -213,24 +223,23 @@ public class AdamOptimizer extends ShardedOptimizer {
   }
 
   /**
-   * A rebuilt block's shard that was handed out since the last step (a load, an initialiser, a
-   * user) may hold values its masters lack. The parameters stepping now overwrite them, as a
-   * copy-back always did; the others (frozen, or without a gradient this step) take the shard's
-   * values into their masters, so the rebuild does not undo the write.
+   * A rebuilt block's shard that was handed out for writing since the last step (a loader, a
+   * user) may hold values its masters lack. Every element that differs from its master's rounding
+   * was written: the master takes it, so the update starts from it and the rebuild keeps it, as
+   * an in-place optimizer would. Elements that were only read keep their master's full precision.
    */
-  private void adoptExternalWrites(List<ParameterGroup> blocks, List<Stepping> stepping) {
-    java.util.Set<ShardedParameter> stepped = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
-    for (Stepping st : stepping) {
-      stepped.add(st.parameter());
-    }
+  private void adoptExternalWrites(List<ParameterGroup> blocks) {
     for (ParameterGroup block : blocks) {
-      List<ShardedParameter> params = rebuilt.get(block);
-      if (params == null || !block.shardResident() || block.shardMatchesSource()) {
+      List<ShardedParameter> params = rebuildable.get(block);
+      if (params == null || !rebuilds(block) || !block.shardResident() || block.shardMatchesSource()) {
         continue;
       }
+      Tensor shard = block.readShard();
       for (ShardedParameter p : params) {
-        if (!stepped.contains(p) && p.localLength() > 0) {
-          states.get(p).master.copy_(p.local());
+        if (p.localLength() > 0) {
+          Tensor master = states.get(p).master;
+          Tensor current = p.sliceOf(shard);
+          master.copy_(torch.where(current.eq(master.to(current.scalar_type())), master, current.to(torch.ScalarType.Float)));
         }
       }
     }
@@ -265,7 +274,7 @@ public class AdamOptimizer extends ShardedOptimizer {
         expAvgs.add(s.expAvg);
         expAvgSqs.add(s.expAvgSq);
         updatedSteps.add(s.step);
-        if (s.separateMaster && !rebuilt.containsKey(st.parameter().group())) {
+        if (s.separateMaster && !rebuilds(st.parameter().group())) {
           roundedDestinations.add(st.parameter().local()); // rounds to the parameter's dtype; host -> device when offloading
           roundedSources.add(s.master);
         }
@@ -320,7 +329,14 @@ public class AdamOptimizer extends ShardedOptimizer {
         s.expAvgSq.copy_(StateDicts.require(state, p.name() + ".exp_avg_sq", new long[] {n}));
         if (s.separateMaster) {
           s.master.copy_(StateDicts.require(state, p.name() + ".master", new long[] {n}));
-          p.local().copy_(s.master);
+          if (!rebuilds(p.group())) {
+            p.local().copy_(s.master);
+          }
+        }
+      }
+      for (ParameterGroup block : sources.keySet()) {
+        if (rebuilds(block)) {
+          block.refreshFromSource(); // the shard is rebuilt from the loaded masters at the next gather
         }
       }
     }
@@ -328,6 +344,10 @@ public class AdamOptimizer extends ShardedOptimizer {
 
   @Override
   public void close() {
+    // The model outlives its optimizer: rebuilt shards are made whole again and kept from now on.
+    sources.forEach((block, source) -> block.withdrawShardSource(source));
+    sources.clear();
+    rebuildable.clear();
     for (State s : states.values()) {
       if (s.separateMaster) {
         s.master.close();

@@ -38,6 +38,7 @@ public final class LibtorchOptimizer extends ShardedOptimizer {
     for (ShardedParameter p : parameters) {
       if (seen.put(p.group(), true) == null) {
         shardGroups.add(p.group());
+        p.group().keepShard(); // updated in place here: never freed and rebuilt from another optimizer's masters
         shards.push_back(p.group().shard());
       }
     }

@@ -35,13 +35,16 @@ import org.bytedeco.pytorch.global.torch;
  * {@code .grad} at views of a flat buffer allocated in forward cost 0.4 GiB there at 6.7B).
  *
  * <p>[Note: a shard the optimizer can rebuild] With fp32 master weights, the low-precision shard
- * is a rounded copy of them, needed only while gathering. Once an optimizer has registered a
- * {@link ShardSource} and said the shard equals the masters' rounding ({@link
- * #refreshFromSource()}), the group frees the shard whenever a gather is done with it and
- * rebuilds it (one rounding cast) at the next gather. The shard then costs no memory through
+ * is a rounded copy of them, needed only while gathering. Once one optimizer owns a block's shard
+ * ({@link #offerShardSource}) and has said it equals the masters' rounding ({@link
+ * #refreshFromSource()}), the group frees the shard's storage whenever a gather is done with it
+ * and rebuilds it (one rounding cast) at the next gather. The shard then costs no memory through
  * forward and backward, where the peak is: FSDP2 keeps only fp32 shards and casts at each gather
- * the same way. Anyone reading the shard through {@link #shard()} gets it rebuilt, and since they
- * may write to it, it stays resident until the optimizer refreshes it again.
+ * the same way. The shard tensor keeps its identity throughout (0 elements while freed).
+ * {@link #readShard()} rebuilds it for reading; {@link #shard()} for writing, and the owning
+ * optimizer then takes every element that differs from its master's rounding into the master at
+ * its next step, so a write is never undone. A block two optimizers update, or one an optimizer
+ * updates in place ({@link #keepShard()}), keeps its shard.
  */
 public final class ParameterGroup {
   private final String owner;
@@ -49,7 +52,10 @@ public final class ParameterGroup {
   private final List<Member> members;
   private final long numel;
   private final long shardNumel;
-  private Tensor shard; // null while evicted: see [Note: a shard the optimizer can rebuild]
+  private final Tensor shard; // 0 elements while freed: see [Note: a shard the optimizer can rebuild]
+  private boolean resident = true;
+  private boolean shardKept;
+  private final torch.ScalarType dtype;
   private final org.bytedeco.pytorch.TensorOptions shardOptions;
   private final org.bytedeco.pytorch.Device device;
   private final long elementSize;
@@ -152,6 +158,7 @@ public final class ParameterGroup {
       this.shardOptions = Native.own(first.options());
       this.device = Native.own(first.device());
       this.elementSize = first.element_size();
+      this.dtype = first.scalar_type();
       this.shard = Native.own(torch.zeros(new long[] {shardNumel}, shardOptions));
       for (Member m : members) {
         long[] o = overlap(m, comm.rank());
@@ -204,8 +211,11 @@ public final class ParameterGroup {
   }
 
   /**
-   * This rank's slice of the flat buffer: what an optimizer without masters updates in place. It
-   * is rebuilt if it was freed, and kept from then on, since the caller may write to it.
+   * This rank's slice of the flat buffer, for writing: what an optimizer without masters updates
+   * in place, and what loaders fill. Rebuilt first if it was freed; the same tensor object for
+   * the group's whole life (a freed shard has 0 elements until the next gather or call). A block
+   * rebuilt from an optimizer's masters takes what was written here into them at that optimizer's
+   * next step. Use {@link #readShard()} to read.
    */
   public Tensor shard() {
     ensureShard();
@@ -213,9 +223,20 @@ public final class ParameterGroup {
     return shard;
   }
 
+  /** The shard for reading only (rebuilt if it was freed): valid until the next optimizer step. */
+  public Tensor readShard() {
+    ensureShard();
+    return shard;
+  }
+
   /** The device the parameters live on. */
   public org.bytedeco.pytorch.Device device() {
     return device;
+  }
+
+  /** The parameters' dtype. */
+  public torch.ScalarType dtype() {
+    return dtype;
   }
 
   /** Whether the shard equals its source's rounding (set by {@link #refreshFromSource()}, cleared by {@link #shard()}). */
@@ -225,7 +246,7 @@ public final class ParameterGroup {
 
   /** Whether the low-precision shard is held now (false while freed, see the Note). */
   public boolean shardResident() {
-    return shard != null;
+    return resident;
   }
 
   /** Writes the parameters' current values, rounded to the shard's dtype, into a whole shard. */
@@ -235,12 +256,43 @@ public final class ParameterGroup {
   }
 
   /**
-   * Registers where the shard can be rebuilt from (the optimizer's masters, covering every element
-   * of it). The shard is kept until {@link #refreshFromSource()} says it equals the source.
+   * Offers where the shard can be rebuilt from (an optimizer's masters, covering every element
+   * of it); returns whether the group took it. Only one optimizer may own a block's shard: a
+   * second offer, or a block another optimizer updates in place ({@link #keepShard()}), turns
+   * rebuilding off for good, so each optimizer's updates land in the shard as before.
    */
-  public void setShardSource(ShardSource source) {
-    this.source = source;
-    this.shardMatchesSource = false;
+  public boolean offerShardSource(ShardSource offered) {
+    if (shardKept) {
+      return false;
+    }
+    if (source != null) {
+      keepShard();
+      return false;
+    }
+    source = offered;
+    shardMatchesSource = false;
+    return true;
+  }
+
+  /** Whether {@code candidate} is the registered source (an optimizer asks before relying on it). */
+  public boolean rebuiltFrom(ShardSource candidate) {
+    return source != null && source == candidate;
+  }
+
+  /** The shard is never freed from now on (rebuilt first if it was); any source is dropped. */
+  public void keepShard() {
+    ensureShard();
+    source = null;
+    shardKept = true;
+  }
+
+  /** Withdraws {@code owner}'s source (an optimizer closing): the shard is rebuilt and kept until another offer. */
+  public void withdrawShardSource(ShardSource owner) {
+    if (source == owner) {
+      ensureShard();
+      source = null;
+      shardMatchesSource = false;
+    }
   }
 
   /**
@@ -254,19 +306,21 @@ public final class ParameterGroup {
     if (state == GroupState.GATHERING) {
       release(); // an unconsumed prefetch may still be reading the shard: complete it first
     }
-    if (shard != null && gathered == shard) {
+    if (resident && gathered == shard) {
       restore(shard); // a world of one with the parameters viewing the shard: update in place
     } else {
-      dropShard();
+      freeShard();
     }
     shardMatchesSource = true;
   }
 
   private void ensureShard() {
-    if (shard == null) {
-      Tensor rebuilt = Native.own(torch.empty(new long[] {shardNumel}, shardOptions, new MemoryFormatOptional()));
-      restore(rebuilt);
-      shard = rebuilt;
+    if (!resident) {
+      try (PointerScope scope = new PointerScope()) {
+        shard.resize_(shardNumel); // new storage; the tensor object (and every handle to it) stays
+      }
+      restore(shard);
+      resident = true;
     }
   }
 
@@ -281,15 +335,18 @@ public final class ParameterGroup {
 
   /** Frees the shard if the source can rebuild it and nothing uses it now. */
   private void evictIfRebuildable() {
-    if (source != null && shardMatchesSource && shard != null && gathered != shard) {
-      dropShard();
+    if (source != null && shardMatchesSource && resident && gathered != shard) {
+      freeShard();
     }
   }
 
-  private void dropShard() {
-    if (shard != null && gathered != shard) {
-      shard.close();
-      shard = null;
+  /** Gives the shard's storage back (the tensor keeps its identity, with 0 elements). */
+  private void freeShard() {
+    if (resident && gathered != shard) {
+      try (PointerScope scope = new PointerScope()) {
+        shard.set_(torch.empty(new long[] {0}, shardOptions, new MemoryFormatOptional()).storage());
+      }
+      resident = false;
     }
   }
 
@@ -481,6 +538,6 @@ public final class ParameterGroup {
     long elem = elementSize;
     long grads = (shardGrad == null ? 0 : shardNumel) + (gradFlat == null ? 0 : gradFlat.numel());
     long gath = gathered == null || gathered == shard ? 0 : gathered.numel();
-    return new long[] {shard == null ? 0 : shardNumel * elem, grads * elem, gath * elem};
+    return new long[] {resident ? shardNumel * elem : 0, grads * elem, gath * elem};
   }
 }
