@@ -44,7 +44,9 @@ import org.bytedeco.pytorch.global.torch;
  * {@link #readShard()} rebuilds it for reading; {@link #shard()} for writing, and the owning
  * optimizer then takes every element that differs from its master's rounding into the master at
  * its next step, so a write is never undone. A block two optimizers update, or one an optimizer
- * updates in place ({@link #keepShard()}), keeps its shard.
+ * updates in place ({@link #keepShard()}), keeps its shard. Writes into the gathered parameters
+ * themselves never reach the shard, at any world size: a world of one gathers into the shard,
+ * but a rebuilt one is freed at release.
  */
 public final class ParameterGroup {
   private final String owner;
