@@ -14,6 +14,7 @@ import io.bmtrain4j.optim.OptimManager;
 import io.bmtrain4j.optim.ShardedOptimizer;
 import io.bmtrain4j.testing.RanksAsThreads;
 import io.bmtrain4j.testing.TensorAsserts;
+import io.bmtrain4j.zero.BlockOptions;
 import io.bmtrain4j.zero.ParameterGroup;
 import io.bmtrain4j.zero.ShardedModuleRuntime;
 import java.time.Duration;
@@ -27,7 +28,7 @@ import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.ValueSource;
+import org.junit.jupiter.params.provider.CsvSource;
 
 /**
  * bf16 parameters whose shard the optimizer rebuilds from its fp32 masters at each gather
@@ -43,12 +44,18 @@ class ShardRebuildTest {
 
   static Run train(int world, Function<List<io.bmtrain4j.ShardedParameter>, ShardedOptimizer> optimizer,
       java.util.function.BiConsumer<MixedNet, Integer> beforeStep) {
+    return train(world, BlockOptions.defaults(), optimizer, beforeStep);
+  }
+
+  static Run train(int world, BlockOptions blocks, Function<List<io.bmtrain4j.ShardedParameter>, ShardedOptimizer> optimizer,
+      java.util.function.BiConsumer<MixedNet, Integer> beforeStep) {
     return RanksAsThreads.run(world, 0, Duration.ofSeconds(120), ctx -> {
       MixedNet net;
       synchronized (RanksAsThreads.RNG_LOCK) {
         torch.manual_seed(0);
         net = new DistributedMixedNet(D, 2, torch.ScalarType.BFloat16);
       }
+      Bmt.configureBlocks(net, blocks);
       ShardedOptimizer opt = optimizer.apply(Bmt.parameters(net));
       OptimManager manager = new OptimManager(LossScale.none()).add(opt, null);
       List<Double> losses = new ArrayList<>();
@@ -87,14 +94,15 @@ class ShardRebuildTest {
 
   static final AdamOptions OPTIONS = AdamOptions.builder().lr(1e-2).weightDecay(0.01).build();
 
-  @ParameterizedTest(name = "world {0}")
-  @ValueSource(ints = {1, 2})
-  void rebuildingTheShardFromTheMastersTrainsBitForBitLikeKeepingIt(int world) {
+  @ParameterizedTest(name = "world {0}, ZeRO-{1}, recompute {2}")
+  @CsvSource({"1,3,true", "2,3,true", "2,2,false", "1,2,true"})
+  void rebuildingTheShardFromTheMastersTrainsBitForBitLikeKeepingIt(int world, int zero, boolean recompute) {
     // The offload optimizer keeps its masters on the host and the shard on the parameters' device
     // (the same CPU here), so it never rebuilds: the reference. A world of one gathers into the
-    // shard itself (no copy), so its path differs.
-    Run kept = train(world, p -> new AdamOffloadOptimizer(p, OPTIONS), (n, s) -> {});
-    Run rebuilt = train(world, p -> new AdamOptimizer(p, OPTIONS), (n, s) -> {});
+    // shard itself (no copy), and ZeRO-2 keeps blocks gathered from forward to backward.
+    BlockOptions blocks = new BlockOptions(zero, recompute, 2);
+    Run kept = train(world, blocks, p -> new AdamOffloadOptimizer(p, OPTIONS), (n, s) -> {});
+    Run rebuilt = train(world, blocks, p -> new AdamOptimizer(p, OPTIONS), (n, s) -> {});
     assertEquals(kept.losses(), rebuilt.losses());
     assertEquals(kept.parameters().keySet(), rebuilt.parameters().keySet());
     kept.parameters().forEach((k, v) -> assertArrayEquals(v, rebuilt.parameters().get(k), k));
