@@ -26,9 +26,10 @@ import org.bytedeco.pytorch.global.torch;
  *   output_j' = output_j.index_add_(0, [], s) (in place, reads nothing) <--'
  * </pre>
  * In backward the engine reaches every {@code output_j'} before {@code s}, and {@code s} before
- * the anchor and the proxies. A hook on each {@code output_j'} records its gradient; the first
- * anchor or proxy hook to fire then runs the Java backward once with all output gradients, and
- * each proxy's hook replaces the zero gradient flowing to its input with the real one. The
+ * the anchor and the proxies. A hook on each {@code output_j'} records its gradient; the hook on
+ * {@code s} then runs the Java backward once with all output gradients (one thread, whatever
+ * devices the inputs live on), and each proxy's hook replaces the zero gradient flowing to its
+ * input with the real one. The
  * engine then carries the input gradients on, in its own loop: no nested backward reaches outside
  * this function, so a chain of blocks costs no reentrant depth, and a tensor used both by this
  * function and elsewhere receives both contributions before its own producer runs.
@@ -130,6 +131,9 @@ public final class CustomBackward {
         node.inputSideHooks++;
         zero = zero.add(exactZero(proxy));
       }
+      // The Java backward runs in s's hook: once, on one thread, after every output's gradient
+      // arrived and before any input-side hook (which only hands results over).
+      node.hook(zero, node.backwardHook());
       for (int j = 0; j < outputs.size(); j++) {
         Tensor out = outputs.get(j);
         if (out == null || !out.defined() || !out.is_floating_point()) {
@@ -263,34 +267,43 @@ public final class CustomBackward {
       };
     }
 
-    /** Hook of the anchor (input -1) or of input i's proxy. */
+    /** Hook of s: runs the Java backward. */
+    TensorTensorHook backwardHook() {
+      return new TensorTensorHook() {
+        @Override
+        public TensorBase call(TensorBase ignoredZero) {
+          ignoredZero.close(); // see outputHook
+          closeHandedOver();
+          try {
+            runOnce();
+          } catch (RuntimeException | Error e) {
+            // The stack trace does not survive the trip through libtorch's engine: put it in the message.
+            throw new IllegalStateException("backward of a sharded block failed: " + describe(e), e);
+          }
+          return UNDEFINED;
+        }
+      };
+    }
+
+    /** Hook of the anchor (input -1) or of input i's proxy: hands the computed gradient over. */
     TensorTensorHook inputSideHook(int i) {
       return new TensorTensorHook() {
         @Override
         public TensorBase call(TensorBase ignoredZeros) {
           ignoredZeros.close(); // see outputHook
           closeHandedOver();
-          // In a graph on two devices the engine may run a CPU input's hook and a GPU one at once.
-          synchronized (Node.this) {
-            try {
-              runOnce();
-            } catch (RuntimeException | Error e) {
-              // The stack trace does not survive the trip through libtorch's engine: put it in the message.
-              throw new IllegalStateException("backward of a sharded block failed: " + describe(e), e);
-            }
-            Tensor g = i < 0 ? null : gradInputs[i];
-            if (i >= 0) {
-              gradInputs[i] = null;
-            }
-            if (g != null) {
-              handOver(g); // the engine takes its own reference after we return
-            }
-            if (++inputSideFired == inputSideHooks) {
-              LIVE.remove(Node.this);
-              RETIRED.add(Node.this);
-            }
-            return g == null || !g.defined() ? UNDEFINED : g;
+          Tensor g = i < 0 ? null : gradInputs[i];
+          if (i >= 0) {
+            gradInputs[i] = null;
           }
+          if (g != null) {
+            handOver(g); // the engine takes its own reference after we return
+          }
+          if (++inputSideFired == inputSideHooks) {
+            LIVE.remove(Node.this);
+            RETIRED.add(Node.this);
+          }
+          return g == null || !g.defined() ? UNDEFINED : g;
         }
       };
     }
