@@ -28,6 +28,9 @@ public class AdamOptimizer extends ShardedOptimizer {
   private final Map<ShardedParameter, State> states = new IdentityHashMap<>();
   /** Blocks whose low-precision shard this optimizer's masters can rebuild, with the source offered: see registerShardSources. */
   private final Map<ParameterGroup, List<ShardedParameter>> rebuildable = new IdentityHashMap<>();
+  /** This optimizer's parameters with separate masters, by block, and each block's write count they reflect. */
+  private final Map<ParameterGroup, List<ShardedParameter>> withMasters = new LinkedHashMap<>();
+  private final Map<ParameterGroup, Long> writesSeen = new IdentityHashMap<>();
   private final Map<ParameterGroup, ParameterGroup.ShardSource> sources = new IdentityHashMap<>();
 
   /** Per-parameter state: the fp32 weights the kernel updates, its moments and step. */
@@ -69,6 +72,17 @@ public class AdamOptimizer extends ShardedOptimizer {
       }
     }
     registerShardSources();
+    for (ShardedParameter p : parameters()) {
+      if (states.get(p).separateMaster) {
+        withMasters.computeIfAbsent(p.group(), g -> new ArrayList<>()).add(p);
+      }
+    }
+    withMasters.keySet().forEach(this::noteWritesSeen);
+  }
+
+  /** The masters now reflect everything written into {@code block}'s shard so far. */
+  private void noteWritesSeen(ParameterGroup block) {
+    writesSeen.put(block, block.shardWrites());
   }
 
   /**
@@ -218,30 +232,40 @@ public class AdamOptimizer extends ShardedOptimizer {
         if (rebuilds(block)) {
           block.refreshFromSource();
         }
+        if (withMasters.containsKey(block)) {
+          noteWritesSeen(block); // after this step's copy-back, the shard holds the masters' rounding
+        }
       }
     }
   }
 
   /**
-   * A rebuilt block's shard that was handed out for writing since the last step (a loader, a
-   * user) may hold values its masters lack. Every element that differs from its master's rounding
-   * was written: the master takes it, so the update starts from it and the rebuild keeps it, as
-   * an in-place optimizer would. Elements that were only read keep their master's full precision.
+   * A shard handed out for writing since this optimizer last synchronised with it (a loader, an
+   * initialiser, a user, another optimizer) may hold values the masters lack. Every element that
+   * differs from its master's rounding was written: the master takes it, so the update starts
+   * from it and neither the copy-back nor a rebuild undoes it, as with an optimizer that updates
+   * the parameter in place. Elements that were only read keep their master's full precision.
+   * Offloaded masters compare on the host.
    */
-  private void adoptExternalWrites(List<ParameterGroup> blocks) {
+  private void adoptExternalWrites(java.util.Collection<ParameterGroup> blocks) {
     for (ParameterGroup block : blocks) {
-      List<ShardedParameter> params = rebuildable.get(block);
-      if (params == null || !rebuilds(block) || !block.shardResident() || block.shardMatchesSource()) {
+      List<ShardedParameter> params = withMasters.get(block);
+      Long seen = writesSeen.get(block);
+      if (params == null || seen == null || seen == block.shardWrites()) {
         continue;
       }
-      Tensor shard = block.readShard();
-      for (ShardedParameter p : params) {
-        if (p.localLength() > 0) {
-          Tensor master = states.get(p).master;
-          Tensor current = p.sliceOf(shard);
-          master.copy_(torch.where(current.eq(master.to(current.scalar_type())), master, current.to(torch.ScalarType.Float)));
+      try (PointerScope scope = new PointerScope(); NoGradGuard g = new NoGradGuard()) {
+        Tensor shard = block.readShard();
+        for (ShardedParameter p : params) {
+          if (p.localLength() > 0) {
+            Tensor master = states.get(p).master;
+            Tensor slice = p.sliceOf(shard);
+            Tensor current = slice.is_cuda() && !master.is_cuda() ? slice.cpu() : slice; // offloaded masters: on the host
+            master.copy_(torch.where(current.eq(master.to(current.scalar_type())), master, current.to(torch.ScalarType.Float)));
+          }
         }
       }
+      noteWritesSeen(block);
     }
   }
 
@@ -303,6 +327,7 @@ public class AdamOptimizer extends ShardedOptimizer {
 
   @Override
   public Map<String, Tensor> stateDict() {
+    adoptExternalWrites(withMasters.keySet()); // the saved masters must hold what was written into the shards
     Map<String, Tensor> out = new LinkedHashMap<>();
     out.put("steps", torch.tensor(new long[] {steps}).reshape(new long[] {}));
     for (ShardedParameter p : parameters()) {
@@ -339,6 +364,7 @@ public class AdamOptimizer extends ShardedOptimizer {
           block.refreshFromSource(); // the shard is rebuilt from the loaded masters at the next gather
         }
       }
+      withMasters.keySet().forEach(this::noteWritesSeen);
     }
   }
 

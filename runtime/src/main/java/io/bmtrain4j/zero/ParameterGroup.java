@@ -57,6 +57,7 @@ public final class ParameterGroup {
   private final Tensor shard; // 0 elements while freed: see [Note: a shard the optimizer can rebuild]
   private boolean resident = true;
   private boolean shardKept;
+  private long shardWrites;
   private final torch.ScalarType dtype;
   private final org.bytedeco.pytorch.TensorOptions shardOptions;
   private final org.bytedeco.pytorch.Device device;
@@ -222,7 +223,13 @@ public final class ParameterGroup {
   public Tensor shard() {
     ensureShard();
     shardMatchesSource = false;
+    shardWrites++;
     return shard;
+  }
+
+  /** How many times the shard was handed out for writing ({@link #shard()}): optimizers with masters compare it. */
+  public long shardWrites() {
+    return shardWrites;
   }
 
   /** The shard for reading only (rebuilt if it was freed): valid until the next optimizer step. */

@@ -29,6 +29,7 @@ import org.bytedeco.pytorch.global.torch;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * bf16 parameters whose shard the optimizer rebuilds from its fp32 masters at each gather
@@ -266,9 +267,12 @@ class ShardRebuildTest {
     assertSame(kept.parameters(), rebuilt.parameters(), "rebuilt against kept");
   }
 
-  @Test
-  void aValueWrittenIntoATrainedParametersShardIsWhereItsNextUpdateStarts() {
-    Run run = train(2, p -> new AdamOptimizer(p, OPTIONS), (net, step) -> {
+  @ParameterizedTest(name = "offload {0}")
+  @ValueSource(booleans = {false, true})
+  void aValueWrittenIntoATrainedParametersShardIsWhereItsNextUpdateStarts(boolean offload) {
+    // Loading weights (or any write) after the optimizer is built must not be undone by its
+    // masters, whether it rebuilds the shard or copies its masters back (offload).
+    Run run = train(2, p -> offload ? new AdamOffloadOptimizer(p, OPTIONS) : new AdamOptimizer(p, OPTIONS), (net, step) -> {
       if (step == STEPS - 1) {
         try (PointerScope s = new PointerScope(); NoGradGuard g = new NoGradGuard()) {
           Bmt.runtimeOf(net).tree().get(1).group().shard().fill_(new Scalar(0.25));
@@ -278,6 +282,25 @@ class ShardRebuildTest {
     // One Adam step moves each element by about lr (1e-2) at most.
     for (float v : run.parameters().get("layers.0.w2")) {
       assertEquals(0.25f, v, 0.02f, "layers.0.w2 did not start its last update from the written value");
+    }
+  }
+
+  @Test
+  void optimizerStateSavedRightAfterAWriteHoldsIt() {
+    // A checkpoint taken after loading weights but before any step: the saved masters (what a
+    // resume rebuilds the shard from) must be the written values, not the optimizer's old ones.
+    float[] master = onTwoRanks(net -> {
+      AdamOptimizer adam = new AdamOptimizer(Bmt.parameters(net), OPTIONS);
+      step(net, new OptimManager(LossScale.none()).add(adam, null), 0);
+      try (PointerScope s = new PointerScope(); NoGradGuard g = new NoGradGuard()) {
+        Bmt.runtimeOf(net).tree().get(1).group().shard().fill_(new Scalar(0.25));
+      }
+      Tensor m = adam.stateDict().get("layers.0.w1.master"); // this rank's slice: all of it on rank 0, none on rank 1
+      return m.numel() == 0 ? new float[0] : TensorAsserts.values(m);
+    });
+    assertTrue(master.length > 0);
+    for (float v : master) {
+      assertEquals(0.25f, v, 0.0f, "the saved master of layers.0.w1");
     }
   }
 }
