@@ -41,9 +41,10 @@ import org.bytedeco.pytorch.global.torch;
  * and rebuilds it (one rounding cast) at the next gather. The shard then costs no memory through
  * forward and backward, where the peak is: FSDP2 keeps only fp32 shards and casts at each gather
  * the same way. The shard tensor keeps its identity throughout (0 elements while freed).
- * {@link #readShard()} rebuilds it for reading; {@link #shard()} for writing, and the owning
- * optimizer then takes every element that differs from its master's rounding into the master at
- * its next step, so a write is never undone. A block two optimizers update, or one an optimizer
+ * {@link #readShard()} rebuilds it for reading; {@link #shard()} for writing, counted in
+ * {@link #shardWrites()}: any optimizer with masters over the block then takes every element that
+ * differs from its master's rounding into the master before its next step or state save, so a
+ * write is never undone. A block two optimizers update, or one an optimizer
  * updates in place ({@link #keepShard()}), keeps its shard. Writes into the gathered parameters
  * themselves never reach the shard, at any world size: a world of one gathers into the shard,
  * but a rebuilt one is freed at release.
