@@ -299,9 +299,11 @@ public final class CustomBackward {
           if (g != null) {
             handOver(g); // the engine takes its own reference after we return
           }
-          if (++inputSideFired == inputSideHooks) {
-            LIVE.remove(Node.this);
-            RETIRED.add(Node.this);
+          synchronized (Node.this) { // a two-device graph runs input-side hooks on two threads
+            if (++inputSideFired == inputSideHooks) {
+              LIVE.remove(Node.this);
+              RETIRED.add(Node.this);
+            }
           }
           return g == null || !g.defined() ? UNDEFINED : g;
         }

@@ -299,7 +299,9 @@ public class AdamOptimizer extends ShardedOptimizer {
         expAvgSqs.add(s.expAvgSq);
         updatedSteps.add(s.step);
         if (s.separateMaster && !rebuilds(st.parameter().group())) {
-          roundedDestinations.add(st.parameter().local()); // rounds to the parameter's dtype; host -> device when offloading
+          // Rounds to the parameter's dtype (host -> device when offloading). Written through
+          // readShard: this optimizer's own update, not a write another optimizer's masters lack.
+          roundedDestinations.add(st.parameter().sliceOf(st.parameter().group().readShard()));
           roundedSources.add(s.master);
         }
       }
@@ -355,7 +357,7 @@ public class AdamOptimizer extends ShardedOptimizer {
         if (s.separateMaster) {
           s.master.copy_(StateDicts.require(state, p.name() + ".master", new long[] {n}));
           if (!rebuilds(p.group())) {
-            p.local().copy_(s.master);
+            p.sliceOf(p.group().readShard()).copy_(s.master); // its own parameter: see stepParameters
           }
         }
       }

@@ -4,6 +4,7 @@ import io.bmtrain4j.ShardedParameter;
 import io.bmtrain4j.zero.ParameterGroup;
 import java.util.ArrayList;
 import java.util.IdentityHashMap;
+import org.bytedeco.javacpp.PointerScope;
 import java.util.List;
 import java.util.Map;
 import java.util.function.Function;
@@ -26,6 +27,9 @@ public final class LibtorchOptimizer extends ShardedOptimizer {
   private final Optimizer optimizer;
   private final java.util.function.DoubleConsumer setLr;
 
+  /** Blocks this optimizer shares with another: which of their shard's elements are its own. */
+  private final Map<ParameterGroup, Tensor> ownedElements = new IdentityHashMap<>();
+
   /**
    * {@code factory} builds the libtorch optimizer over the shard tensors, e.g.
    * {@code v -> new SGD(v, new SGDOptions(0.1))}; {@code setLr} applies a scheduler's rate to it
@@ -34,12 +38,33 @@ public final class LibtorchOptimizer extends ShardedOptimizer {
   public LibtorchOptimizer(List<ShardedParameter> parameters, double lr, Function<TensorVector, Optimizer> factory,
       java.util.function.DoubleConsumer setLr) {
     super(List.of(ParamGroup.of(parameters, 0)), lr);
-    Map<ParameterGroup, Boolean> seen = new IdentityHashMap<>();
+    Map<ParameterGroup, List<ShardedParameter>> byBlock = new java.util.LinkedHashMap<>();
     for (ShardedParameter p : parameters) {
-      if (seen.put(p.group(), true) == null) {
-        shardGroups.add(p.group());
-        p.group().keepShard(); // updated in place here: never freed and rebuilt from another optimizer's masters
-        shards.push_back(p.group().shard());
+      byBlock.computeIfAbsent(p.group(), g -> new java.util.ArrayList<>()).add(p);
+    }
+    for (Map.Entry<ParameterGroup, List<ShardedParameter>> e : byBlock.entrySet()) {
+      ParameterGroup block = e.getKey();
+      shardGroups.add(block);
+      block.keepShard(); // updated in place here: never freed and rebuilt from another optimizer's masters
+      shards.push_back(block.shard());
+      long mine = 0;
+      for (ShardedParameter p : e.getValue()) {
+        mine += p.localLength();
+      }
+      long onThisRank = 0;
+      for (ParameterGroup.Member m : block.members()) {
+        onThisRank += block.overlap(m, block.communicator().rank())[2];
+      }
+      if (mine < onThisRank) { // the block's other parameters belong to another optimizer: see step
+        Tensor mask = io.bmtrain4j.internal.Native.own(org.bytedeco.pytorch.global.torch.zeros(
+            new long[] {block.shardNumel()}, block.readShard().options().dtype(
+                new org.bytedeco.pytorch.ScalarTypeOptional(org.bytedeco.pytorch.global.torch.ScalarType.Bool))));
+        try (org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope()) {
+          for (ShardedParameter p : e.getValue()) {
+            p.sliceOf(mask).fill_(new Scalar(1));
+          }
+        }
+        ownedElements.put(block, mask);
       }
     }
     this.optimizer = factory.apply(shards);
@@ -60,7 +85,7 @@ public final class LibtorchOptimizer extends ShardedOptimizer {
     try (NoGradGuard g = new NoGradGuard()) {
       for (ParameterGroup group : shardGroups) {
         Tensor grad = group.shardGrad();
-        Tensor shard = group.shard();
+        Tensor shard = group.readShard(); // its own parameters' update: see ParameterGroup#shardWrites
         if (grad == null) {
           shard.mutable_grad().put(new Tensor());
         } else {
@@ -68,7 +93,19 @@ public final class LibtorchOptimizer extends ShardedOptimizer {
         }
       }
     }
-    optimizer.step();
+    // libtorch's optimizer steps whole shards; a block shared with another optimizer must keep
+    // that optimizer's elements (weight decay or momentum would move them even without a gradient).
+    Map<ParameterGroup, Tensor> others = new IdentityHashMap<>();
+    try (PointerScope scope = new PointerScope(); NoGradGuard g = new NoGradGuard()) {
+      for (Map.Entry<ParameterGroup, Tensor> e : ownedElements.entrySet()) {
+        others.put(e.getKey(), e.getKey().readShard().clone());
+      }
+      optimizer.step();
+      for (Map.Entry<ParameterGroup, Tensor> e : others.entrySet()) {
+        Tensor shard = e.getKey().readShard();
+        shard.copy_(org.bytedeco.pytorch.global.torch.where(ownedElements.get(e.getKey()), shard, e.getValue()));
+      }
+    }
   }
 
   /** Only the step count: libtorch's optimizers serialise their own state through their archives. */
@@ -84,6 +121,8 @@ public final class LibtorchOptimizer extends ShardedOptimizer {
 
   @Override
   public void close() {
+    ownedElements.values().forEach(Tensor::close);
+    ownedElements.clear();
     optimizer.close();
     shards.close();
   }

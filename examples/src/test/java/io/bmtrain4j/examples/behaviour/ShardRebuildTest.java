@@ -303,4 +303,37 @@ class ShardRebuildTest {
       assertEquals(0.25f, v, 0.0f, "the saved master of layers.0.w1");
     }
   }
+
+  @ParameterizedTest(name = "Adam over the w1s too: {0}")
+  @ValueSource(booleans = {false, true})
+  void aLibtorchOptimizerOverSomeOfABlocksParametersLeavesTheOthersToTheirOwner(boolean adamOverW1) {
+    // libtorch's SGD steps whole block shards; only its own parameters (the w2s) may move. The
+    // w1s are untouched without an optimizer, and move only by Adam's small steps with one.
+    float[][] w1 = onTwoRanks(net -> {
+      List<io.bmtrain4j.ShardedParameter> all = Bmt.parameters(net);
+      List<io.bmtrain4j.ShardedParameter> w2s = all.stream().filter(p -> p.name().endsWith(".w2")).toList();
+      List<io.bmtrain4j.ShardedParameter> w1s = all.stream().filter(p -> p.name().endsWith(".w1")).toList();
+      OptimManager manager = new OptimManager(LossScale.none()).add(new io.bmtrain4j.optim.LibtorchOptimizer(w2s, 0.5,
+          v -> new org.bytedeco.pytorch.SGD(v, new org.bytedeco.pytorch.SGDOptions(0.5)), null), null);
+      if (adamOverW1) {
+        manager.add(new AdamOptimizer(w1s, AdamOptions.builder().lr(1e-3).build()), null);
+      }
+      java.util.Map<String, float[]> before = parameters(net);
+      for (int s = 0; s < 3; s++) {
+        step(net, manager, s);
+      }
+      java.util.Map<String, float[]> after = parameters(net);
+      assertTrue(!java.util.Arrays.equals(before.get("layers.0.w2"), after.get("layers.0.w2")), "SGD moved its w2");
+      return new float[][] {before.get("layers.0.w1"), after.get("layers.0.w1")};
+    });
+    double largest = 0;
+    for (int i = 0; i < w1[0].length; i++) {
+      largest = Math.max(largest, Math.abs(w1[1][i] - w1[0][i]));
+    }
+    if (adamOverW1) {
+      assertTrue(largest < 0.01, "layers.0.w1 moved " + largest + ": more than 3 Adam steps of 1e-3");
+    } else {
+      assertEquals(0.0, largest, "layers.0.w1 has no optimizer but moved");
+    }
+  }
 }
