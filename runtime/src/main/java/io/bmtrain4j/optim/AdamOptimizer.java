@@ -26,11 +26,10 @@ public class AdamOptimizer extends ShardedOptimizer {
   private final AdamOptions options;
   private final boolean offload;
   private final Map<ShardedParameter, State> states = new IdentityHashMap<>();
-  /** Blocks whose low-precision shard this optimizer's masters can rebuild, with the source offered: see registerShardSources. */
-  private final Map<ParameterGroup, List<ShardedParameter>> rebuildable = new IdentityHashMap<>();
   /** This optimizer's parameters with separate masters, by block, and each block's write count they reflect. */
   private final Map<ParameterGroup, List<ShardedParameter>> withMasters = new LinkedHashMap<>();
   private final Map<ParameterGroup, Long> writesSeen = new IdentityHashMap<>();
+  /** The sources this optimizer offered for blocks it could rebuild: see registerShardSources. */
   private final Map<ParameterGroup, ParameterGroup.ShardSource> sources = new IdentityHashMap<>();
 
   /** Per-parameter state: the fp32 weights the kernel updates, its moments and step. */
@@ -107,11 +106,7 @@ public class AdamOptimizer extends ShardedOptimizer {
         covered += p.localLength();
         allMasters &= states.get(p).separateMaster;
       }
-      long onThisRank = 0;
-      for (ParameterGroup.Member m : block.members()) {
-        onThisRank += block.overlap(m, block.communicator().rank())[2];
-      }
-      if (!allMasters || covered != onThisRank) {
+      if (!allMasters || covered != block.parameterElementsOnThisRank()) {
         continue;
       }
       List<ShardedParameter> params = List.copyOf(e.getValue());
@@ -127,7 +122,6 @@ public class AdamOptimizer extends ShardedOptimizer {
         MultiTensorOps.copy(slices, masters); // rounds fp32 to the shard's dtype
       };
       if (block.offerShardSource(source)) {
-        rebuildable.put(block, params);
         sources.put(block, source);
       }
     }
@@ -375,7 +369,6 @@ public class AdamOptimizer extends ShardedOptimizer {
     // The model outlives its optimizer: rebuilt shards are made whole again and kept from now on.
     sources.forEach((block, source) -> block.withdrawShardSource(source));
     sources.clear();
-    rebuildable.clear();
     for (State s : states.values()) {
       if (s.separateMaster) {
         s.master.close();

@@ -51,11 +51,7 @@ public final class LibtorchOptimizer extends ShardedOptimizer {
       for (ShardedParameter p : e.getValue()) {
         mine += p.localLength();
       }
-      long onThisRank = 0;
-      for (ParameterGroup.Member m : block.members()) {
-        onThisRank += block.overlap(m, block.communicator().rank())[2];
-      }
-      if (mine < onThisRank) { // the block's other parameters belong to another optimizer: see step
+      if (mine < block.parameterElementsOnThisRank()) { // the block's other parameters belong to another optimizer: see step
         Tensor mask = io.bmtrain4j.internal.Native.own(org.bytedeco.pytorch.global.torch.zeros(
             new long[] {block.shardNumel()}, block.readShard().options().dtype(
                 new org.bytedeco.pytorch.ScalarTypeOptional(org.bytedeco.pytorch.global.torch.ScalarType.Bool))));

@@ -193,6 +193,15 @@ public final class ParameterGroup {
     return end <= begin ? new long[] {0, 0, 0} : new long[] {begin - m.offset, begin - shardBegin, end - begin};
   }
 
+  /** How many parameter elements (padding excluded) this rank's shard holds. */
+  public long parameterElementsOnThisRank() {
+    long n = 0;
+    for (Member m : members) {
+      n += overlap(m, comm.rank())[2];
+    }
+    return n;
+  }
+
   public String owner() {
     return owner;
   }
