@@ -88,8 +88,9 @@ public final class CustomBackward {
    * Closes what earlier hooks handed over on this thread (they have all returned) and on finished
    * threads. Another live thread's are left alone: its last hook may have returned in Java while
    * libtorch has not yet copied the result (closing then lost a gradient when ranks ran as
-   * threads). On CUDA the engine's device thread therefore keeps its last input gradient until
-   * its next backward.
+   * threads). On CUDA an input gradient handed over on the engine's device thread is closed at
+   * that thread's next hook, normally the same node's anchor hook (the engine runs it after the
+   * proxies').
    */
   private static void closeHandedOver() {
     List<Tensor> done = new ArrayList<>();
@@ -321,19 +322,11 @@ public final class CustomBackward {
       try {
         result = runBackward(grads);
       } finally {
-        for (Tensor g : grads) { // recorded copies, no longer needed: see [Note: gradients freed as backward goes]
-          if (g != null) {
-            g.close();
-          }
-        }
+        Native.closeAll(grads); // recorded copies, no longer needed: see [Note: gradients freed as backward goes]
       }
       if (result != null) {
         if (result.size() != gradInputs.length) {
-          for (Tensor r : result) {
-            if (r != null) {
-              r.close();
-            }
-          }
+          Native.closeAll(result);
           throw new IllegalStateException(
               "custom backward returned " + result.size() + " gradients for " + gradInputs.length + " inputs");
         }
@@ -380,12 +373,8 @@ public final class CustomBackward {
     }
 
     private static void closeAll(Tensor[] tensors) {
-      for (int i = 0; i < tensors.length; i++) {
-        if (tensors[i] != null) {
-          tensors[i].close();
-          tensors[i] = null;
-        }
-      }
+      Native.closeAll(Arrays.asList(tensors));
+      Arrays.fill(tensors, null);
     }
   }
 }

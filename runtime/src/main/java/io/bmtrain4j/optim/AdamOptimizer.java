@@ -226,9 +226,6 @@ public class AdamOptimizer extends ShardedOptimizer {
         if (rebuilds(block)) {
           block.refreshFromSource();
         }
-        if (withMasters.containsKey(block)) {
-          noteWritesSeen(block); // after this step's copy-back, the shard holds the masters' rounding
-        }
       }
     }
   }

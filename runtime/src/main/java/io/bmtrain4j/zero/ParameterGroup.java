@@ -62,9 +62,8 @@ public final class ParameterGroup {
   private final torch.ScalarType dtype;
   private final org.bytedeco.pytorch.TensorOptions shardOptions;
   private final org.bytedeco.pytorch.Device device;
-  private final long elementSize;
   private ShardSource source;
-  private boolean shardMatchesSource;
+  private long shardWritesAtRefresh = -1; // the write count when the shard last equalled its source; -1: never
   private final Tensor released;
   private Tensor shardGrad;
   private Tensor gathered;
@@ -161,7 +160,6 @@ public final class ParameterGroup {
         NoGradGuard noGrad = new NoGradGuard()) {
       this.shardOptions = Native.own(first.options());
       this.device = Native.own(first.device());
-      this.elementSize = first.element_size();
       this.dtype = first.scalar_type();
       this.shard = Native.own(torch.zeros(new long[] {shardNumel}, shardOptions));
       for (Member m : members) {
@@ -232,7 +230,6 @@ public final class ParameterGroup {
    */
   public Tensor shard() {
     ensureShard();
-    shardMatchesSource = false;
     shardWrites++;
     return shard;
   }
@@ -260,7 +257,7 @@ public final class ParameterGroup {
 
   /** Whether the shard equals its source's rounding (set by {@link #refreshFromSource()}, cleared by {@link #shard()}). */
   public boolean shardMatchesSource() {
-    return shardMatchesSource;
+    return shardWritesAtRefresh == shardWrites;
   }
 
   /** Whether the low-precision shard is held now (false while freed, see the Note). */
@@ -289,13 +286,13 @@ public final class ParameterGroup {
       return false;
     }
     source = offered;
-    shardMatchesSource = false;
+    shardWritesAtRefresh = -1;
     return true;
   }
 
   /** Whether {@code candidate} is the registered source (an optimizer asks before relying on it). */
   public boolean rebuiltFrom(ShardSource candidate) {
-    return source != null && source == candidate;
+    return source == candidate;
   }
 
   /** The shard is never freed from now on (rebuilt first if it was); any source is dropped. */
@@ -310,7 +307,7 @@ public final class ParameterGroup {
     if (source == owner) {
       ensureShard();
       source = null;
-      shardMatchesSource = false;
+      shardWritesAtRefresh = -1;
     }
   }
 
@@ -330,7 +327,7 @@ public final class ParameterGroup {
     } else {
       freeShard();
     }
-    shardMatchesSource = true;
+    shardWritesAtRefresh = shardWrites;
   }
 
   private void ensureShard() {
@@ -354,7 +351,7 @@ public final class ParameterGroup {
 
   /** Frees the shard if the source can rebuild it and nothing uses it now. */
   private void evictIfRebuildable() {
-    if (source != null && shardMatchesSource && resident && gathered != shard) {
+    if (source != null && shardMatchesSource()) {
       freeShard();
     }
   }
@@ -554,7 +551,7 @@ public final class ParameterGroup {
 
   /** Bytes of this rank's shard (0 while freed), of its gradient storage (shard and flat) and of gathered storage. */
   public long[] memoryBytes() {
-    long elem = elementSize;
+    long elem = torch.elementSize(dtype);
     long grads = (shardGrad == null ? 0 : shardNumel) + (gradFlat == null ? 0 : gradFlat.numel());
     long gath = gathered == null || gathered == shard ? 0 : gathered.numel();
     return new long[] {resident ? shardNumel * elem : 0, grads * elem, gath * elem};

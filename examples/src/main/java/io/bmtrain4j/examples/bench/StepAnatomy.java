@@ -82,8 +82,22 @@ public final class StepAnatomy implements Callable<Integer> {
     GptConfig preset = GptConfig.preset(model, vocab, seq, 0.0, torch.ScalarType.BFloat16);
     GptConfig c = new GptConfig(vocab, seq, preset.dModel(), preset.heads(), layers > 0 ? layers : preset.layers(),
         preset.dFf(), 0.0, torch.ScalarType.BFloat16, device);
-    Stepper stepper = mode.equals("plain") ? new PlainStepper(new Gpt(c, TransformerBlock::new))
-        : new ShardedStepper(new DistributedGpt(c, DistributedTransformerBlock::new));
+    // The sharded model is a Gpt too; only dropping the gradients after backward differs.
+    Gpt gpt;
+    Runnable dropGradients;
+    if (mode.equals("plain")) {
+      Gpt plain = new Gpt(c, TransformerBlock::new);
+      gpt = plain;
+      dropGradients = () -> plain.visitParameters(p -> p.mutable_grad().put(new Tensor()));
+    } else {
+      DistributedGpt sharded = new DistributedGpt(c, DistributedTransformerBlock::new);
+      List<ShardedParameter> parameters = Bmt.parameters(sharded);
+      gpt = sharded;
+      dropGradients = () -> {
+        Bmt.finishBackward(sharded);
+        parameters.forEach(ShardedParameter::zeroGrad);
+      };
+    }
     TensorOptions longs = new TensorOptions().dtype(new org.bytedeco.pytorch.ScalarTypeOptional(torch.ScalarType.Long))
         .device(new DeviceOptional(new Device(device)));
     long forwardNanos = 0;
@@ -95,12 +109,13 @@ public final class StepAnatomy implements Callable<Integer> {
       try (PointerScope step = new PointerScope()) {
         Tensor tokens = torch.randint(vocab, new long[] {microBatch, seq + 1}, longs);
         long t0 = sync(gpu);
-        Tensor logits16 = stepper.forward(tokens.narrow(1, 0, seq));
+        Tensor logits16 = gpt.forward(tokens.narrow(1, 0, seq));
         Tensor logits = logits16.to(torch.ScalarType.Float);
         logits16.close(); // as Python drops it: autograd keeps what it needs
         Tensor loss = torch.cross_entropy_loss(logits.reshape(-1, vocab), tokens.narrow(1, 1, seq).reshape(-1));
         long t1 = sync(gpu);
-        stepper.backward(loss);
+        loss.backward();
+        dropGradients.run();
         long t2 = sync(gpu);
         if (i >= warmup) {
           forwardNanos += t1 - t0;
@@ -122,45 +137,5 @@ public final class StepAnatomy implements Callable<Integer> {
       torch_cuda.getCurrentCUDAStream().synchronize();
     }
     return System.nanoTime();
-  }
-
-  /** One model's forward, and backward with its gradients dropped afterwards (set to none). */
-  private interface Stepper {
-    Tensor forward(Tensor tokens);
-
-    void backward(Tensor loss);
-  }
-
-  private record PlainStepper(Gpt gpt) implements Stepper {
-    @Override
-    public Tensor forward(Tensor tokens) {
-      return gpt.forward(tokens);
-    }
-
-    @Override
-    public void backward(Tensor loss) {
-      loss.backward();
-      gpt.visitParameters(p -> p.mutable_grad().put(new Tensor()));
-    }
-  }
-
-  private record ShardedStepper(DistributedGpt gpt, List<ShardedParameter> parameters) implements Stepper {
-    ShardedStepper(DistributedGpt gpt) {
-      this(gpt, Bmt.parameters(gpt));
-    }
-
-    @Override
-    public Tensor forward(Tensor tokens) {
-      return gpt.forward(tokens);
-    }
-
-    @Override
-    public void backward(Tensor loss) {
-      loss.backward();
-      Bmt.finishBackward(gpt);
-      for (ShardedParameter p : parameters) {
-        p.zeroGrad();
-      }
-    }
   }
 }
