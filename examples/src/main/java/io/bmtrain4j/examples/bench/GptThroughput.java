@@ -117,6 +117,7 @@ public final class GptThroughput implements Callable<Integer> {
           runSteps(gpt, manager, dev, 1); // the first step after a switch settles the allocator
           if (gpu) {
             DeviceMemory.resetPeak();
+            windowPeakBytes = 0;
           }
           Bmt.synchronize();
           long start = System.nanoTime();
@@ -259,6 +260,7 @@ public final class GptThroughput implements Callable<Integer> {
 
   private final long[] phaseNanos = new long[3];
   private final long[] phasePeakBytes = new long[3]; // with --phases on a GPU: the allocator's peak in each phase
+  private long windowPeakBytes; // the same, since the current round's peak window began
   private int phaseSteps;
 
   /** With --phases: waits for the device and returns the time; otherwise returns 0 at once. */
@@ -270,10 +272,9 @@ public final class GptThroughput implements Callable<Integer> {
     return System.nanoTime();
   }
 
-  /** The round's peak: with --phases the allocator's window restarts each phase, so the phases' peaks count too. */
+  /** The round's peak: with --phases the allocator's window restarts each phase, so the round's phase peaks count too. */
   private DeviceMemory withPhasePeaks(DeviceMemory d) {
-    long phasesPeak = Math.max(phasePeakBytes[0], Math.max(phasePeakBytes[1], phasePeakBytes[2]));
-    return new DeviceMemory(d.device(), d.allocatedBytes(), Math.max(d.peakAllocatedBytes(), phasesPeak),
+    return new DeviceMemory(d.device(), d.allocatedBytes(), Math.max(d.peakAllocatedBytes(), windowPeakBytes),
         d.reservedBytes(), d.peakReservedBytes());
   }
 
@@ -281,7 +282,9 @@ public final class GptThroughput implements Callable<Integer> {
   private void phasePeak(int i) {
     if (phases && onGpu()) {
       if (i >= 0) {
-        phasePeakBytes[i] = Math.max(phasePeakBytes[i], DeviceMemory.current().peakAllocatedBytes());
+        long peak = DeviceMemory.current().peakAllocatedBytes();
+        phasePeakBytes[i] = Math.max(phasePeakBytes[i], peak);
+        windowPeakBytes = Math.max(windowPeakBytes, peak);
       }
       DeviceMemory.resetPeak();
     }
