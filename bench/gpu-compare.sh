@@ -16,7 +16,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 echo "arguments: ${args[*]}"
 results=()
 show() { # the figures, or the end of the log when the run produced none
-  if grep -q '^RESULT' "$1"; then grep -E "^(GPT|FSDP2|prefetch|no-prefetch|fsdp2|all-gathers|phases) " "$1"; else echo "FAILED, log $1:"; grep -v "^\s*$" "$1" | grep -iv warn | tail -40 | cut -c1-300; fi
+  if grep -q '^RESULT' "$1"; then grep -E "^(GPT|FSDP2|prefetch|no-prefetch|no-early-stop|fsdp2|all-gathers|phases) " "$1"; else echo "FAILED, log $1:"; grep -v "^\s*$" "$1" | grep -iv warn | tail -40 | cut -c1-300; fi
   results+=("$(grep '^RESULT' "$1" | tail -1)")
 }
 for n in "${counts[@]}"; do

@@ -66,6 +66,16 @@ public final class Bmt {
     return io.bmtrain4j.internal.Native.own(pointer);
   }
 
+  /**
+   * {@code input.matmul(weight)} for a checkpointed block's last matmul, which a recompute then
+   * leaves out, as PyTorch's checkpoint stops early: its backward needs only {@code input} and
+   * {@code weight}. The result must reach the block's outputs through nothing but additions,
+   * dropout, casts and reshapes (checked at each recompute). See {@link io.bmtrain4j.zero.EarlyStop}.
+   */
+  public static Tensor lastMatmul(Tensor input, Tensor weight) {
+    return io.bmtrain4j.zero.EarlyStop.lastMatmul(input, weight);
+  }
+
   /** Prints on rank 0 only, like BMTrain's {@code print_rank}. */
   public static void printRank(String format, Object... args) {
     if (rank() == 0) {

@@ -66,14 +66,18 @@ final class BlockCall {
         leaves = TensorTree.tensorsIn(leafArgs);
         RngState now = RngState.capture(group.device());
         rng.restore();
+        List<Tensor> outerStandIns = EarlyStop.begin(options.earlyStop());
+        List<Tensor> standIns;
         try {
           outputs = TensorTree.tensorsOut(body.call(leafArgs), block.path());
         } finally {
+          standIns = EarlyStop.end(outerStandIns);
           now.restore();
           now.close();
           rng.close();
         }
-        block.countRecompute();
+        EarlyStop.verify(outputs, standIns, block.path());
+        block.countRecompute(standIns.size());
       } else {
         leaves = keptLeaves;
         outputs = keptOutputs;

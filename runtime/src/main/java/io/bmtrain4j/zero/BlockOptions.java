@@ -2,10 +2,15 @@ package io.bmtrain4j.zero;
 
 /**
  * How a checkpointed block runs: ZeRO level 3 (release after forward, gather again for backward)
- * or 2 (stay gathered until backward), activations recomputed or kept, and how many blocks of a
- * list may be gathered at once (2: prefetch the next; 1: no prefetch).
+ * or 2 (stay gathered until backward), activations recomputed or kept, how many blocks of a list
+ * may be gathered at once (2: prefetch the next; 1: no prefetch), and whether a recompute leaves
+ * out the block's {@link EarlyStop#lastMatmul} (on by default; off recomputes it, to compare).
  */
-public record BlockOptions(int zeroLevel, boolean recompute, int maxGatheredBlocks) {
+public record BlockOptions(int zeroLevel, boolean recompute, int maxGatheredBlocks, boolean earlyStop) {
+  public BlockOptions(int zeroLevel, boolean recompute, int maxGatheredBlocks) {
+    this(zeroLevel, recompute, maxGatheredBlocks, true);
+  }
+
   public BlockOptions {
     if (zeroLevel != 2 && zeroLevel != 3) {
       throw new IllegalArgumentException("zeroLevel must be 2 or 3, got " + zeroLevel);

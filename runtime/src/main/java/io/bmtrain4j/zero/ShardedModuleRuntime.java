@@ -41,6 +41,7 @@ public final class ShardedModuleRuntime {
   private boolean awaitingGradients;
   private int activeCalls;
   private long recomputes;
+  private long skippedMatmuls;
 
   /** A block field of this module: a single block or a list; {@code index} -1 for a single one. */
   record Child(String field, int index, ShardedModuleRuntime runtime) {}
@@ -211,8 +212,14 @@ public final class ShardedModuleRuntime {
     return recomputes;
   }
 
-  void countRecompute() {
+  /** Matmuls this block's recomputes left out (see {@link EarlyStop}), since it was built. */
+  public long skippedMatmulCount() {
+    return skippedMatmuls;
+  }
+
+  void countRecompute(int skippedMatmuls) {
     recomputes++;
+    this.skippedMatmuls += skippedMatmuls;
   }
 
   /** This module and every block below it, depth first. */

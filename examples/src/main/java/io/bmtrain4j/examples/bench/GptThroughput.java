@@ -66,6 +66,10 @@ public final class GptThroughput implements Callable<Integer> {
   @Option(names = "--no-prefetch-rounds", negatable = true, description = "also time prefetch off (default ${DEFAULT-VALUE})")
   boolean prefetchOff = true;
 
+  @Option(names = "--full-recompute-rounds", negatable = true,
+      description = "also time recompute without early stop, the last matmul recomputed (default ${DEFAULT-VALUE})")
+  boolean fullRecompute = true;
+
   @Option(names = "--peak-tflops", description = "bf16 matmul peak for MFU (default ${DEFAULT-VALUE}, measured on these H100s)")
   double peakTflops = 790;
 
@@ -107,6 +111,10 @@ public final class GptThroughput implements Callable<Integer> {
       if (prefetchOff && world > 1) { // a world of one never prefetches (nothing to overlap)
         names.add("no-prefetch");
         variants.add(new BlockOptions(3, true, 1));
+      }
+      if (fullRecompute) { // the same blocks recomputing their last matmul: what early stop saves
+        names.add("no-early-stop");
+        variants.add(new BlockOptions(3, true, 2, false));
       }
       double[][] seconds = new double[variants.size()][rounds];
       DeviceMemory[] peak = new DeviceMemory[variants.size()];

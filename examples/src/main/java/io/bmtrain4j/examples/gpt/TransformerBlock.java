@@ -79,7 +79,8 @@ public class TransformerBlock {
     Tensor attn = torch.scaled_dot_product_attention(qkv.select(0, 0), qkv.select(0, 1), qkv.select(0, 2),
         new TensorOptional(), training ? dropout : 0.0, true, new DoubleOptional(), false);
     x = x.add(torch.dropout(attn.transpose(1, 2).reshape(b, t, d).matmul(wo), dropout, training));
-    Tensor mlp = torch.gelu(ln2.forward(x).matmul(w1)).matmul(w2);
+    // The output projection's product is read by no backward: a recompute leaves it out.
+    Tensor mlp = io.bmtrain4j.Bmt.lastMatmul(torch.gelu(ln2.forward(x).matmul(w1)), w2);
     return x.add(torch.dropout(mlp, dropout, training));
   }
 }
