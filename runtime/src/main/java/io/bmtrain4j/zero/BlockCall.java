@@ -61,13 +61,13 @@ final class BlockCall {
     try (PointerScope scope = new PointerScope(); AutoGradMode grad = new AutoGradMode(true)) {
       List<Tensor> leaves;
       List<Tensor> outputs;
+      List<EarlyStop.StandIn> standIns = List.of();
       if (options.recompute()) {
         Object[] leafArgs = TensorTree.detachArgs(args);
         leaves = TensorTree.tensorsIn(leafArgs);
         RngState now = RngState.capture(group.device());
         rng.restore();
-        List<Tensor> outerStandIns = EarlyStop.begin(options.earlyStop());
-        List<Tensor> standIns;
+        List<EarlyStop.StandIn> outerStandIns = EarlyStop.begin(options.earlyStop());
         try {
           outputs = TensorTree.tensorsOut(body.call(leafArgs), block.path());
         } finally {
@@ -91,6 +91,7 @@ final class BlockCall {
           grads.push_back(g);
         }
       }
+      EarlyStop.addStandInRoots(roots, grads, standIns);
       if (roots.size() > 0) {
         try (BoolOptional retain = new BoolOptional(false); TensorVector all = new TensorVector()) {
           torch.backward(roots, grads, retain, false, all);

@@ -122,6 +122,7 @@ public final class GptThroughput implements Callable<Integer> {
       for (int r = 0; r < rounds; r++) {
         for (int v = 0; v < variants.size(); v++) {
           Bmt.configureBlocks(gpt, variants.get(v));
+          countPhases = v == 0;
           runSteps(gpt, manager, dev, 1); // the first step after a switch settles the allocator
           if (gpu) {
             DeviceMemory.resetPeak();
@@ -153,7 +154,7 @@ public final class GptThroughput implements Callable<Integer> {
             100 * Math.max(0, Math.min(1, exposedWithout / gatherSeconds)));
       }
       if (phases && phaseSteps > 0) {
-        Bmt.printRank("phases (synchronised, mean of %d steps): forward + loss %.1f ms, backward + reduction %.1f ms,"
+        Bmt.printRank("phases (first variant, synchronised, mean of %d steps): forward + loss %.1f ms, backward + reduction %.1f ms,"
             + " optimizer %.1f ms; peak allocated in each: %.2f / %.2f / %.2f GiB", phaseSteps,
             phaseNanos[0] / 1e6 / phaseSteps, phaseNanos[1] / 1e6 / phaseSteps, phaseNanos[2] / 1e6 / phaseSteps,
             phasePeakBytes[0] / 1073741824.0, phasePeakBytes[1] / 1073741824.0, phasePeakBytes[2] / 1073741824.0);
@@ -209,7 +210,7 @@ public final class GptThroughput implements Callable<Integer> {
         manager.step();
         long t3 = phase();
         phasePeak(2);
-        if (phases) {
+        if (phases && countPhases) {
           phaseNanos[0] += t1 - t0;
           phaseNanos[1] += t2 - t1;
           phaseNanos[2] += t3 - t2;
@@ -270,6 +271,7 @@ public final class GptThroughput implements Callable<Integer> {
   private final long[] phasePeakBytes = new long[3]; // with --phases on a GPU: the allocator's peak in each phase
   private long windowPeakBytes; // the same, since the current round's peak window began
   private int phaseSteps;
+  private boolean countPhases = true; // the phase times describe the first variant (prefetch, early stop) only
 
   /** With --phases: waits for the device and returns the time; otherwise returns 0 at once. */
   private long phase() {
@@ -291,7 +293,9 @@ public final class GptThroughput implements Callable<Integer> {
     if (phases && onGpu()) {
       if (i >= 0) {
         long peak = DeviceMemory.current().peakAllocatedBytes();
-        phasePeakBytes[i] = Math.max(phasePeakBytes[i], peak);
+        if (countPhases) {
+          phasePeakBytes[i] = Math.max(phasePeakBytes[i], peak);
+        }
         windowPeakBytes = Math.max(windowPeakBytes, peak);
       }
       DeviceMemory.resetPeak();

@@ -12,7 +12,7 @@ import org.junit.jupiter.api.Test;
 
 /**
  * The GPU benchmark main, run on the CPU (Gloo) on 2 ranks with a tiny model, so CI notices when
- * it breaks: it must time both prefetch settings, measure the all-gathers, report the phases and
+ * it breaks: it must time both prefetch settings and recompute without early stop, measure the all-gathers, report the phases and
  * end with the RESULT line {@code bench/gpu-compare.sh} collects.
  */
 class GptThroughputTest {
@@ -26,7 +26,8 @@ class GptThroughputTest {
     assertEquals(0, code, all);
     assertTrue(all.contains("no-prefetch"), all);
     assertTrue(all.contains("all-gathers alone:"), all);
-    assertTrue(all.contains("phases (synchronised"), all);
+    assertTrue(all.contains("no-early-stop"), all);
+    assertTrue(all.contains("phases (first variant, synchronised"), all);
     String result = lines.stream().filter(l -> l.contains("RESULT impl=bmtrain4j")).findFirst().orElse("");
     assertTrue(result.contains("model=tiny gpus=2 tokens_per_s_per_gpu="), all);
     double loss = Double.parseDouble(result.replaceAll(".*loss=", ""));
