@@ -3,7 +3,8 @@
 # 24 layers, d_model 2048, 16 heads, seq 2048), batch, optimizer and precision. Run on the GPU
 # machine from the project root after `../shared/gpu/stage examples` and the parts are received
 # (see ../shared/gpu/README.md). Usage: bench/gpu-compare.sh [GPU COUNTS...] (default: 2 4)
-# Extra arguments for both sides: COMPARE_ARGS="--model 1.3b --micro-batch 8 --seq 2048".
+# Extra arguments for both sides: COMPARE_ARGS="--model 1.3b --micro-batch 8 --seq 2048"; for
+# bmtrain4j's only: BMT_ARGS="--no-full-recompute-rounds".
 # Full logs go to $OUT (the device's return folder) or /tmp.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +23,7 @@ show() { # the figures, or the end of the log when the run produced none
 for n in "${counts[@]}"; do
   tag="${args[1]:-model}-$n"
   echo "=== $n GPU(s): bmtrain4j ==="
-  bash .gpu/gpu.sh torchrun --nproc_per_node="$n" -- io.bmtrain4j.examples.bench.GptThroughput "${args[@]}" > "$logs/bmt-$tag.log" 2>&1
+  bash .gpu/gpu.sh torchrun --nproc_per_node="$n" -- io.bmtrain4j.examples.bench.GptThroughput "${args[@]}" ${BMT_ARGS:-} > "$logs/bmt-$tag.log" 2>&1
   show "$logs/bmt-$tag.log"
   echo "=== $n GPU(s): PyTorch FSDP2 ==="
   torchrun --nproc_per_node="$n" bench/fsdp2_gpt.py "${args[@]}" > "$logs/fsdp2-$tag.log" 2>&1
