@@ -66,7 +66,7 @@ public final class GptThroughput implements Callable<Integer> {
   @Option(names = "--no-prefetch-rounds", negatable = true, description = "also time prefetch off (default ${DEFAULT-VALUE})")
   boolean prefetchOff = true;
 
-  @Option(names = "--full-recompute-rounds", negatable = true,
+  @Option(names = "--no-full-recompute-rounds", negatable = true,
       description = "also time recompute without early stop, the last matmul recomputed (default ${DEFAULT-VALUE})")
   boolean fullRecompute = true;
 
@@ -76,7 +76,7 @@ public final class GptThroughput implements Callable<Integer> {
   @Option(names = "--device", description = "cuda (NCCL, one GPU per rank) or cpu (Gloo, a smoke test) (default ${DEFAULT-VALUE})")
   String deviceKind = "cuda";
 
-  @Option(names = "--cudnn-attention", negatable = true, description = "attention tries cuDNN first on H100/H200, as PyTorch does (default ${DEFAULT-VALUE})")
+  @Option(names = "--no-cudnn-attention", negatable = true, description = "attention tries cuDNN first on H100/H200, as PyTorch does (default ${DEFAULT-VALUE})")
   boolean cudnnAttention = true;
 
   @Option(names = "--trace-memory", description = "print memory after every step (leak hunting)")

@@ -58,7 +58,7 @@ public final class StepAnatomy implements Callable<Integer> {
   @Option(names = "--warmup", description = "untimed steps first (default ${DEFAULT-VALUE})")
   int warmup = 3;
 
-  @Option(names = "--cudnn-attention", negatable = true, description = "attention tries cuDNN first on H100/H200, as PyTorch does (default ${DEFAULT-VALUE})")
+  @Option(names = "--no-cudnn-attention", negatable = true, description = "attention tries cuDNN first on H100/H200, as PyTorch does (default ${DEFAULT-VALUE})")
   boolean cudnnAttention = true;
 
   @Option(names = "--device", description = "cuda or cpu (default ${DEFAULT-VALUE})")

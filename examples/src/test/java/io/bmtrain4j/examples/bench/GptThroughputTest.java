@@ -1,6 +1,7 @@
 package io.bmtrain4j.examples.bench;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.bmtrain4j.launch.LaunchSpec;
@@ -32,5 +33,26 @@ class GptThroughputTest {
     assertTrue(result.contains("model=tiny gpus=2 tokens_per_s_per_gpu="), all);
     double loss = Double.parseDouble(result.replaceAll(".*loss=", ""));
     assertTrue(loss > 0 && loss < 10, "loss " + loss + " of random tokens over 64 classes should be near ln 64 = 4.2");
+  }
+
+  /**
+   * picocli's negatable options set the opposite of the default when given by their declared
+   * name, so a true-by-default switch must be declared by its --no- name: declared as
+   * --cudnn-attention, {@code --no-cudnn-attention} left cuDNN preferred.
+   */
+  @Test
+  void switchesThatAreOnByDefaultTurnOffWithTheirNoForm() {
+    GptThroughput defaults = new GptThroughput();
+    new picocli.CommandLine(defaults).parseArgs();
+    assertTrue(defaults.cudnnAttention && defaults.fullRecompute && defaults.prefetchOff);
+    GptThroughput off = new GptThroughput();
+    new picocli.CommandLine(off).parseArgs("--no-cudnn-attention", "--no-full-recompute-rounds", "--no-prefetch-rounds");
+    assertFalse(off.cudnnAttention || off.fullRecompute || off.prefetchOff);
+    GptThroughput on = new GptThroughput();
+    new picocli.CommandLine(on).parseArgs("--cudnn-attention", "--full-recompute-rounds", "--prefetch-rounds");
+    assertTrue(on.cudnnAttention && on.fullRecompute && on.prefetchOff);
+    StepAnatomy anatomy = new StepAnatomy();
+    new picocli.CommandLine(anatomy).parseArgs("--no-cudnn-attention");
+    assertFalse(anatomy.cudnnAttention);
   }
 }
