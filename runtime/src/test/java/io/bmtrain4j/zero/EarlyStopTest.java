@@ -28,6 +28,7 @@ class EarlyStopTest {
   static final int H = 12;
   static final int BATCH = 4;
   static final int SEQ = 5;
+  static final int LAYERS = 2;
   static final int STEPS = 2;
 
   /** What a block does after its hidden activation {@code h}. */
@@ -37,87 +38,13 @@ class EarlyStopTest {
     EARLY_SCALED, // x + (lastMatmul(h, w2) * 0.5).view(...).clone(): more value-free nodes
     READS_PRODUCT; // x + gelu(lastMatmul(h, w2)): gelu's backward reads the product
 
-    Tensor apply(Tensor x, Tensor h, Tensor w2, double dropout) {
-      return switch (this) {
+    HandWrittenModels.Tail withDropout(double dropout) {
+      return (x, h, w2) -> switch (this) {
         case PLAIN -> x.add(torch.dropout(h.matmul(w2), dropout, true));
         case EARLY -> x.add(torch.dropout(Bmt.lastMatmul(h, w2), dropout, true));
         case EARLY_SCALED -> x.add(Bmt.lastMatmul(h, w2).mul(new Scalar(0.5)).view(-1, D).clone().view(x.sizes()));
         case READS_PRODUCT -> x.add(torch.gelu(Bmt.lastMatmul(h, w2)));
       };
-    }
-  }
-
-  static class Block {
-    Tensor w1 = torch.randn(D, H).mul(new Scalar(0.3)).requires_grad_(true);
-    Tensor w2 = torch.randn(H, D).mul(new Scalar(0.3)).requires_grad_(true);
-    final Tail tail;
-    final double dropout;
-
-    Block(Tail tail, double dropout) {
-      this.tail = tail;
-      this.dropout = dropout;
-    }
-
-    Tensor forward(Tensor x) {
-      return tail.apply(x, torch.gelu(x.matmul(w1)), w2, dropout);
-    }
-  }
-
-  static final class ShardedBlock extends Block implements ShardedModule {
-    private final ShardedModuleRuntime runtime;
-
-    ShardedBlock(Tail tail, double dropout) {
-      super(tail, dropout);
-      runtime = ShardedModuleRuntime.builder("Block").tensor("w1", w1).tensor("w2", w2).build();
-    }
-
-    @Override
-    public ShardedModuleRuntime shardedRuntime() {
-      return runtime;
-    }
-
-    @Override
-    Tensor forward(Tensor x) {
-      return runtime.forward(new Object[] {x}, a -> super.forward((Tensor) a[0]));
-    }
-  }
-
-  static class Net {
-    Tensor embed = torch.randn(VOCAB, D).mul(new Scalar(0.5)).requires_grad_(true);
-    final List<Block> layers = new ArrayList<>();
-
-    Net(Tail tail, double dropout, boolean sharded) {
-      for (int i = 0; i < 2; i++) {
-        layers.add(sharded ? new ShardedBlock(tail, dropout) : new Block(tail, dropout));
-      }
-    }
-
-    Tensor forward(Tensor tokens) {
-      Tensor x = torch.embedding(embed, tokens);
-      for (Block b : layers) {
-        x = b.forward(x);
-      }
-      return x.matmul(embed.t());
-    }
-  }
-
-  static final class ShardedNet extends Net implements ShardedModule {
-    private final ShardedModuleRuntime runtime;
-
-    ShardedNet(Tail tail, double dropout, BlockOptions options) {
-      super(tail, dropout, true);
-      runtime = ShardedModuleRuntime.builder("Net").tensor("embed", embed)
-          .blockList("layers", layers, options, "ShardedBlock").build();
-    }
-
-    @Override
-    public ShardedModuleRuntime shardedRuntime() {
-      return runtime;
-    }
-
-    @Override
-    Tensor forward(Tensor tokens) {
-      return runtime.forward(new Object[] {tokens}, a -> super.forward((Tensor) a[0]));
     }
   }
 
@@ -134,15 +61,14 @@ class EarlyStopTest {
 
   /** Losses and last gradients of plain libtorch training (no runtime: lastMatmul is a matmul). */
   static Run plain(Tail tail) {
-    Net net;
+    HandWrittenModels.Net net;
     synchronized (RanksAsThreads.RNG_LOCK) {
       torch.manual_seed(0);
-      net = new Net(tail, 0, false);
+      net = new HandWrittenModels.Net(VOCAB, D, H, LAYERS, 0, tail.withDropout(0), false);
     }
     List<Tensor> params = new ArrayList<>(List.of(net.embed));
-    for (Block b : net.layers) {
-      params.add(b.w1);
-      params.add(b.w2);
+    for (HandWrittenModels.Block b : net.layers) {
+      params.addAll(List.of(b.w1, b.b1, b.w2));
     }
     Run run = new Run();
     for (int step = 0; step < STEPS; step++) {
@@ -152,8 +78,10 @@ class EarlyStopTest {
       run.losses.add((double) l.item_float());
       run.grads.put("embed", values(net.embed.grad()));
       for (int i = 0; i < net.layers.size(); i++) {
-        run.grads.put("layers." + i + ".w1", values(net.layers.get(i).w1.grad()));
-        run.grads.put("layers." + i + ".w2", values(net.layers.get(i).w2.grad()));
+        HandWrittenModels.Block b = net.layers.get(i);
+        run.grads.put("layers." + i + ".w1", values(b.w1.grad()));
+        run.grads.put("layers." + i + ".b1", values(b.b1.grad()));
+        run.grads.put("layers." + i + ".w2", values(b.w2.grad()));
       }
       sgd(params);
     }
@@ -178,10 +106,10 @@ class EarlyStopTest {
   /** Sharded training, one result per rank. */
   static List<Run> sharded(int world, Tail tail, double dropout, BlockOptions options) {
     return RanksAsThreads.run(world, 0, Duration.ofSeconds(60), ctx -> {
-      ShardedNet net;
+      HandWrittenModels.ShardedNet net;
       synchronized (RanksAsThreads.RNG_LOCK) {
         torch.manual_seed(0);
-        net = new ShardedNet(tail, dropout, options);
+        net = new HandWrittenModels.ShardedNet(VOCAB, D, H, LAYERS, 0, tail.withDropout(dropout), options);
       }
       int per = BATCH / world;
       Run run = new Run();
@@ -227,7 +155,7 @@ class EarlyStopTest {
     Run reference = plain(tail == Tail.EARLY_SCALED ? Tail.EARLY_SCALED : Tail.PLAIN);
     for (Run run : sharded(world, tail, 0, BlockOptions.defaults())) {
       assertSameTraining(reference, run);
-      assertEquals(2L * STEPS, run.recomputes);
+      assertEquals((long) LAYERS * STEPS, run.recomputes);
       assertEquals(run.recomputes, run.skipped, "every recompute leaves its last matmul out");
     }
   }
@@ -256,7 +184,7 @@ class EarlyStopTest {
     Run reference = plain(Tail.PLAIN);
     Run run = sharded(2, Tail.EARLY, 0, new BlockOptions(3, true, 2, false)).get(0);
     assertSameTraining(reference, run);
-    assertEquals(2L * STEPS, run.recomputes);
+    assertEquals((long) LAYERS * STEPS, run.recomputes);
     assertEquals(0, run.skipped);
   }
 

@@ -13,19 +13,29 @@ import org.bytedeco.pytorch.global.torch;
 final class HandWrittenModels {
   private HandWrittenModels() {}
 
+  /** What a block does with its input {@code x} and hidden activation {@code h} (EarlyStopTest varies it). */
+  @FunctionalInterface
+  interface Tail {
+    Tensor apply(Tensor x, Tensor h, Tensor w2);
+  }
+
+  static final Tail RESIDUAL_MATMUL = (x, h, w2) -> x.add(h.matmul(w2));
+
   static class Block {
     Tensor w1;
     Tensor b1;
     Tensor w2;
     double dropout;
+    final Tail tail;
     boolean training = true;
     int calls;
 
-    Block(int d, int h, double dropout) {
+    Block(int d, int h, double dropout, Tail tail) {
       w1 = torch.randn(d, h).mul(new Scalar(0.3)).requires_grad_(true);
       b1 = torch.randn(h).mul(new Scalar(0.1)).requires_grad_(true);
       w2 = torch.randn(h, d).mul(new Scalar(0.3)).requires_grad_(true);
       this.dropout = dropout;
+      this.tail = tail;
     }
 
     Tensor forward(Tensor x) {
@@ -34,15 +44,15 @@ final class HandWrittenModels {
       if (dropout > 0) {
         h = torch.dropout(h, dropout, training);
       }
-      return x.add(h.matmul(w2));
+      return tail.apply(x, h, w2);
     }
   }
 
   static final class ShardedBlock extends Block implements ShardedModule {
     private final ShardedModuleRuntime runtime;
 
-    ShardedBlock(int d, int h, double dropout) {
-      super(d, h, dropout);
+    ShardedBlock(int d, int h, double dropout, Tail tail) {
+      super(d, h, dropout, tail);
       runtime = ShardedModuleRuntime.builder("Block").tensor("w1", w1).tensor("b1", b1).tensor("w2", w2).build();
     }
 
@@ -62,9 +72,13 @@ final class HandWrittenModels {
     List<Block> layers = new ArrayList<>();
 
     Net(int vocab, int d, int h, int n, double dropout, boolean sharded) {
+      this(vocab, d, h, n, dropout, RESIDUAL_MATMUL, sharded);
+    }
+
+    Net(int vocab, int d, int h, int n, double dropout, Tail tail, boolean sharded) {
       embed = torch.randn(vocab, d).mul(new Scalar(0.5)).requires_grad_(true);
       for (int i = 0; i < n; i++) {
-        layers.add(sharded ? new ShardedBlock(d, h, dropout) : new Block(d, h, dropout));
+        layers.add(sharded ? new ShardedBlock(d, h, dropout, tail) : new Block(d, h, dropout, tail));
       }
     }
 
@@ -81,7 +95,11 @@ final class HandWrittenModels {
     private final ShardedModuleRuntime runtime;
 
     ShardedNet(int vocab, int d, int h, int n, double dropout, BlockOptions options) {
-      super(vocab, d, h, n, dropout, true);
+      this(vocab, d, h, n, dropout, RESIDUAL_MATMUL, options);
+    }
+
+    ShardedNet(int vocab, int d, int h, int n, double dropout, Tail tail, BlockOptions options) {
+      super(vocab, d, h, n, dropout, tail, true);
       runtime = ShardedModuleRuntime.builder("Net").tensor("embed", embed)
           .blockList("layers", layers, options, "ShardedBlock").build();
     }
