@@ -70,6 +70,8 @@ final class BlockCall {
         List<EarlyStop.StandIn> outerStandIns = EarlyStop.begin(options.earlyStop());
         try {
           outputs = TensorTree.tensorsOut(body.call(leafArgs), block.path());
+        } catch (RuntimeException e) {
+          throw EarlyStop.explainFailure(e, block.path());
         } finally {
           standIns = EarlyStop.end(outerStandIns);
           now.restore();
@@ -91,7 +93,7 @@ final class BlockCall {
           grads.push_back(g);
         }
       }
-      EarlyStop.addStandInRoots(roots, grads, standIns);
+      EarlyStop.addStandInRoots(roots, grads, standIns, block.path());
       if (roots.size() > 0) {
         try (BoolOptional retain = new BoolOptional(false); TensorVector all = new TensorVector()) {
           torch.backward(roots, grads, retain, false, all);

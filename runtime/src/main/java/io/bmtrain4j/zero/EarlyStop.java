@@ -60,17 +60,24 @@ public final class EarlyStop {
    */
   private static final String MUL = "MulBackward0";
 
-  /** A matmul a recompute left out: its operands and the stand-in for its product. */
-  record StandIn(Tensor input, Tensor weight, Tensor product) {}
+  /**
+   * A matmul a recompute left out: its operands with their versions at the call, the leaf that
+   * stands in for its product, and the product handed to the block (a node of its own).
+   */
+  record StandIn(Tensor input, long inputVersion, Tensor weight, long weightVersion, Tensor leaf, Tensor product) {}
 
   /** The stand-ins made in the recompute running on this thread; null outside a recompute. */
   private static final ThreadLocal<List<StandIn>> RECOMPUTE = new ThreadLocal<>();
 
   /**
    * {@code input.matmul(weight)} for a {@code [in, out]} weight; see [Note: early stop]. Use it
-   * for a checkpointed block's last matmul when its result reaches the block's outputs only
+   * in a checkpointed block's own forward (a nested sharded module's forward computes the
+   * product) for the block's last matmul, when its result reaches the block's outputs only
    * through additions, dropout, casts and reshapes. Inside a recompute the product is not
-   * computed and its values must not be read; {@link #verify} rejects a graph that would.
+   * computed: {@link #verify} rejects a graph whose backward would read it, an operand computed
+   * from another stand-in, and in-place changes to the result or the operands. Values derived
+   * from the result outside autograd (a mask made from it, a detached copy) cannot be seen and
+   * would be garbage in a recompute: do not make them.
    */
   public static Tensor lastMatmul(Tensor input, Tensor weight) {
     if (weight.dim() != 2 || input.dim() < 1 || input.size(-1) != weight.size(0)) {
@@ -86,7 +93,7 @@ public final class EarlyStop {
     shape[shape.length - 1] = weight.size(1);
     Tensor leaf = torch.empty(shape, input.options(), new org.bytedeco.pytorch.MemoryFormatOptional()).requires_grad_(true);
     Tensor product = leaf.alias(); // a node of its own, which verify() recognises on the way from the outputs
-    standIns.add(new StandIn(input, weight, product));
+    standIns.add(new StandIn(input, input._version(), weight, weight._version(), leaf, product));
     return product;
   }
 
@@ -96,18 +103,23 @@ public final class EarlyStop {
    * join {@code roots} and {@code grads} as roots of their own for the second pass. The graph is
    * kept for that pass.
    */
-  static void addStandInRoots(TensorVector roots, TensorVector grads, List<StandIn> standIns) {
+  static void addStandInRoots(TensorVector roots, TensorVector grads, List<StandIn> standIns, String block) {
     if (standIns.isEmpty() || roots.size() == 0) {
       return;
     }
     TensorVector products = new TensorVector();
     for (StandIn s : standIns) {
+      if (s.input._version() != s.inputVersion || s.weight._version() != s.weightVersion) {
+        throw new IllegalStateException(block + ": an operand of lastMatmul was modified in place after the call;"
+            + " the left-out matmul's gradient needs it as it was. Modify a copy, or use an ordinary matmul there.");
+      }
       products.push_back(s.product);
     }
     TensorVector reaching = torch.grad(roots, products, grads, new BoolOptional(true), false, true);
     for (int i = 0; i < standIns.size(); i++) {
-      Tensor g = reaching.get(i);
       StandIn s = standIns.get(i);
+      s.leaf.requires_grad_(false); // the second pass then leaves no product-sized .grad on it
+      Tensor g = reaching.get(i);
       if (!g.defined()) {
         continue; // the product reaches no output
       }
@@ -119,7 +131,23 @@ public final class EarlyStop {
         roots.push_back(s.weight);
         grads.push_back(s.input.reshape(-1, s.weight.size(0)).t().matmul(g.reshape(-1, s.weight.size(1))));
       }
+      g.close();
     }
+    reaching.close();
+    products.close();
+  }
+
+  /**
+   * {@code e}, thrown by a recompute's forward, explained if it is autograd refusing an in-place
+   * change to a stand-in (a view of a leaf).
+   */
+  static RuntimeException explainFailure(RuntimeException e, String block) {
+    List<StandIn> standIns = RECOMPUTE.get();
+    if (standIns == null || standIns.isEmpty() || !String.valueOf(e.getMessage()).contains("in-place operation")) {
+      return e;
+    }
+    return new IllegalStateException(block + ": the result of lastMatmul was modified in place, which its stand-in in"
+        + " a recompute cannot be (see EarlyStop); use an out-of-place op (add, not add_) after lastMatmul", e);
   }
 
   /**
@@ -146,57 +174,90 @@ public final class EarlyStop {
 
   /**
    * Checks that no recomputed node between {@code outputs} and a stand-in reads the stand-in's
-   * values in backward; see [Note: early stop].
+   * values in backward, and that no stand-in feeds another's operands; see [Note: early stop].
    */
   static void verify(List<Tensor> outputs, List<StandIn> standIns, String block) {
     if (standIns.isEmpty()) {
       return;
     }
     try (PointerScope scope = new PointerScope()) {
-      Set<Long> targets = new HashSet<>();
-      for (StandIn s : standIns) {
-        targets.add(s.product.grad_fn().address());
-      }
-      Map<Long, Boolean> reaches = new HashMap<>();
+      PathsToStandIns paths = new PathsToStandIns(standIns);
       for (Tensor out : outputs) {
         Node fn = out == null || !out.defined() ? null : out.grad_fn();
         if (fn != null && !fn.isNull()) {
-          reachesStandIn(fn, targets, reaches, block);
+          paths.reaches(fn, block);
+        }
+      }
+      for (StandIn s : standIns) {
+        for (Tensor operand : List.of(s.input, s.weight)) {
+          Node fn = operand.grad_fn();
+          if (fn != null && !fn.isNull() && paths.reaches(fn, null)) {
+            throw new IllegalStateException(block + ": an operand of lastMatmul is computed from another lastMatmul's"
+                + " result, which a recompute does not compute (see EarlyStop). Use lastMatmul only for the block's"
+                + " last matmul.");
+          }
         }
       }
     }
   }
 
-  private static boolean reachesStandIn(Node node, Set<Long> targets, Map<Long, Boolean> reaches, String block) {
-    long address = node.address();
-    if (targets.contains(address)) {
-      return true;
-    }
-    Boolean known = reaches.get(address);
-    if (known != null) {
-      return known;
-    }
-    boolean onPath = false;
-    int differentiableInputs = 0;
-    for (int i = 0; i < node.num_outputs(); i++) {
-      Edge edge = node.next_edge(i);
-      if (!edge.is_valid()) {
-        continue;
-      }
-      differentiableInputs++;
-      onPath |= reachesStandIn(edge.function(), targets, reaches, block);
-    }
-    if (onPath) {
-      String name = node.name().getString();
-      boolean valueFree = VALUE_FREE.contains(name) || (name.equals(MUL) && differentiableInputs == 1);
-      if (!valueFree) {
-        throw new IllegalStateException(block + ": the result of lastMatmul reaches the block's output through "
-            + name + ", whose backward reads that result; a recompute does not compute it (see EarlyStop)."
-            + " Use lastMatmul only for the block's last matmul, followed by nothing but additions, dropout,"
-            + " casts and reshapes, or use an ordinary matmul there.");
+  /** Which autograd nodes lead to a stand-in, walking from the outputs towards the inputs. */
+  private static final class PathsToStandIns {
+    private final Set<Long> targets = new HashSet<>();
+    private final Map<Long, Boolean> known = new HashMap<>();
+    private long oldestTarget = -1; // as unsigned: the largest sequence number
+
+    PathsToStandIns(List<StandIn> standIns) {
+      for (StandIn s : standIns) {
+        Node fn = s.product.grad_fn();
+        targets.add(fn.address());
+        if (Long.compareUnsigned(fn.sequence_nr(), oldestTarget) < 0) {
+          oldestTarget = fn.sequence_nr();
+        }
       }
     }
-    reaches.put(address, onPath);
-    return onPath;
+
+    /**
+     * Whether {@code node} leads to a stand-in. With a {@code block} name, a node on such a path
+     * whose backward reads its input's values is an error.
+     */
+    boolean reaches(Node node, String block) {
+      long address = node.address();
+      if (targets.contains(address)) {
+        return true;
+      }
+      // A node recorded before every stand-in cannot consume one (the engine's AccumulateGrad
+      // nodes carry the largest number and are walked: they have no inputs). This keeps the walk
+      // to the block's tail.
+      if (Long.compareUnsigned(node.sequence_nr(), oldestTarget) < 0) {
+        return false;
+      }
+      Boolean seen = known.get(address);
+      if (seen != null) {
+        return seen;
+      }
+      boolean onPath = false;
+      int differentiableInputs = 0;
+      for (int i = 0; i < node.num_outputs(); i++) {
+        Edge edge = node.next_edge(i);
+        if (!edge.is_valid()) {
+          continue;
+        }
+        differentiableInputs++;
+        onPath |= reaches(edge.function(), block);
+      }
+      if (onPath && block != null) {
+        String name = node.name().getString();
+        boolean valueFree = VALUE_FREE.contains(name) || (name.equals(MUL) && differentiableInputs == 1);
+        if (!valueFree) {
+          throw new IllegalStateException(block + ": the result of lastMatmul reaches the block's output through "
+              + name + ", whose backward reads that result; a recompute does not compute it (see EarlyStop)."
+              + " Use lastMatmul only for the block's last matmul, followed by nothing but additions, dropout,"
+              + " casts and reshapes, or use an ordinary matmul there.");
+        }
+      }
+      known.put(address, onPath);
+      return onPath;
+    }
   }
 }

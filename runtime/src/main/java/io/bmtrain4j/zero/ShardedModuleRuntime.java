@@ -242,6 +242,9 @@ public final class ShardedModuleRuntime {
     if (outermost) {
       ForwardTape.begin();
     }
+    // An enclosing block's recompute leaves out only its own last matmul, not a nested module's:
+    // a nested block that keeps its graph would otherwise keep a stand-in's garbage.
+    List<EarlyStop.StandIn> enclosingRecompute = EarlyStop.begin(false);
     try {
       return options == null || group == null ? standalone(args, body) : checkpointed(args, body);
     } catch (ReleasedParameterException e) {
@@ -249,6 +252,7 @@ public final class ShardedModuleRuntime {
     } catch (RuntimeException e) {
       throw explainReleased(e);
     } finally {
+      EarlyStop.end(enclosingRecompute);
       if (outermost) {
         ForwardTape.end();
       }
