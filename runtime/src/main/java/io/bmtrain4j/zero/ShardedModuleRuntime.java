@@ -344,7 +344,14 @@ public final class ShardedModuleRuntime {
       keptOutputs.forEach(Native::own);
       List<Tensor> values = new ArrayList<>();
       for (Tensor t : keptOutputs) {
-        values.add(t == null ? null : t.detach());
+        // The same data under a version counter of its own (detach() shares the kept output's):
+        // CustomBackward's in-place wiring must not look like a change to a tensor the kept graph
+        // saved (tanh and sigmoid save their output), which made this block's backward fail.
+        org.bytedeco.pytorch.TensorBase data = t == null ? null : t.variable_data();
+        values.add(data == null ? null : new Tensor(data));
+        if (data != null) {
+          data.close();
+        }
       }
       result = TensorTree.replace(kept, values);
       call = new BlockCall(this, args, body, null, keptLeaves, keptOutputs, ForwardTape.current());
