@@ -112,6 +112,15 @@ public final class CustomBackward {
    * these outputs, even if no input requires grad (so parameters inside can get gradients).
    */
   public static List<Tensor> apply(List<Tensor> inputs, List<Tensor> outputs, Backward backward) {
+    return apply(inputs, outputs, backward, true);
+  }
+
+  /**
+   * As {@link #apply(List, List, Backward)}; with {@code inPlace} false the outputs are left
+   * untouched and the wired ones are new tensors (one copy each), for outputs whose storage a
+   * graph saved.
+   */
+  public static List<Tensor> apply(List<Tensor> inputs, List<Tensor> outputs, Backward backward, boolean inPlace) {
     closeRetired();
     Node node = new Node(backward, inputs.size(), outputs.size());
     List<Tensor> wired = new ArrayList<>(outputs.size());
@@ -141,7 +150,7 @@ public final class CustomBackward {
           wired.add(out);
           continue;
         }
-        Tensor connected = safeInPlace(out, inputs) ? connectInPlace(out, zero) : out.add(zero);
+        Tensor connected = inPlace && safeInPlace(out, inputs) ? connectInPlace(out, zero) : out.add(zero);
         node.hook(connected, node.outputHook(j));
         wired.add(connected);
       }

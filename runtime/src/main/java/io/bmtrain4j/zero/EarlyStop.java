@@ -143,7 +143,8 @@ public final class EarlyStop {
    */
   static RuntimeException explainFailure(RuntimeException e, String block) {
     List<StandIn> standIns = RECOMPUTE.get();
-    if (standIns == null || standIns.isEmpty() || !String.valueOf(e.getMessage()).contains("in-place operation")) {
+    // libtorch's words for an in-place op on a view of a leaf: the stand-in is one.
+    if (standIns == null || standIns.isEmpty() || !String.valueOf(e.getMessage()).contains("a view of a leaf Variable")) {
       return e;
     }
     return new IllegalStateException(block + ": the result of lastMatmul was modified in place, which its stand-in in"
@@ -226,9 +227,10 @@ public final class EarlyStop {
       if (targets.contains(address)) {
         return true;
       }
-      // A node recorded before every stand-in cannot consume one (the engine's AccumulateGrad
-      // nodes carry the largest number and are walked: they have no inputs). This keeps the walk
-      // to the block's tail.
+      // A node recorded before every stand-in cannot consume one, so the walk stays in the
+      // block's tail. Sequence numbers count per thread: this holds because a recompute's forward
+      // runs on one thread (a block's forward must not run autograd ops on others). The engine's
+      // AccumulateGrad nodes carry the largest number and are walked: they have no inputs.
       if (Long.compareUnsigned(node.sequence_nr(), oldestTarget) < 0) {
         return false;
       }

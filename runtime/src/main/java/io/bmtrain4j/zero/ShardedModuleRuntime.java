@@ -344,14 +344,7 @@ public final class ShardedModuleRuntime {
       keptOutputs.forEach(Native::own);
       List<Tensor> values = new ArrayList<>();
       for (Tensor t : keptOutputs) {
-        // The same data under a version counter of its own (detach() shares the kept output's):
-        // CustomBackward's in-place wiring must not look like a change to a tensor the kept graph
-        // saved (tanh and sigmoid save their output), which made this block's backward fail.
-        org.bytedeco.pytorch.TensorBase data = t == null ? null : t.variable_data();
-        values.add(data == null ? null : new Tensor(data));
-        if (data != null) {
-          data.close();
-        }
+        values.add(t == null ? null : t.detach());
       }
       result = TensorTree.replace(kept, values);
       call = new BlockCall(this, args, body, null, keptLeaves, keptOutputs, ForwardTape.current());
@@ -359,7 +352,10 @@ public final class ShardedModuleRuntime {
     if (options.zeroLevel() == 3) {
       group.release();
     }
-    List<Tensor> wired = CustomBackward.apply(inputs, TensorTree.tensorsOut(result, path()), call::backward);
+    // A kept graph may have saved its outputs (tanh and sigmoid save theirs): they are wired out
+    // of place, so neither the wiring nor a caller's in-place change touches what it saved.
+    List<Tensor> wired = CustomBackward.apply(inputs, TensorTree.tensorsOut(result, path()), call::backward,
+        options.recompute());
     return TensorTree.replace(result, wired);
   }
 
