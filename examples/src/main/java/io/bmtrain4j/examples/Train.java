@@ -102,10 +102,10 @@ public final class Train implements Callable<Integer> {
   long seed = 0;
 
   /** Preset names for --help. */
-  static final class Presets extends ArrayList<String> {
+  public static final class Presets extends ArrayList<String> {
     private static final long serialVersionUID = 1L;
 
-    Presets() {
+    public Presets() {
       super(GptConfig.PRESETS);
     }
   }

@@ -2,7 +2,6 @@ package io.bmtrain4j.examples.bench;
 
 import io.bmtrain4j.Bmt;
 import io.bmtrain4j.DeviceMemory;
-import io.bmtrain4j.InitOptions;
 import io.bmtrain4j.examples.gpt.DistributedGpt;
 import io.bmtrain4j.examples.gpt.DistributedTransformerBlock;
 import io.bmtrain4j.examples.gpt.GptConfig;
@@ -26,6 +25,7 @@ import org.bytedeco.pytorch.global.torch;
 import org.bytedeco.pytorch.global.torch_cuda;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /**
@@ -42,17 +42,7 @@ import picocli.CommandLine.Option;
  */
 @Command(name = "gpt-throughput", mixinStandardHelpOptions = true, description = "GPT training throughput on GPUs.")
 public final class GptThroughput implements Callable<Integer> {
-  @Option(names = "--model", description = "preset: ${COMPLETION-CANDIDATES} (default ${DEFAULT-VALUE})")
-  String model = "1.3b";
-
-  @Option(names = "--seq", description = "sequence length (default ${DEFAULT-VALUE})")
-  int seq = 2048;
-
-  @Option(names = "--vocab", description = "vocabulary (default ${DEFAULT-VALUE})")
-  int vocab = 50304;
-
-  @Option(names = "--micro-batch", description = "sequences per GPU per step (default ${DEFAULT-VALUE})")
-  int microBatch = 8;
+  @Mixin GptWorkload workload = new GptWorkload();
 
   @Option(names = "--steps", description = "timed steps per round (default ${DEFAULT-VALUE})")
   int steps = 10;
@@ -73,12 +63,6 @@ public final class GptThroughput implements Callable<Integer> {
   @Option(names = "--peak-tflops", description = "bf16 matmul peak for MFU (default ${DEFAULT-VALUE}, measured on these H100s)")
   double peakTflops = 790;
 
-  @Option(names = "--device", description = "cuda (NCCL, one GPU per rank) or cpu (Gloo, a smoke test) (default ${DEFAULT-VALUE})")
-  String deviceKind = "cuda";
-
-  @Option(names = "--no-cudnn-attention", negatable = true, description = "attention tries cuDNN first on H100/H200, as PyTorch does (default ${DEFAULT-VALUE})")
-  boolean cudnnAttention = true;
-
   @Option(names = "--trace-memory", description = "print memory after every step (leak hunting)")
   boolean traceMemory;
 
@@ -89,16 +73,16 @@ public final class GptThroughput implements Callable<Integer> {
   @Override
   public Integer call() {
     boolean gpu = onGpu();
-    Bmt.initDistributed(InitOptions.builder().seed(0).backend(gpu ? "nccl" : "gloo").preferCudnnAttention(cudnnAttention).build());
+    workload.initDistributed();
     String device = gpu ? "cuda:" + Bmt.context().localRank() : "cpu";
     int world = Bmt.worldSize();
-    GptConfig config = GptConfig.preset(model, vocab, seq, 0.0, torch.ScalarType.BFloat16).on(device);
+    GptConfig config = GptConfig.preset(workload.model, workload.vocab, workload.seq, 0.0, torch.ScalarType.BFloat16).on(device);
     long t0 = System.nanoTime();
     DistributedGpt gpt = new DistributedGpt(config, DistributedTransformerBlock::new);
     Bmt.printRank("GPT %s: %,d parameters, bf16, %d GPU(s), micro-batch %d x %d tokens per GPU, %s attention; built in %.1f s",
-        model, config.parameterCount(), world, microBatch, seq, TransformerBlock.attentionBackend(config, microBatch, seq),
+        workload.model, config.parameterCount(), world, workload.microBatch, workload.seq, TransformerBlock.attentionBackend(config, workload.microBatch, workload.seq),
         (System.nanoTime() - t0) / 1e9);
-    double flopsPerToken = flopsPerToken(config, seq);
+    double flopsPerToken = flopsPerToken(config, workload.seq);
     try (AdamOptimizer adam = new AdamOptimizer(Bmt.parameters(gpt), AdamOptions.builder().lr(1e-4).weightDecay(0.1).build())) {
       OptimManager manager = new OptimManager(LossScale.none()).add(adam, null);
       Device dev = new Device(device);
@@ -139,7 +123,7 @@ public final class GptThroughput implements Callable<Integer> {
       double best = 0;
       for (int v = 0; v < variants.size(); v++) {
         double s = min(seconds[v]);
-        double tokensPerGpu = (double) microBatch * seq / s;
+        double tokensPerGpu = (double) workload.microBatch * workload.seq / s;
         double mfu = tokensPerGpu * flopsPerToken / (peakTflops * 1e12);
         Bmt.printRank("%-12s %8.1f ms/step  %,10.0f tokens/s/GPU  MFU %5.1f%%  %s", names.get(v), s * 1e3, tokensPerGpu,
             100 * mfu, peak[v]);
@@ -159,9 +143,9 @@ public final class GptThroughput implements Callable<Integer> {
             phaseNanos[0] / 1e6 / phaseSteps, phaseNanos[1] / 1e6 / phaseSteps, phaseNanos[2] / 1e6 / phaseSteps,
             phasePeakBytes[0] / 1073741824.0, phasePeakBytes[1] / 1073741824.0, phasePeakBytes[2] / 1073741824.0);
       }
-      double tokensPerGpu = microBatch * seq / best;
+      double tokensPerGpu = workload.microBatch * workload.seq / best;
       Bmt.printRank("RESULT impl=bmtrain4j model=%s gpus=%d tokens_per_s_per_gpu=%.0f mfu=%.4f peak_allocated_gib=%.2f"
-          + " peak_reserved_gib=%.2f step_ms=%.1f loss=%.4f", model, world, tokensPerGpu,
+          + " peak_reserved_gib=%.2f step_ms=%.1f loss=%.4f", workload.model, world, tokensPerGpu,
           tokensPerGpu * flopsPerToken / (peakTflops * 1e12), peak[0].peakAllocatedBytes() / 1073741824.0,
           peak[0].peakReservedBytes() / 1073741824.0, best * 1e3, loss);
     }
@@ -192,11 +176,11 @@ public final class GptThroughput implements Callable<Integer> {
         // handle keeps its tensor until closed, so the logits and the blocks' hidden states would
         // otherwise stay alive through the step (Python frees them as their last reference goes).
         try (PointerScope forwardBackward = new PointerScope()) {
-          Tensor tokens = torch.randint(vocab, new long[] {microBatch, seq + 1}, longs);
-          Tensor logits16 = gpt.forward(tokens.narrow(1, 0, seq));
+          Tensor tokens = torch.randint(workload.vocab, new long[] {workload.microBatch, workload.seq + 1}, longs);
+          Tensor logits16 = gpt.forward(tokens.narrow(1, 0, workload.seq));
           Tensor logits = logits16.to(torch.ScalarType.Float);
           logits16.close(); // 1.6 GiB at 1.3B, not needed past the cast (autograd keeps what it needs)
-          Tensor loss = torch.cross_entropy_loss(logits.reshape(-1, vocab), tokens.narrow(1, 1, seq).reshape(-1));
+          Tensor loss = torch.cross_entropy_loss(logits.reshape(-1, workload.vocab), tokens.narrow(1, 1, workload.seq).reshape(-1));
           t1 = phase();
           phasePeak(0);
           manager.backward(loss);
@@ -303,7 +287,7 @@ public final class GptThroughput implements Callable<Integer> {
   }
 
   private boolean onGpu() {
-    return deviceKind.equals("cuda");
+    return workload.onGpu();
   }
 
   private static void deviceSync(boolean gpu) {

@@ -2,7 +2,6 @@ package io.bmtrain4j.examples.bench;
 
 import io.bmtrain4j.Bmt;
 import io.bmtrain4j.DeviceMemory;
-import io.bmtrain4j.InitOptions;
 import io.bmtrain4j.ShardedParameter;
 import io.bmtrain4j.examples.gpt.DistributedGpt;
 import io.bmtrain4j.examples.gpt.DistributedTransformerBlock;
@@ -20,6 +19,7 @@ import org.bytedeco.pytorch.global.torch;
 import org.bytedeco.pytorch.global.torch_cuda;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /**
@@ -34,23 +34,13 @@ import picocli.CommandLine.Option;
 @Command(name = "step-anatomy", mixinStandardHelpOptions = true,
     description = "Forward and backward times of the example GPT, plain or sharded, on one device.")
 public final class StepAnatomy implements Callable<Integer> {
+  @Mixin GptWorkload workload = new GptWorkload();
+
   @Option(names = "--mode", description = "plain (a libtorch model) or sharded (world of one, recompute) (default ${DEFAULT-VALUE})")
   String mode = "plain";
 
-  @Option(names = "--model", description = "preset: ${COMPLETION-CANDIDATES} (default ${DEFAULT-VALUE})")
-  String model = "1.3b";
-
   @Option(names = "--layers", description = "blocks, overriding the preset's (0: the preset's) (default ${DEFAULT-VALUE})")
   int layers;
-
-  @Option(names = "--seq", description = "sequence length (default ${DEFAULT-VALUE})")
-  int seq = 2048;
-
-  @Option(names = "--vocab", description = "vocabulary (default ${DEFAULT-VALUE})")
-  int vocab = 50304;
-
-  @Option(names = "--micro-batch", description = "sequences per step (default ${DEFAULT-VALUE})")
-  int microBatch = 8;
 
   @Option(names = "--steps", description = "timed steps (default ${DEFAULT-VALUE})")
   int steps = 8;
@@ -58,29 +48,23 @@ public final class StepAnatomy implements Callable<Integer> {
   @Option(names = "--warmup", description = "untimed steps first (default ${DEFAULT-VALUE})")
   int warmup = 3;
 
-  @Option(names = "--no-cudnn-attention", negatable = true, description = "attention tries cuDNN first on H100/H200, as PyTorch does (default ${DEFAULT-VALUE})")
-  boolean cudnnAttention = true;
-
-  @Option(names = "--device", description = "cuda or cpu (default ${DEFAULT-VALUE})")
-  String deviceKind = "cuda";
-
   public static void main(String[] args) {
     System.exit(new CommandLine(new StepAnatomy()).execute(args));
   }
 
   @Override
   public Integer call() {
-    boolean gpu = deviceKind.equals("cuda");
+    boolean gpu = workload.onGpu();
     if (!mode.equals("plain") && !mode.equals("sharded")) {
       throw new CommandLine.ParameterException(new CommandLine(this), "--mode must be plain or sharded, not " + mode);
     }
-    Bmt.initDistributed(InitOptions.builder().seed(0).backend(gpu ? "nccl" : "gloo").preferCudnnAttention(cudnnAttention).build());
+    workload.initDistributed();
     if (Bmt.worldSize() != 1) {
       throw new IllegalStateException("step-anatomy times one device: run it with one rank, not " + Bmt.worldSize());
     }
     String device = gpu ? "cuda:0" : "cpu";
-    GptConfig preset = GptConfig.preset(model, vocab, seq, 0.0, torch.ScalarType.BFloat16);
-    GptConfig c = new GptConfig(vocab, seq, preset.dModel(), preset.heads(), layers > 0 ? layers : preset.layers(),
+    GptConfig preset = GptConfig.preset(workload.model, workload.vocab, workload.seq, 0.0, torch.ScalarType.BFloat16);
+    GptConfig c = new GptConfig(workload.vocab, workload.seq, preset.dModel(), preset.heads(), layers > 0 ? layers : preset.layers(),
         preset.dFf(), 0.0, torch.ScalarType.BFloat16, device);
     // The sharded model is a Gpt too; only dropping the gradients after backward differs.
     Gpt gpt;
@@ -107,12 +91,12 @@ public final class StepAnatomy implements Callable<Integer> {
         DeviceMemory.resetPeak();
       }
       try (PointerScope step = new PointerScope()) {
-        Tensor tokens = torch.randint(vocab, new long[] {microBatch, seq + 1}, longs);
+        Tensor tokens = torch.randint(workload.vocab, new long[] {workload.microBatch, workload.seq + 1}, longs);
         long t0 = sync(gpu);
-        Tensor logits16 = gpt.forward(tokens.narrow(1, 0, seq));
+        Tensor logits16 = gpt.forward(tokens.narrow(1, 0, workload.seq));
         Tensor logits = logits16.to(torch.ScalarType.Float);
         logits16.close(); // as Python drops it: autograd keeps what it needs
-        Tensor loss = torch.cross_entropy_loss(logits.reshape(-1, vocab), tokens.narrow(1, 1, seq).reshape(-1));
+        Tensor loss = torch.cross_entropy_loss(logits.reshape(-1, workload.vocab), tokens.narrow(1, 1, workload.seq).reshape(-1));
         long t1 = sync(gpu);
         loss.backward();
         dropGradients.run();
@@ -126,8 +110,8 @@ public final class StepAnatomy implements Callable<Integer> {
     double fwd = forwardNanos / 1e6 / steps;
     double bwd = backwardNanos / 1e6 / steps;
     Bmt.printRank("ANATOMY impl=bmtrain4j mode=%s model=%s layers=%d micro_batch=%d attention=%s forward_ms=%.1f"
-        + " backward_ms=%.1f step_ms=%.1f peak_allocated_gib=%.2f", mode, model, c.layers(), microBatch,
-        TransformerBlock.attentionBackend(c, microBatch, seq), fwd, bwd, fwd + bwd,
+        + " backward_ms=%.1f step_ms=%.1f peak_allocated_gib=%.2f", mode, workload.model, c.layers(), workload.microBatch,
+        TransformerBlock.attentionBackend(c, workload.microBatch, workload.seq), fwd, bwd, fwd + bwd,
         gpu ? DeviceMemory.current().peakAllocatedBytes() / 1073741824.0 : 0.0);
     return 0;
   }

@@ -44,15 +44,15 @@ class GptThroughputTest {
   void switchesThatAreOnByDefaultTurnOffWithTheirNoForm() {
     GptThroughput defaults = new GptThroughput();
     new picocli.CommandLine(defaults).parseArgs();
-    assertTrue(defaults.cudnnAttention && defaults.fullRecompute && defaults.prefetchOff);
+    assertTrue(defaults.workload.cudnnAttention && defaults.fullRecompute && defaults.prefetchOff);
     GptThroughput off = new GptThroughput();
     new picocli.CommandLine(off).parseArgs("--no-cudnn-attention", "--no-full-recompute-rounds", "--no-prefetch-rounds");
-    assertFalse(off.cudnnAttention || off.fullRecompute || off.prefetchOff);
+    assertFalse(off.workload.cudnnAttention || off.fullRecompute || off.prefetchOff);
     GptThroughput on = new GptThroughput();
     new picocli.CommandLine(on).parseArgs("--cudnn-attention", "--full-recompute-rounds", "--prefetch-rounds");
-    assertTrue(on.cudnnAttention && on.fullRecompute && on.prefetchOff);
+    assertTrue(on.workload.cudnnAttention && on.fullRecompute && on.prefetchOff);
     StepAnatomy anatomy = new StepAnatomy();
     new picocli.CommandLine(anatomy).parseArgs("--no-cudnn-attention");
-    assertFalse(anatomy.cudnnAttention);
+    assertFalse(anatomy.workload.cudnnAttention);
   }
 }
