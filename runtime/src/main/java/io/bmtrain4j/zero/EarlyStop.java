@@ -39,8 +39,12 @@ import org.bytedeco.pytorch.global.torch;
  * and the block's outputs. After each recompute that used it, {@link #verify} walks the
  * recomputed graph from the outputs and rejects any path to the stand-in through a node not in
  * {@link #VALUE_FREE}: additions, dropout and masks, casts and reshapes, whose backward needs
- * no input values. A use outside the autograd graph (reading the product's values in Java)
- * cannot be seen; the contract forbids it.
+ * no input values. It also rejects an operand computed from a stand-in, and the two passes
+ * reject in-place changes to the operands ({@link #addStandInRoots}) or the result ({@link
+ * #explainFailure}). Values taken from the product outside autograd (a mask made from it, a
+ * detached copy, a read in Java) cannot be seen; the contract forbids them. Only the recompute's
+ * own forward sees the stand-ins: {@link ShardedModuleRuntime#forward} hides them from nested
+ * sharded modules, whose last matmul is then computed.
  */
 public final class EarlyStop {
   private EarlyStop() {}
