@@ -70,12 +70,13 @@ public class AdamOptimizer extends ShardedOptimizer {
         states.put(p, newState(p));
       }
     }
-    registerShardSources();
-    for (ShardedParameter p : parameters()) {
-      if (states.get(p).separateMaster) {
-        withMasters.computeIfAbsent(p.group(), g -> new ArrayList<>()).add(p);
+    // A block's parameters share its dtype, so they have separate masters all or none.
+    byBlock(parameters()).forEach((block, params) -> {
+      if (states.get(params.get(0)).separateMaster) {
+        withMasters.put(block, params);
       }
-    }
+    });
+    registerShardSources();
     withMasters.keySet().forEach(this::noteWritesSeen);
   }
 
@@ -94,22 +95,12 @@ public class AdamOptimizer extends ShardedOptimizer {
     if (offload) {
       return;
     }
-    Map<ParameterGroup, List<ShardedParameter>> byBlock = new LinkedHashMap<>();
-    for (ShardedParameter p : parameters()) {
-      byBlock.computeIfAbsent(p.group(), g -> new ArrayList<>()).add(p);
-    }
-    for (Map.Entry<ParameterGroup, List<ShardedParameter>> e : byBlock.entrySet()) {
+    for (Map.Entry<ParameterGroup, List<ShardedParameter>> e : withMasters.entrySet()) {
       ParameterGroup block = e.getKey();
-      long covered = 0;
-      boolean allMasters = true;
-      for (ShardedParameter p : e.getValue()) {
-        covered += p.localLength();
-        allMasters &= states.get(p).separateMaster;
-      }
-      if (!allMasters || covered != block.parameterElementsOnThisRank()) {
+      List<ShardedParameter> params = e.getValue();
+      if (!coverShard(block, params)) {
         continue;
       }
-      List<ShardedParameter> params = List.copyOf(e.getValue());
       ParameterGroup.ShardSource source = shard -> {
         List<Tensor> slices = new ArrayList<>();
         List<Tensor> masters = new ArrayList<>();
@@ -320,11 +311,12 @@ public class AdamOptimizer extends ShardedOptimizer {
   /** A block's shard gradient as fp32 with the loss scale removed: a new tensor unless it already is one (scale 1). */
   private static Tensor fp32Gradient(Tensor shardGrad, double gradScale) {
     boolean fp32 = shardGrad.scalar_type().value == torch.ScalarType.Float.value;
+    Tensor g = fp32 ? shardGrad : shardGrad.to(torch.ScalarType.Float);
     if (gradScale == 1.0) {
-      return fp32 ? shardGrad : shardGrad.to(torch.ScalarType.Float);
+      return g;
     }
-    Tensor g = fp32 ? shardGrad.div(new org.bytedeco.pytorch.Scalar(gradScale)) : shardGrad.to(torch.ScalarType.Float);
-    return fp32 ? g : g.div_(new org.bytedeco.pytorch.Scalar(gradScale));
+    org.bytedeco.pytorch.Scalar scale = new org.bytedeco.pytorch.Scalar(gradScale);
+    return fp32 ? g.div(scale) : g.div_(scale); // never divide the shard gradient itself in place
   }
 
   @Override

@@ -4,15 +4,16 @@ import io.bmtrain4j.ShardedParameter;
 import io.bmtrain4j.zero.ParameterGroup;
 import java.util.ArrayList;
 import java.util.IdentityHashMap;
-import org.bytedeco.javacpp.PointerScope;
 import java.util.List;
 import java.util.Map;
 import java.util.function.Function;
+import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.NoGradGuard;
 import org.bytedeco.pytorch.Optimizer;
 import org.bytedeco.pytorch.Scalar;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.TensorVector;
+import org.bytedeco.pytorch.global.torch;
 
 /**
  * Drives any libtorch optimizer the Bytedeco mapping exposes ({@code SGD}, {@code AdamW}, ...)
@@ -38,24 +39,15 @@ public final class LibtorchOptimizer extends ShardedOptimizer {
   public LibtorchOptimizer(List<ShardedParameter> parameters, double lr, Function<TensorVector, Optimizer> factory,
       java.util.function.DoubleConsumer setLr) {
     super(List.of(ParamGroup.of(parameters, 0)), lr);
-    Map<ParameterGroup, List<ShardedParameter>> byBlock = new java.util.LinkedHashMap<>();
-    for (ShardedParameter p : parameters) {
-      byBlock.computeIfAbsent(p.group(), g -> new java.util.ArrayList<>()).add(p);
-    }
-    for (Map.Entry<ParameterGroup, List<ShardedParameter>> e : byBlock.entrySet()) {
+    for (Map.Entry<ParameterGroup, List<ShardedParameter>> e : byBlock(parameters).entrySet()) {
       ParameterGroup block = e.getKey();
       shardGroups.add(block);
       block.keepShard(); // updated in place here: never freed and rebuilt from another optimizer's masters
       shards.push_back(block.shard());
-      long mine = 0;
-      for (ShardedParameter p : e.getValue()) {
-        mine += p.localLength();
-      }
-      if (mine < block.parameterElementsOnThisRank()) { // the block's other parameters belong to another optimizer: see step
-        Tensor mask = io.bmtrain4j.internal.Native.own(org.bytedeco.pytorch.global.torch.zeros(
-            new long[] {block.shardNumel()}, block.readShard().options().dtype(
-                new org.bytedeco.pytorch.ScalarTypeOptional(org.bytedeco.pytorch.global.torch.ScalarType.Bool))));
-        try (org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope()) {
+      if (!coverShard(block, e.getValue())) { // the block's other parameters belong to another optimizer: see step
+        Tensor mask = io.bmtrain4j.internal.Native.own(torch.zeros(new long[] {block.shardNumel()},
+            block.readShard().options().dtype(new org.bytedeco.pytorch.ScalarTypeOptional(torch.ScalarType.Bool))));
+        try (PointerScope scope = new PointerScope()) {
           for (ShardedParameter p : e.getValue()) {
             p.sliceOf(mask).fill_(new Scalar(1));
           }
@@ -99,7 +91,7 @@ public final class LibtorchOptimizer extends ShardedOptimizer {
       optimizer.step();
       for (Map.Entry<ParameterGroup, Tensor> e : others.entrySet()) {
         Tensor shard = e.getKey().readShard();
-        shard.copy_(org.bytedeco.pytorch.global.torch.where(ownedElements.get(e.getKey()), shard, e.getValue()));
+        shard.copy_(torch.where(ownedElements.get(e.getKey()), shard, e.getValue()));
       }
     }
   }
@@ -107,7 +99,7 @@ public final class LibtorchOptimizer extends ShardedOptimizer {
   /** Only the step count: libtorch's optimizers serialise their own state through their archives. */
   @Override
   public Map<String, Tensor> stateDict() {
-    return Map.of("steps", org.bytedeco.pytorch.global.torch.tensor(new long[] {steps}).reshape(new long[] {}));
+    return Map.of("steps", torch.tensor(new long[] {steps}).reshape(new long[] {}));
   }
 
   @Override

@@ -1,6 +1,7 @@
 package io.bmtrain4j.optim;
 
 import io.bmtrain4j.ShardedParameter;
+import io.bmtrain4j.zero.ParameterGroup;
 import java.util.ArrayList;
 import java.util.IdentityHashMap;
 import java.util.LinkedHashMap;
@@ -40,6 +41,24 @@ public abstract class ShardedOptimizer implements AutoCloseable {
       out.addAll(g.parameters());
     }
     return out;
+  }
+
+  /** {@code parameters} by the block whose shard holds them, blocks in first-seen order. */
+  static Map<ParameterGroup, List<ShardedParameter>> byBlock(List<ShardedParameter> parameters) {
+    Map<ParameterGroup, List<ShardedParameter>> out = new LinkedHashMap<>();
+    for (ShardedParameter p : parameters) {
+      out.computeIfAbsent(p.group(), g -> new ArrayList<>()).add(p);
+    }
+    return out;
+  }
+
+  /** Whether {@code parameters}, all of {@code block}, hold every parameter element of its shard on this rank. */
+  static boolean coverShard(ParameterGroup block, List<ShardedParameter> parameters) {
+    long covered = 0;
+    for (ShardedParameter p : parameters) {
+      covered += p.localLength();
+    }
+    return covered == block.parameterElementsOnThisRank();
   }
 
   public List<ParamGroup> groups() {
