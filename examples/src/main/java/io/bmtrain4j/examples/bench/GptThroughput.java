@@ -22,7 +22,6 @@ import org.bytedeco.pytorch.DeviceOptional;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.TensorOptions;
 import org.bytedeco.pytorch.global.torch;
-import org.bytedeco.pytorch.global.torch_cuda;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -72,7 +71,7 @@ public final class GptThroughput implements Callable<Integer> {
 
   @Override
   public Integer call() {
-    boolean gpu = onGpu();
+    boolean gpu = workload.onGpu();
     workload.initDistributed();
     String device = gpu ? "cuda:" + Bmt.context().localRank() : "cpu";
     int world = Bmt.worldSize();
@@ -119,7 +118,7 @@ public final class GptThroughput implements Callable<Integer> {
           peak[v] = gpu ? withPhasePeaks(DeviceMemory.current()) : new DeviceMemory(-1, 0, 0, 0, 0);
         }
       }
-      double gatherSeconds = world > 1 ? allGatherSecondsPerStep(gpt, gpu) : 0;
+      double gatherSeconds = world > 1 ? allGatherSecondsPerStep(gpt) : 0;
       double best = 0;
       for (int v = 0; v < variants.size(); v++) {
         double s = min(seconds[v]);
@@ -214,7 +213,7 @@ public final class GptThroughput implements Callable<Integer> {
    * The all-gathers of one step issued back to back with nothing to hide behind: every block
    * twice (forward, and again for recompute in backward) and the root's own parameters once.
    */
-  private double allGatherSecondsPerStep(DistributedGpt gpt, boolean gpu) {
+  private double allGatherSecondsPerStep(DistributedGpt gpt) {
     List<ParameterGroup> blocks = new ArrayList<>();
     ParameterGroup root = null;
     ShardedModuleRuntime top = Bmt.runtimeOf(gpt);
@@ -230,8 +229,7 @@ public final class GptThroughput implements Callable<Integer> {
     }
     double best = Double.MAX_VALUE;
     for (int rep = 0; rep < 3; rep++) {
-      deviceSync(gpu);
-      long start = System.nanoTime();
+      long start = workload.synchronizedNanos();
       for (int pass = 0; pass < 2; pass++) {
         for (ParameterGroup g : blocks) {
           g.gather();
@@ -242,8 +240,7 @@ public final class GptThroughput implements Callable<Integer> {
         root.gather();
         root.release();
       }
-      deviceSync(gpu);
-      best = Math.min(best, (System.nanoTime() - start) / 1e9);
+      best = Math.min(best, (workload.synchronizedNanos() - start) / 1e9);
     }
     return best;
   }
@@ -259,11 +256,7 @@ public final class GptThroughput implements Callable<Integer> {
 
   /** With --phases: waits for the device and returns the time; otherwise returns 0 at once. */
   private long phase() {
-    if (!phases) {
-      return 0;
-    }
-    deviceSync(onGpu());
-    return System.nanoTime();
+    return phases ? workload.synchronizedNanos() : 0;
   }
 
   /** The round's peak: with --phases the allocator's window restarts each phase, so the round's phase peaks count too. */
@@ -274,7 +267,7 @@ public final class GptThroughput implements Callable<Integer> {
 
   /** With --phases on a GPU: folds the allocator's peak since the last call into phase {@code i}'s, and starts a new window. */
   private void phasePeak(int i) {
-    if (phases && onGpu()) {
+    if (phases && workload.onGpu()) {
       if (i >= 0) {
         long peak = DeviceMemory.current().peakAllocatedBytes();
         if (countPhases) {
@@ -283,16 +276,6 @@ public final class GptThroughput implements Callable<Integer> {
         windowPeakBytes = Math.max(windowPeakBytes, peak);
       }
       DeviceMemory.resetPeak();
-    }
-  }
-
-  private boolean onGpu() {
-    return workload.onGpu();
-  }
-
-  private static void deviceSync(boolean gpu) {
-    if (gpu) {
-      torch_cuda.getCurrentCUDAStream().synchronize();
     }
   }
 

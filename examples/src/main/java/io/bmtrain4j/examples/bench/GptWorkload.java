@@ -2,6 +2,7 @@ package io.bmtrain4j.examples.bench;
 
 import io.bmtrain4j.Bmt;
 import io.bmtrain4j.InitOptions;
+import org.bytedeco.pytorch.global.torch_cuda;
 import picocli.CommandLine.Option;
 
 /**
@@ -34,6 +35,14 @@ public final class GptWorkload {
 
   boolean onGpu() {
     return deviceKind.equals("cuda");
+  }
+
+  /** Waits for this rank's device to finish what was queued on it (on a GPU), then reads the clock. */
+  long synchronizedNanos() {
+    if (onGpu()) {
+      torch_cuda.getCurrentCUDAStream().synchronize();
+    }
+    return System.nanoTime();
   }
 
   /** Joins the job: NCCL on GPUs, Gloo on the CPU, seed 0, this attention preference. */

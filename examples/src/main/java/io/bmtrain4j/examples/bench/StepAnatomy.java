@@ -16,7 +16,6 @@ import org.bytedeco.pytorch.DeviceOptional;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.TensorOptions;
 import org.bytedeco.pytorch.global.torch;
-import org.bytedeco.pytorch.global.torch_cuda;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -92,15 +91,15 @@ public final class StepAnatomy implements Callable<Integer> {
       }
       try (PointerScope step = new PointerScope()) {
         Tensor tokens = torch.randint(workload.vocab, new long[] {workload.microBatch, workload.seq + 1}, longs);
-        long t0 = sync(gpu);
+        long t0 = workload.synchronizedNanos();
         Tensor logits16 = gpt.forward(tokens.narrow(1, 0, workload.seq));
         Tensor logits = logits16.to(torch.ScalarType.Float);
         logits16.close(); // as Python drops it: autograd keeps what it needs
         Tensor loss = torch.cross_entropy_loss(logits.reshape(-1, workload.vocab), tokens.narrow(1, 1, workload.seq).reshape(-1));
-        long t1 = sync(gpu);
+        long t1 = workload.synchronizedNanos();
         loss.backward();
         dropGradients.run();
-        long t2 = sync(gpu);
+        long t2 = workload.synchronizedNanos();
         if (i >= warmup) {
           forwardNanos += t1 - t0;
           backwardNanos += t2 - t1;
@@ -114,12 +113,5 @@ public final class StepAnatomy implements Callable<Integer> {
         TransformerBlock.attentionBackend(c, workload.microBatch, workload.seq), fwd, bwd, fwd + bwd,
         gpu ? DeviceMemory.current().peakAllocatedBytes() / 1073741824.0 : 0.0);
     return 0;
-  }
-
-  private static long sync(boolean gpu) {
-    if (gpu) {
-      torch_cuda.getCurrentCUDAStream().synchronize();
-    }
-    return System.nanoTime();
   }
 }
