@@ -65,9 +65,7 @@ class ShardRebuildTest {
       for (int step = 0; step < STEPS; step++) {
         beforeStep.accept(net, step);
         try (PointerScope s = new PointerScope()) {
-          Tensor x = torch.arange(new Scalar(8 * D)).to(torch.ScalarType.Float).mul(new Scalar(0.37 + ctx.rank()))
-              .add(new Scalar(step)).sin().view(8, D);
-          Tensor loss = net.forward(x).sub(x.mul(new Scalar(1.7)).cos()).pow(new Scalar(2)).mean();
+          Tensor loss = loss(net, step);
           manager.zeroGrad();
           manager.backward(loss);
           afterBackward.add(anyBlockShardResident(net));
@@ -76,9 +74,7 @@ class ShardRebuildTest {
           losses.add(Bmt.sumLoss(loss));
         }
       }
-      java.util.Map<String, float[]> params = new java.util.TreeMap<>();
-      Bmt.gatherParameters(net).forEach((k, t) -> params.put(k, TensorAsserts.values(t.to(torch.ScalarType.Float))));
-      return new Run(losses, params, afterStep, afterBackward);
+      return new Run(losses, parameters(net), afterStep, afterBackward);
     }).get(0);
   }
 
@@ -150,13 +146,18 @@ class ShardRebuildTest {
   /** One forward, backward and step of {@code manager} on rank-dependent data. */
   static void step(MixedNet net, OptimManager manager, int step) {
     try (PointerScope s = new PointerScope()) {
-      Tensor x = torch.arange(new Scalar(8 * D)).to(torch.ScalarType.Float).mul(new Scalar(0.37 + Bmt.rank()))
-          .add(new Scalar(step)).sin().view(8, D);
-      Tensor loss = net.forward(x).sub(x.mul(new Scalar(1.7)).cos()).pow(new Scalar(2)).mean();
+      Tensor loss = loss(net, step);
       manager.zeroGrad();
       manager.backward(loss);
       manager.step();
     }
+  }
+
+  /** A regression loss on data that differs by rank and step. */
+  static Tensor loss(MixedNet net, int step) {
+    Tensor x = torch.arange(new Scalar(8 * D)).to(torch.ScalarType.Float).mul(new Scalar(0.37 + Bmt.rank()))
+        .add(new Scalar(step)).sin().view(8, D);
+    return net.forward(x).sub(x.mul(new Scalar(1.7)).cos()).pow(new Scalar(2)).mean();
   }
 
   static java.util.Map<String, float[]> parameters(MixedNet net) {
