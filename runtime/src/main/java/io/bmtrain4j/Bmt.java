@@ -1,5 +1,6 @@
 package io.bmtrain4j;
 
+import io.bmtrain4j.natives.NativeLibraries;
 import io.bmtrain4j.autograd.CustomBackward;
 import io.bmtrain4j.dist.Communicator;
 import io.bmtrain4j.dist.DistContext;
@@ -29,6 +30,8 @@ public final class Bmt {
    * process) and makes it current. Every rank seeds libtorch with {@code options.seed()}.
    */
   public static DistContext initDistributed(InitOptions options) {
+    // Before any libtorch class initialises: ranks start together (see [Note: native cache]).
+    NativeLibraries.load();
     DistEnvironment env = DistEnvironment.fromEnvironment(options.environment());
     DistContext ctx = DistContext.create(env, options.seed(), options.timeout(), options.backend());
     DistContext.install(ctx);

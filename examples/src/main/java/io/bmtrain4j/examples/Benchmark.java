@@ -1,5 +1,6 @@
 package io.bmtrain4j.examples;
 
+import io.bmtrain4j.natives.NativeLibraries;
 import io.bmtrain4j.Bmt;
 import io.bmtrain4j.InitOptions;
 import io.bmtrain4j.MemoryReport;
@@ -49,6 +50,7 @@ public final class Benchmark implements Callable<Integer> {
   int warmup = 3;
 
   public static void main(String[] args) {
+    NativeLibraries.load(); // ranks may start together: see NativeLibraries
     System.exit(new CommandLine(new Benchmark()).execute(args));
   }
 

@@ -1,5 +1,6 @@
 package io.bmtrain4j.examples;
 
+import io.bmtrain4j.natives.NativeLibraries;
 import io.bmtrain4j.Bmt;
 import io.bmtrain4j.InitOptions;
 import io.bmtrain4j.dist.Communicator;
@@ -21,6 +22,7 @@ public final class DeadPeerCheck {
   private DeadPeerCheck() {}
 
   public static void main(String[] args) {
+    NativeLibraries.load(); // ranks may start together: see NativeLibraries
     long timeout = args.length > 1 && args[0].equals("--timeout-s") ? Long.parseLong(args[1]) : 10;
     Bmt.initDistributed(InitOptions.builder().seed(0).backend("nccl").timeout(Duration.ofSeconds(timeout)).build());
     Communicator comm = Bmt.context().communicator();

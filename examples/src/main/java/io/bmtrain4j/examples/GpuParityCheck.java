@@ -1,5 +1,6 @@
 package io.bmtrain4j.examples;
 
+import io.bmtrain4j.natives.NativeLibraries;
 import io.bmtrain4j.Bmt;
 import io.bmtrain4j.InitOptions;
 import io.bmtrain4j.examples.data.RepeatedPatternTask;
@@ -28,6 +29,7 @@ public final class GpuParityCheck {
   private GpuParityCheck() {}
 
   public static void main(String[] args) {
+    NativeLibraries.load(); // ranks may start together: see NativeLibraries
     Bmt.initDistributed(InitOptions.builder().seed(0).backend("nccl").build());
     String device = "cuda:" + Bmt.context().localRank();
     Device dev = new Device(device);

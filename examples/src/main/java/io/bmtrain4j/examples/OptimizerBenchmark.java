@@ -1,5 +1,6 @@
 package io.bmtrain4j.examples;
 
+import io.bmtrain4j.natives.NativeLibraries;
 import io.bmtrain4j.Bmt;
 import io.bmtrain4j.InitOptions;
 import io.bmtrain4j.ShardedParameter;
@@ -46,6 +47,7 @@ public final class OptimizerBenchmark implements Callable<Integer> {
   int threads = 0;
 
   public static void main(String[] args) {
+    NativeLibraries.load(); // ranks may start together: see NativeLibraries
     System.exit(new CommandLine(new OptimizerBenchmark()).execute(args));
   }
 

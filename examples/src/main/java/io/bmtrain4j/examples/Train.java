@@ -9,19 +9,18 @@ import io.bmtrain4j.examples.gpt.DistributedTransformerBlock;
 import io.bmtrain4j.examples.gpt.GptConfig;
 import io.bmtrain4j.examples.train.LossPlot;
 import io.bmtrain4j.examples.train.Sampler;
+import io.bmtrain4j.examples.train.TrainingProgress;
 import io.bmtrain4j.checkpoint.ShardedCheckpoint;
 import io.bmtrain4j.optim.AdamOptimizer;
 import io.bmtrain4j.optim.AdamOptions;
 import io.bmtrain4j.optim.LossScale;
 import io.bmtrain4j.optim.OptimManager;
 import io.bmtrain4j.optim.lr.LrSchedulers;
+import io.bmtrain4j.natives.NativeLibraries;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.Callable;
-import me.tongfei.progressbar.ProgressBar;
-import me.tongfei.progressbar.ProgressBarBuilder;
-import me.tongfei.progressbar.ProgressBarStyle;
 import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.Scalar;
 import org.bytedeco.pytorch.Tensor;
@@ -142,6 +141,8 @@ public final class Train implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
+    // Before any libtorch class initialises; the launcher (--nproc) unpacks once for its ranks.
+    NativeLibraries.load();
     if (nproc > 0) {
       return Launch.ranks(nproc, Train.class, Launch.without(commandLine, "--nproc"));
     }
@@ -170,7 +171,7 @@ public final class Train implements Callable<Integer> {
       }
       List<Double> losses = new ArrayList<>();
       long tokensPerStep = (long) Bmt.worldSize() * microBatch * gradAccum * seq;
-      try (ProgressBar bar = progressBar(first)) {
+      try (TrainingProgress progress = progress(first)) {
         for (int step = first; step < steps; step++) {
           long t0 = System.nanoTime();
           double loss = 0;
@@ -193,11 +194,8 @@ public final class Train implements Callable<Integer> {
           }
           losses.add(loss);
           double seconds = (System.nanoTime() - t0) / 1e9;
-          if (bar != null) {
-            bar.stepTo(step + 1);
-            bar.setExtraMessage(String.format(" loss %.4f | %,.0f tok/s | lr %.1e | scale %.0f",
-                loss, tokensPerStep / seconds, adam.learningRate(), manager.lossScale()));
-          }
+          progress.update(step + 1, String.format("loss %.4f | %,.0f tok/s | lr %.1e | scale %.0f",
+              loss, tokensPerStep / seconds, adam.learningRate(), manager.lossScale()));
           if (checkpointEvery > 0 && (step + 1) % checkpointEvery == 0 && step + 1 < steps) {
             ShardedCheckpoint.save(checkpointDir, gpt, manager, step + 1);
           }
@@ -222,13 +220,8 @@ public final class Train implements Callable<Integer> {
     return 0;
   }
 
-  private ProgressBar progressBar(int first) {
-    if (Bmt.rank() != 0) {
-      return null;
-    }
-    return new ProgressBarBuilder().setTaskName("train").setInitialMax(steps).startsFrom(first, java.time.Duration.ZERO)
-        .setStyle(ProgressBarStyle.ASCII).setUpdateIntervalMillis(1000).setMaxRenderedLength(150)
-        .continuousUpdate().build();
+  private TrainingProgress progress(int first) {
+    return Bmt.rank() == 0 ? TrainingProgress.create("train", first, steps, System.out) : TrainingProgress.none();
   }
 
   /** A prompt, and what the model makes of it (greedy). Every rank runs it; rank 0 prints. */

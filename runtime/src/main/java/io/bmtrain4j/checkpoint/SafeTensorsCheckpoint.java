@@ -61,6 +61,13 @@ public final class SafeTensorsCheckpoint {
     }
     Path tmp = file.resolveSibling(file.getFileName() + ".tmp-" + ProcessHandle.current().pid());
     boolean writer = comm.rank() == 0;
+    if (writer && file.toAbsolutePath().getParent() != null) {
+      try {
+        Files.createDirectories(file.toAbsolutePath().getParent()); // as Files.write users expect
+      } catch (IOException e) {
+        throw new UncheckedIOException("cannot create the directory of " + file, e);
+      }
+    }
     try (FileChannel out = writer ? FileChannel.open(tmp, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING,
         StandardOpenOption.WRITE) : null) {
       if (writer) {
@@ -95,6 +102,7 @@ public final class SafeTensorsCheckpoint {
         out.force(true);
       }
     } catch (IOException e) {
+      deleteQuietly(tmp); // a failed save leaves nothing behind
       throw new UncheckedIOException("cannot write " + file, e);
     }
     if (writer) {
@@ -175,6 +183,14 @@ public final class SafeTensorsCheckpoint {
         SafeTensorsHeader.readFully(in, buf, filePos, file);
       }
       Host.finish(host, target);
+    }
+  }
+
+  private static void deleteQuietly(Path p) {
+    try {
+      Files.deleteIfExists(p);
+    } catch (IOException ignored) {
+      // The caller's exception says what went wrong.
     }
   }
 }

@@ -1,5 +1,6 @@
 package io.bmtrain4j.dist;
 
+import io.bmtrain4j.natives.NativeLibraries;
 import java.net.InetAddress;
 import java.net.UnknownHostException;
 import java.time.Duration;
@@ -47,6 +48,7 @@ public final class DistContext implements AutoCloseable {
 
   /** As {@link #create(DistEnvironment, long, Duration)}, with "gloo" (CPU) or "nccl" (one GPU per rank) collectives. */
   public static DistContext create(DistEnvironment env, long seed, Duration timeout, String backend) {
+    NativeLibraries.load(); // see [Note: native cache]
     torch.manual_seed(seed);
     if (env.worldSize() == 1) {
       return new DistContext(env, new LocalCommunicator(), null, seed);

@@ -15,7 +15,8 @@ import java.util.function.Consumer;
  * @param environment extra environment variables for every rank; the launcher's own variables ({@code RANK},
  *     {@code MASTER_PORT}, ...) take precedence over these
  * @param output receives every output line of every rank, already prefixed with {@code [rank N] }, and the
- *     launcher's own messages; called under a lock, one line at a time
+ *     launcher's own messages; called under a lock, one line at a time. Null: the launcher's console, where
+ *     a rank's progress bar redraws in place on a terminal (see {@link RankOutput})
  */
 public record LaunchSpec(
     int nproc, int masterPort, String mainClass, List<String> args, Map<String, String> environment,
@@ -34,10 +35,9 @@ public record LaunchSpec(
     }
     args = args == null ? List.of() : List.copyOf(args);
     environment = environment == null ? Map.of() : Map.copyOf(environment);
-    output = output == null ? System.out::println : output;
   }
 
-  /** {@code nproc} ranks of {@code mainClass args}, a free master port, no extra environment, output to stdout. */
+  /** {@code nproc} ranks of {@code mainClass args}, a free master port, no extra environment, output to the console. */
   public static LaunchSpec of(int nproc, String mainClass, String... args) {
     return new LaunchSpec(nproc, 0, mainClass, List.of(args), Map.of(), null);
   }

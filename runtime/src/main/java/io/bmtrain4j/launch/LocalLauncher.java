@@ -1,5 +1,6 @@
 package io.bmtrain4j.launch;
 
+import io.bmtrain4j.natives.NativeLibraries;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStream;
@@ -112,14 +113,12 @@ public final class LocalLauncher implements Callable<Integer> {
   public static int launch(LaunchSpec spec) {
     int n = spec.nproc();
     int port = spec.masterPort() == 0 ? freePort() : spec.masterPort();
+    // Unpack and load libtorch once here, before N ranks start together (see [Note: native cache]).
+    NativeLibraries.load();
     List<String> command = childCommand(spec);
-    Object outputLock = new Object();
-    Consumer<String> sink = line -> {
-      // One lock for all readers: lines from different ranks never interleave within a line.
-      synchronized (outputLock) {
-        spec.output().accept(line);
-      }
-    };
+    // One output for all readers, serialised: lines from different ranks never interleave within a line.
+    RankOutput output = spec.output() == null ? RankOutput.console() : RankOutput.lines(spec.output());
+    Consumer<String> sink = output::line;
 
     List<Process> procs = new ArrayList<>();
     List<Thread> readers = new ArrayList<>();
@@ -135,6 +134,7 @@ public final class LocalLauncher implements Callable<Integer> {
         // A launcher started under torchrun must not make its ranks look for torchrun's agent store.
         env.remove("TORCHELASTIC_USE_AGENT_STORE");
         env.putAll(rankEnvironment(rank, n, port));
+        env.put(Terminal.ENV, output.isTerminal() ? "1" : "0");
         Process p;
         try {
           p = pb.start();
@@ -147,8 +147,8 @@ public final class LocalLauncher implements Callable<Integer> {
         // Ranks don't read stdin; a closed pipe gives them EOF instead of sharing ours.
         closeQuietly(p);
         String prefix = "[rank " + rank + "] ";
-        readers.add(startReader(p.getInputStream(), prefix, sink, "rank-" + rank + "-stdout"));
-        readers.add(startReader(p.getErrorStream(), prefix, sink, "rank-" + rank + "-stderr"));
+        readers.add(startReader(p.getInputStream(), prefix, output, "rank-" + rank + "-stdout"));
+        readers.add(startReader(p.getErrorStream(), prefix, output, "rank-" + rank + "-stderr"));
         int r = rank;
         p.onExit().thenAccept(done -> exits.add(new int[] {r, done.exitValue()}));
       }
@@ -199,7 +199,9 @@ public final class LocalLauncher implements Callable<Integer> {
   static List<String> childCommand(LaunchSpec spec) {
     List<String> cmd = new ArrayList<>();
     cmd.add(javaBinary());
-    cmd.addAll(inheritableJvmOptions(ManagementFactory.getRuntimeMXBean().getInputArguments()));
+    List<String> jvmOptions = inheritableJvmOptions(ManagementFactory.getRuntimeMXBean().getInputArguments());
+    cmd.addAll(jvmOptions);
+    cmd.addAll(javacppProperties(jvmOptions));
     cmd.add("-cp");
     cmd.add(classPath());
     cmd.add(spec.mainClass());
@@ -252,6 +254,24 @@ public final class LocalLauncher implements Callable<Integer> {
     return kept;
   }
 
+  /**
+   * JavaCPP's settings that reached the launcher as system properties other than JVM options
+   * (Maven's {@code -D}, for one, under {@code exec:java}): every rank must unpack into the same
+   * native cache and load the same platform's natives as the launcher did.
+   */
+  static List<String> javacppProperties(List<String> alreadyPassed) {
+    List<String> out = new ArrayList<>();
+    for (String name : List.of("org.bytedeco.javacpp.cachedir", "org.bytedeco.javacpp.platform.extension",
+        "org.bytedeco.javacpp.platform")) {
+      String value = System.getProperty(name);
+      boolean passed = alreadyPassed.stream().anyMatch(a -> a.startsWith("-D" + name + "="));
+      if (value != null && !passed) {
+        out.add("-D" + name + "=" + value);
+      }
+    }
+    return out;
+  }
+
   /** The launcher's own {@code java} executable, so every rank runs the same JDK. */
   static String javaBinary() {
     Path javaHomeBin = Path.of(System.getProperty("java.home"), "bin", "java");
@@ -274,13 +294,10 @@ public final class LocalLauncher implements Callable<Integer> {
     }
   }
 
-  private static Thread startReader(InputStream in, String prefix, Consumer<String> sink, String name) {
+  private static Thread startReader(InputStream in, String prefix, RankOutput output, String name) {
     Thread t = new Thread(() -> {
       try (BufferedReader r = new BufferedReader(new InputStreamReader(in, Charset.defaultCharset()))) {
-        String line;
-        while ((line = r.readLine()) != null) {
-          sink.accept(prefix + line);
-        }
+        forward(r, prefix, output);
       } catch (IOException e) {
         // The stream closes when the child is killed; there is nothing more to read.
       }
@@ -289,6 +306,49 @@ public final class LocalLauncher implements Callable<Integer> {
     t.setDaemon(true);
     t.start();
     return t;
+  }
+
+  /**
+   * Reads a rank's stream as a terminal would show it: a newline ends a line; a carriage return
+   * starts the line over (a progress bar redrawing itself), and whatever the line holds when the
+   * rank pauses is passed on as a {@link RankOutput#redraw}.
+   */
+  static void forward(BufferedReader r, String prefix, RankOutput output) throws IOException {
+    StringBuilder current = new StringBuilder();
+    boolean overwritten = false; // the current line has been started over at least once
+    boolean startOver = false;   // a carriage return came; the next character starts the line over
+    String shown = null;         // the last redraw passed on
+    int c;
+    while ((c = r.read()) != -1) {
+      if (c == '\n') {
+        output.line(prefix + current);
+        current.setLength(0);
+        overwritten = false;
+        startOver = false;
+        shown = null;
+        continue;
+      }
+      if (c == '\r') {
+        startOver = true;
+        overwritten = true;
+      } else {
+        if (startOver) {
+          current.setLength(0);
+          startOver = false;
+        }
+        current.append((char) c);
+      }
+      if (overwritten && !r.ready() && current.length() > 0) {
+        String now = prefix + current;
+        if (!now.equals(shown)) {
+          output.redraw(prefix, now);
+          shown = now;
+        }
+      }
+    }
+    if (current.length() > 0) {
+      output.line(prefix + current);
+    }
   }
 
   private static void joinReaders(List<Thread> readers) throws InterruptedException {

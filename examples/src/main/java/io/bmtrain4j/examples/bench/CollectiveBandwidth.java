@@ -1,5 +1,6 @@
 package io.bmtrain4j.examples.bench;
 
+import io.bmtrain4j.natives.NativeLibraries;
 import io.bmtrain4j.Bmt;
 import io.bmtrain4j.InitOptions;
 import io.bmtrain4j.dist.CollectiveHandle;
@@ -36,6 +37,7 @@ public final class CollectiveBandwidth implements Callable<Integer> {
   int iterations = 20;
 
   public static void main(String[] args) {
+    NativeLibraries.load(); // ranks may start together: see NativeLibraries
     System.exit(new CommandLine(new CollectiveBandwidth()).execute(args));
   }
 

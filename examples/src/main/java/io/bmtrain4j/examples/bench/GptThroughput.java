@@ -1,5 +1,6 @@
 package io.bmtrain4j.examples.bench;
 
+import io.bmtrain4j.natives.NativeLibraries;
 import io.bmtrain4j.Bmt;
 import io.bmtrain4j.DeviceMemory;
 import io.bmtrain4j.examples.gpt.DistributedGpt;
@@ -66,6 +67,7 @@ public final class GptThroughput implements Callable<Integer> {
   boolean traceMemory;
 
   public static void main(String[] args) {
+    NativeLibraries.load(); // ranks may start together: see NativeLibraries
     System.exit(new CommandLine(new GptThroughput()).execute(args));
   }
 

@@ -1,5 +1,6 @@
 package io.bmtrain4j.examples.bench;
 
+import io.bmtrain4j.natives.NativeLibraries;
 import io.bmtrain4j.Bmt;
 import io.bmtrain4j.DeviceMemory;
 import io.bmtrain4j.ShardedParameter;
@@ -48,6 +49,7 @@ public final class StepAnatomy implements Callable<Integer> {
   int warmup = 3;
 
   public static void main(String[] args) {
+    NativeLibraries.load(); // ranks may start together: see NativeLibraries
     System.exit(new CommandLine(new StepAnatomy()).execute(args));
   }
 

@@ -40,6 +40,22 @@ class SafeTensorsCheckpointTest {
   }
 
   @Test
+  void saveCreatesMissingParentDirectoriesAndLeavesNoTemporaryFile() throws IOException {
+    Path file = dir.resolve("not/yet/there/model.safetensors");
+    float[] expected = saveAtWorldTwo(file);
+    assertTrue(Files.isRegularFile(file), "the file was written under directories the save created");
+    try (var listing = Files.list(file.getParent())) {
+      assertEquals(List.of(file), listing.toList(), "only the file itself, no .tmp left");
+    }
+    float[] loaded = RanksAsThreads.run(1, 0, Duration.ofSeconds(60), ctx -> {
+      Object net = CheckpointModels.fresh(0);
+      Bmt.load(net, file, true);
+      return CheckpointModels.evalOutputs(net);
+    }).get(0);
+    assertClose("outputs after the round trip", expected, loaded, 0, 0);
+  }
+
+  @Test
   void savedAtWorldTwoLoadsAtOneAndFourWithTheSameOutputs() {
     Path file = dir.resolve("model.safetensors");
     float[] expected = saveAtWorldTwo(file);
