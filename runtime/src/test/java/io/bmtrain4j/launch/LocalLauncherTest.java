@@ -148,4 +148,101 @@ class LocalLauncherTest {
     assertEquals("29500", env.get("MASTER_PORT"));
     assertFalse(env.containsKey("TORCHELASTIC_USE_AGENT_STORE"));
   }
+
+  /** What a rank's stream turns into: lines, and the redraws of a line started over with a carriage return. */
+  private static List<String> forwarded(String stream) throws java.io.IOException {
+    List<String> events = new ArrayList<>();
+    RankOutput recorder = new RankOutput() {
+      @Override
+      public void line(String prefixedLine) {
+        events.add("line " + prefixedLine);
+      }
+
+      @Override
+      public void redraw(String rankPrefix, String prefixedLine) {
+        events.add("redraw " + prefixedLine);
+      }
+
+      @Override
+      public boolean isTerminal() {
+        return true;
+      }
+    };
+    // A reader that says "nothing more for now" after each carriage-return segment, as a pipe does between redraws.
+    java.io.BufferedReader slow = new java.io.BufferedReader(new java.io.StringReader("")) {
+      private int pos;
+
+      @Override
+      public int read() {
+        return pos < stream.length() ? stream.charAt(pos++) : -1;
+      }
+
+      @Override
+      public boolean ready() {
+        return pos < stream.length() && stream.charAt(pos) != '\r';
+      }
+    };
+    LocalLauncher.forward(slow, "[rank 0] ", recorder);
+    return events;
+  }
+
+  @Test
+  void aProgressBarIsForwardedAsRedrawsThenItsFinalLine() throws Exception {
+    assertEquals(List.of("line [rank 0] hello", "redraw [rank 0] 10%", "redraw [rank 0] 50%", "line [rank 0] 100%",
+        "line [rank 0] bye"), forwarded("hello\n\r10%\r50%\r100%\nbye\n"));
+    assertEquals(List.of("line [rank 0] windows line", "line [rank 0] unterminated"),
+        forwarded("windows line\r\nunterminated"));
+  }
+
+  @Test
+  void withoutATerminalRedrawsAreThinnedToOneLinePerRankAndInterval() {
+    List<String> lines = new ArrayList<>();
+    RankOutput out = RankOutput.lines(lines::add);
+    for (int i = 0; i < 100; i++) {
+      out.redraw("[rank 0] ", "[rank 0] bar " + i);
+      out.redraw("[rank 1] ", "[rank 1] bar " + i);
+    }
+    out.line("[rank 0] done");
+    assertEquals(List.of("[rank 0] bar 0", "[rank 1] bar 0", "[rank 0] done"), lines);
+  }
+
+  @Test
+  void onATerminalABarIsRedrawnInPlaceBelowOtherRanksLines() {
+    java.io.ByteArrayOutputStream bytes = new java.io.ByteArrayOutputStream();
+    RankOutput out = RankOutput.terminal(new java.io.PrintStream(bytes, true, java.nio.charset.StandardCharsets.UTF_8));
+    out.redraw("[rank 0] ", "[rank 0] bar 1");
+    out.redraw("[rank 0] ", "[rank 0] bar 2");
+    out.line("[rank 1] note");
+    out.line("[rank 0] bar done");
+    assertEquals("\r[rank 0] bar 1\033[K\r[rank 0] bar 2\033[K"
+        + "\r[rank 1] note\033[K\n[rank 0] bar 2"
+        + "\r[rank 0] bar done\033[K\n", bytes.toString(java.nio.charset.StandardCharsets.UTF_8));
+  }
+
+  @Test
+  void ranksAreToldWhetherTheLauncherIsOnATerminalAndGetItsNativeCache() {
+    List<String> lines = Collections.synchronizedList(new ArrayList<>());
+    String before = System.getProperty("org.bytedeco.javacpp.cachedir");
+    try {
+      System.setProperty("org.bytedeco.javacpp.cachedir", io.bmtrain4j.natives.NativeLibraries.cacheDirectory().toString());
+      int code = LocalLauncher.launch(LaunchSpec.of(1, PrintEnvironment.class.getName()).withOutput(lines::add));
+      assertEquals(0, code, () -> String.join("\n", lines));
+    } finally {
+      if (before == null) {
+        System.clearProperty("org.bytedeco.javacpp.cachedir");
+      } else {
+        System.setProperty("org.bytedeco.javacpp.cachedir", before);
+      }
+    }
+    assertTrue(lines.contains("[rank 0] " + Terminal.ENV + "=0"), () -> String.join("\n", lines));
+    assertTrue(lines.stream().anyMatch(l -> l.startsWith("[rank 0] cachedir=/")), () -> String.join("\n", lines));
+  }
+
+  /** A rank that prints what the launcher told it. */
+  public static final class PrintEnvironment {
+    public static void main(String[] args) {
+      System.out.println(Terminal.ENV + "=" + System.getenv(Terminal.ENV));
+      System.out.println("cachedir=" + System.getProperty("org.bytedeco.javacpp.cachedir"));
+    }
+  }
 }

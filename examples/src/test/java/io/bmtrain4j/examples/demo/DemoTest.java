@@ -51,6 +51,10 @@ class DemoTest {
     assertTrue(all.contains("[rank 0] sample: prompt"), all);
     assertTrue(all.contains("[rank 0] train"), "progress bar on rank 0: " + all);
     assertTrue(!all.contains("[rank 1] train"), "no progress bar on other ranks");
+    // Not a terminal (a list of lines): plain progress lines at each tenth of the run, not a redraw per second.
+    long progressLines = out.stream().filter(l -> l.startsWith("[rank 0] train ")).count();
+    assertTrue(progressLines >= 10 && progressLines <= 12, progressLines + " progress lines:\n" + all);
+    assertTrue(all.contains("[rank 0] train 150/150 (100%)"), all);
 
     // Resume on ONE rank: the sharded checkpoint written by two is resharded.
     List<String> resumed = runOn(1, "--checkpoint-dir", ckpt, "--resume", "--steps", "160");
