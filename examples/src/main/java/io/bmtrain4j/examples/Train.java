@@ -37,6 +37,9 @@ import picocli.CommandLine.Option;
 @Command(name = "train", mixinStandardHelpOptions = true, sortOptions = false,
     description = "Train the example GPT with bmtrain4j (ZeRO-3 sharded data parallelism).")
 public final class Train implements Callable<Integer> {
+  @CommandLine.Spec
+  CommandLine.Model.CommandSpec spec;
+
   @Option(names = "--nproc", description = "start this many ranks on this machine (local launcher); default ${DEFAULT-VALUE}: run as the launcher's environment says")
   int nproc = 0;
 
@@ -100,6 +103,21 @@ public final class Train implements Callable<Integer> {
   @Option(names = "--seed", description = "seed shared by every rank (default ${DEFAULT-VALUE})")
   long seed = 0;
 
+  @Option(names = "--timeout", description = "seconds any wait for other ranks may take (rendezvous, collectives) before the run fails (default ${DEFAULT-VALUE})")
+  int timeoutSeconds = 300;
+
+  @Option(names = "--on-nonfinite", description = "when the loss or the gradient norm is NaN or infinite: stop (no checkpoint), skip the step, or continue (default ${DEFAULT-VALUE}); a dynamic loss scale (fp16) handles overflow itself")
+  NonFinite onNonFinite = NonFinite.stop;
+
+  @Option(names = "--keep-last", description = "keep only the newest N checkpoints; 0 keeps all (default ${DEFAULT-VALUE})")
+  int keepLast = 0;
+
+  @Option(names = "--debug", description = "print stack traces of errors too")
+  boolean debug;
+
+  /** What a non-finite loss or gradient norm does to the run. */
+  enum NonFinite { stop, skip, go }
+
   /** Preset names for --help. */
   public static final class Presets extends ArrayList<String> {
     private static final long serialVersionUID = 1L;
@@ -123,7 +141,21 @@ public final class Train implements Callable<Integer> {
 
   public static void main(String[] args) {
     commandLine = args.clone();
-    System.exit(new CommandLine(new Train()).execute(args));
+    System.exit(commandLine(new Train()).execute(args));
+  }
+
+  /** picocli with the project's error handling: see {@link UserErrors}. */
+  static CommandLine commandLine(Train train) {
+    CommandLine cl = new CommandLine(train);
+    cl.registerConverter(NonFinite.class, v -> {
+      switch (v) {
+        case "stop": return NonFinite.stop;
+        case "skip": return NonFinite.skip;
+        case "continue": return NonFinite.go;
+        default: throw new CommandLine.TypeConversionException("expected stop, skip or continue, got '" + v + "'");
+      }
+    });
+    return UserErrors.install(cl, () -> train.debug);
   }
 
   private static torch.ScalarType scalarType(String name) {
@@ -141,13 +173,18 @@ public final class Train implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
+    validate();
     // Before any libtorch class initialises; the launcher (--nproc) unpacks once for its ranks.
     NativeLibraries.load();
     if (nproc > 0) {
       return Launch.ranks(nproc, Train.class, Launch.without(commandLine, "--nproc"));
     }
     boolean gpu = device.startsWith("cuda");
-    Bmt.initDistributed(InitOptions.builder().seed(seed).backend(gpu ? "nccl" : "gloo").build());
+    if (gpu) {
+      Devices.requireCuda(device);
+    }
+    Bmt.initDistributed(InitOptions.builder().seed(seed).backend(gpu ? "nccl" : "gloo")
+        .timeout(java.time.Duration.ofSeconds(timeoutSeconds)).build());
     if (gpu && device.equals("cuda")) {
       device = "cuda:" + Bmt.context().localRank(); // one GPU per rank
     }
@@ -166,10 +203,16 @@ public final class Train implements Callable<Integer> {
           .add(adam, LrSchedulers.create(schedule, adam, lr, warmup, steps, 0.99));
       int first = 0;
       if (resume) {
+        long saved = ShardedCheckpoint.step(checkpointDir);
+        if (saved >= steps) {
+          throw new UserErrors.UserException("--steps " + steps + " is not beyond the checkpoint's step " + saved
+              + " in " + checkpointDir + ": give --steps greater than " + saved + " to continue training");
+        }
         first = (int) ShardedCheckpoint.load(checkpointDir, gpt, manager);
         Bmt.printRank("resumed from %s at step %d", checkpointDir, first);
       }
       List<Double> losses = new ArrayList<>();
+      int divergedAt = -1; // the step whose loss was not finite, under --on-nonfinite continue
       long tokensPerStep = (long) Bmt.worldSize() * microBatch * gradAccum * seq;
       try (TrainingProgress progress = progress(first)) {
         for (int step = first; step < steps; step++) {
@@ -189,26 +232,49 @@ public final class Train implements Callable<Integer> {
                 loss += Bmt.sumLoss(l) / gradAccum;
               }
             }
-            manager.clipGradNorm(clip);
+            double norm = manager.clipGradNorm(clip);
+            if (!manager.lossScaleEnabled() && !(Double.isFinite(loss) && Double.isFinite(norm))) {
+              // Every rank sees the same averaged loss and global norm, so all take the same branch.
+              String what = String.format("step %d: the loss is %s and the gradient norm %s", step + 1, loss, norm);
+              if (onNonFinite == NonFinite.stop) {
+                throw new UserErrors.UserException(what + "; stopping without a checkpoint ("
+                    + (ShardedCheckpoint.exists(checkpointDir) ? checkpointDir.resolve("latest") + " is unchanged" : "none written")
+                    + "). Lower --lr, or pass --on-nonfinite skip to drop such steps.");
+              }
+              if (onNonFinite == NonFinite.skip) {
+                Bmt.printRank("%s; step skipped (--on-nonfinite skip)", what);
+                manager.zeroGrad();
+                continue;
+              }
+              if (divergedAt < 0) {
+                Bmt.printRank("%s; continuing (--on-nonfinite continue), and no longer saving checkpoints", what);
+                divergedAt = step + 1;
+              }
+            }
             manager.step();
           }
           losses.add(loss);
           double seconds = (System.nanoTime() - t0) / 1e9;
           progress.update(step + 1, String.format("loss %.4f | %,.0f tok/s | lr %.1e | scale %.0f",
               loss, tokensPerStep / seconds, adam.learningRate(), manager.lossScale()));
-          if (checkpointEvery > 0 && (step + 1) % checkpointEvery == 0 && step + 1 < steps) {
-            ShardedCheckpoint.save(checkpointDir, gpt, manager, step + 1);
+          if (checkpointEvery > 0 && (step + 1) % checkpointEvery == 0 && step + 1 < steps && divergedAt < 0) {
+            ShardedCheckpoint.save(checkpointDir, gpt, manager, step + 1, keepLast);
           }
         }
       }
-      ShardedCheckpoint.save(checkpointDir, gpt, manager, steps);
+      if (divergedAt < 0) {
+        ShardedCheckpoint.save(checkpointDir, gpt, manager, steps, keepLast);
+      } else {
+        Bmt.printRank("checkpoint not saved: training diverged at step %d; %s", divergedAt,
+            ShardedCheckpoint.exists(checkpointDir) ? checkpointDir.resolve("latest") + " still names the last good one" : "none written");
+      }
       if (!losses.isEmpty()) {
         Bmt.printRank("loss %.4f -> %.4f over steps %d..%d", losses.get(0), losses.get(losses.size() - 1), first, steps - 1);
         if (Bmt.rank() == 0) {
           Path png = checkpointDir.resolve("loss.png");
           try {
             LossPlot.write(png, first, losses, "bmtrain4j: GPT " + model + " on " + data + ", " + Bmt.worldSize() + " rank(s)");
-            System.out.println("wrote " + png + " and the sharded checkpoint " + checkpointDir + "/latest");
+            System.out.println("wrote " + png + (divergedAt < 0 ? " and the sharded checkpoint " + checkpointDir + "/latest" : ""));
           } catch (java.io.IOException | LinkageError e) {
             // A JRE without font libraries (a jlink'd runtime, say) cannot draw: the run itself is fine.
             System.out.println("wrote the sharded checkpoint " + checkpointDir + "/latest; no loss plot: " + e);
@@ -218,6 +284,45 @@ public final class Train implements Callable<Integer> {
       printSample(gpt, source, config);
     }
     return 0;
+  }
+
+  /** Every option checked before anything starts; a bad one is a usage error (exit 2) naming it. */
+  private void validate() {
+    CommandLine cl = spec.commandLine();
+    require(cl, nproc >= 0, "--nproc must be 0 (as the environment says) or a number of ranks, got " + nproc);
+    require(cl, microBatch >= 1, "--micro-batch must be at least 1, got " + microBatch);
+    require(cl, gradAccum >= 1, "--grad-accum must be at least 1, got " + gradAccum);
+    require(cl, steps >= 1, "--steps must be at least 1, got " + steps);
+    require(cl, seq >= 2, "--seq must be at least 2 (an input and its next token), got " + seq);
+    int prompt = TokenSource.SYNTHETIC_PERIOD + 2;
+    require(cl, !data.equals("synthetic") || seq > prompt,
+        "--seq must be greater than " + prompt + " with synthetic data (the sample's prompt is " + prompt + " tokens), got " + seq);
+    require(cl, Double.isFinite(lr) && lr > 0, "--lr must be a positive number, got " + lr);
+    require(cl, warmup >= 0, "--warmup must be 0 or more, got " + warmup);
+    require(cl, warmup < steps, "--warmup (" + warmup + ") must be less than --steps (" + steps + ")");
+    require(cl, Double.isFinite(weightDecay) && weightDecay >= 0, "--weight-decay must be 0 or more, got " + weightDecay);
+    require(cl, Double.isFinite(clip) && clip > 0, "--clip must be positive, got " + clip);
+    require(cl, dropout >= 0 && dropout < 1, "--dropout must be in [0, 1), got " + dropout);
+    require(cl, checkpointEvery >= 0, "--checkpoint-every must be 0 (only at the end) or more, got " + checkpointEvery);
+    require(cl, keepLast >= 0, "--keep-last must be 0 (keep all) or more, got " + keepLast);
+    require(cl, timeoutSeconds >= 1, "--timeout must be at least 1 second, got " + timeoutSeconds);
+    require(cl, threads >= 0, "--threads must be 0 (automatic) or more, got " + threads);
+    require(cl, vocab >= 2, "--vocab must be at least 2, got " + vocab);
+    require(cl, List.of("fp32", "bf16", "fp16").contains(dtype), "--dtype must be fp32, bf16 or fp16, got " + dtype);
+    require(cl, GptConfig.PRESETS.contains(model), "--model must be one of " + GptConfig.PRESETS + ", got " + model);
+    require(cl, LrSchedulers.NAMES.contains(schedule), "--lr-schedule must be one of " + LrSchedulers.NAMES + ", got " + schedule);
+    require(cl, device.equals("cpu") || device.equals("cuda") || device.matches("cuda:\\d+"),
+        "--device must be cpu, cuda or cuda:N, got " + device);
+    String dataProblem = TokenSource.problem(data);
+    require(cl, dataProblem == null, "--data " + dataProblem);
+    String dirProblem = CheckpointDirectory.problem(checkpointDir, resume);
+    require(cl, dirProblem == null, "--checkpoint-dir " + dirProblem);
+  }
+
+  private static void require(CommandLine cl, boolean ok, String message) {
+    if (!ok) {
+      throw new CommandLine.ParameterException(cl, message);
+    }
   }
 
   private TrainingProgress progress(int first) {

@@ -6,6 +6,7 @@ import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.zip.CRC32C;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.util.LinkedHashMap;
@@ -18,7 +19,18 @@ public final class SafeTensorsFile {
   private SafeTensorsFile() {}
 
   /** Writes {@code tensors} (contiguous copies are taken as needed) under a temporary name, then renames. */
-  public static void write(Path file, Map<String, Tensor> tensors, Map<String, String> metadata) throws IOException {
+  /** A file's length and CRC-32C, as recorded in a sharded checkpoint's {@code meta.json} and checked on load. */
+  public record Digest(long bytes, long crc32c) {
+    public String crcHex() {
+      return String.format("%08x", crc32c);
+    }
+  }
+
+  /**
+   * Writes {@code tensors} to {@code file} through a temporary file renamed into place, and returns
+   * the digest of what was written. A failed write leaves neither file behind.
+   */
+  public static Digest write(Path file, Map<String, Tensor> tensors, Map<String, String> metadata) throws IOException {
     Map<String, SafeTensorsHeader.Entry> entries = new LinkedHashMap<>();
     Map<String, Tensor> contiguous = new LinkedHashMap<>();
     long offset = 0;
@@ -31,31 +43,72 @@ public final class SafeTensorsFile {
       offset += bytes;
     }
     Path tmp = file.resolveSibling(file.getFileName() + ".tmp");
+    CRC32C crc = new CRC32C();
+    long written = 0;
     try (FileChannel out = FileChannel.open(tmp, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING,
         StandardOpenOption.WRITE)) {
       byte[] header = SafeTensorsHeader.encode(entries, metadata);
-      out.write(ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(0, header.length));
-      out.write(ByteBuffer.wrap(header));
+      written += write(out, ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(0, header.length), crc);
+      written += write(out, ByteBuffer.wrap(header), crc);
       for (Tensor t : contiguous.values()) {
-        writeBytes(out, t);
+        written += writeBytes(out, t, crc);
       }
       out.force(true);
+    } catch (IOException | RuntimeException e) {
+      Files.deleteIfExists(tmp);
+      throw e;
     }
     Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+    return new Digest(written, crc.getValue());
+  }
+
+  /** Reads {@code file} through and returns its digest. */
+  public static Digest digest(Path file) throws IOException {
+    CRC32C crc = new CRC32C();
+    long bytes = 0;
+    try (FileChannel in = FileChannel.open(file, StandardOpenOption.READ)) {
+      ByteBuffer buf = ByteBuffer.allocateDirect(1 << 20);
+      int n;
+      while ((n = in.read(buf)) != -1) {
+        buf.flip();
+        crc.update(buf);
+        bytes += n;
+        buf.clear();
+      }
+    }
+    return new Digest(bytes, crc.getValue());
+  }
+
+  private static long write(FileChannel out, ByteBuffer buf, CRC32C crc) throws IOException {
+    long n = buf.remaining();
+    crc.update(buf.duplicate());
+    while (buf.hasRemaining()) {
+      out.write(buf);
+    }
+    return n;
   }
 
   /** Appends the bytes of {@code t} (contiguous, in host memory) to {@code out}. */
   static void writeBytes(FileChannel out, Tensor t) throws IOException {
+    writeBytes(out, t, null);
+  }
+
+  /** As {@link #writeBytes(FileChannel, Tensor)}, adding the bytes to {@code crc} (if not null); returns their count. */
+  static long writeBytes(FileChannel out, Tensor t, CRC32C crc) throws IOException {
     long bytes = t.numel() * t.element_size();
     if (bytes == 0) {
-      return;
+      return 0;
     }
     try (BytePointer p = new BytePointer(t.data_ptr())) {
       ByteBuffer buf = p.capacity(bytes).asByteBuffer();
+      if (crc != null) {
+        crc.update(buf.duplicate());
+      }
       while (buf.hasRemaining()) {
         out.write(buf);
       }
     }
+    return bytes;
   }
 
   /** An open file: its header and channel, for reading element ranges of its tensors. */

@@ -41,8 +41,24 @@ public final class ShardedCheckpoint {
 
   private ShardedCheckpoint() {}
 
-  /** Saves model and manager (may be null) as checkpoint {@code step} under {@code dir}. A collective. */
+  /** The name {@code latest} may hold: a step directory directly under the checkpoint directory. */
+  private static final java.util.regex.Pattern STEP_DIR = java.util.regex.Pattern.compile("step-\\d{9,}");
+
+  /** Saves model and manager (may be null) as checkpoint {@code step} under {@code dir}, keeping all earlier ones. A collective. */
   public static void save(Path dir, Object model, OptimManager manager, long step) {
+    save(dir, model, manager, step, 0);
+  }
+
+  /**
+   * Saves model and manager (may be null) as checkpoint {@code step} under {@code dir}; a collective.
+   * Once {@code latest} names it, rank 0 removes step directories that an interrupted save left
+   * without {@code meta.json} and, if {@code keepLast > 0}, all but the newest {@code keepLast}
+   * complete checkpoints (never the one {@code latest} names).
+   */
+  public static void save(Path dir, Object model, OptimManager manager, long step, int keepLast) {
+    if (step < 0 || keepLast < 0) {
+      throw new IllegalArgumentException("step and keepLast must be 0 or more, got " + step + " and " + keepLast);
+    }
     Communicator comm = Bmt.context().communicator();
     int rank = comm.rank();
     Path stepDir = dir.resolve(String.format("step-%09d", step));
@@ -61,14 +77,15 @@ public final class ShardedCheckpoint {
           }
         }
       }
-      SafeTensorsFile.write(stepDir.resolve("rank-" + rank + ".safetensors"), mine,
+      SafeTensorsFile.Digest digest = SafeTensorsFile.write(stepDir.resolve(rankFile(rank)), mine,
           Map.of("rank", String.valueOf(rank), "world_size", String.valueOf(comm.worldSize())));
+      // Each rank's digest reaches rank 0 through the file system, which every rank shares anyway.
+      writeDurably(stepDir.resolve(rankFile(rank) + ".digest"), (digest.bytes() + " " + digest.crcHex()).getBytes(StandardCharsets.UTF_8));
       comm.barrier(); // every rank's file is in place before the metadata says the checkpoint exists
       if (rank == 0) {
         writeMeta(stepDir, model, comm.worldSize(), step);
-        Path tmp = dir.resolve("latest.tmp");
-        Files.writeString(tmp, stepDir.getFileName().toString(), StandardCharsets.UTF_8);
-        Files.move(tmp, dir.resolve("latest"), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+        writeDurably(dir.resolve("latest"), stepDir.getFileName().toString().getBytes(StandardCharsets.UTF_8));
+        prune(dir, stepDir, keepLast);
       }
       comm.barrier();
     } catch (IOException e) {
@@ -109,9 +126,78 @@ public final class ShardedCheckpoint {
         }
       }
     }
-    Path tmp = stepDir.resolve("meta.json.tmp");
-    Files.write(tmp, JSON.writerWithDefaultPrettyPrinter().writeValueAsBytes(root));
-    Files.move(tmp, stepDir.resolve("meta.json"), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+    ObjectNode files = root.putObject("files");
+    for (int q = 0; q < world; q++) {
+      Path digestFile = stepDir.resolve(rankFile(q) + ".digest");
+      String[] d = Files.readString(digestFile, StandardCharsets.UTF_8).trim().split(" ");
+      files.putObject(rankFile(q)).put("bytes", Long.parseLong(d[0])).put("crc32c", d[1]);
+    }
+    writeDurably(stepDir.resolve("meta.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsBytes(root));
+    for (int q = 0; q < world; q++) {
+      Files.deleteIfExists(stepDir.resolve(rankFile(q) + ".digest"));
+    }
+  }
+
+  private static String rankFile(int rank) {
+    return "rank-" + rank + ".safetensors";
+  }
+
+  /**
+   * Writes {@code bytes} to {@code file} as one atomic step that survives a power cut: a temporary
+   * file, fsynced, renamed over {@code file}, then the directory fsynced so the rename is on disk.
+   * A failure removes the temporary file.
+   */
+  private static void writeDurably(Path file, byte[] bytes) throws IOException {
+    Path tmp = file.resolveSibling(file.getFileName() + ".tmp");
+    try (java.nio.channels.FileChannel out = java.nio.channels.FileChannel.open(tmp, java.nio.file.StandardOpenOption.CREATE,
+        java.nio.file.StandardOpenOption.TRUNCATE_EXISTING, java.nio.file.StandardOpenOption.WRITE)) {
+      java.nio.ByteBuffer buf = java.nio.ByteBuffer.wrap(bytes);
+      while (buf.hasRemaining()) {
+        out.write(buf);
+      }
+      out.force(true);
+    } catch (IOException e) {
+      Files.deleteIfExists(tmp);
+      throw e;
+    }
+    Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+    try (java.nio.channels.FileChannel d = java.nio.channels.FileChannel.open(file.toAbsolutePath().getParent(),
+        java.nio.file.StandardOpenOption.READ)) {
+      d.force(true);
+    } catch (IOException e) {
+      // Some file systems cannot sync a directory; the rename itself is still atomic.
+    }
+  }
+
+  /** Removes what interrupted saves left, and checkpoints beyond the newest {@code keepLast}; see {@link #save}. */
+  private static void prune(Path dir, Path current, int keepLast) throws IOException {
+    List<Path> complete = new ArrayList<>();
+    try (java.util.stream.Stream<Path> entries = Files.list(dir)) {
+      for (Path p : (Iterable<Path>) entries.sorted()::iterator) {
+        if (!Files.isDirectory(p) || !STEP_DIR.matcher(p.getFileName().toString()).matches() || p.equals(current)) {
+          continue;
+        }
+        if (Files.isRegularFile(p.resolve("meta.json"))) {
+          complete.add(p);
+        } else {
+          deleteTree(p); // a save that never finished
+        }
+      }
+    }
+    if (keepLast > 0) {
+      // Names sort by step (zero-padded); the current one is the newest kept.
+      for (int i = 0; i < complete.size() - (keepLast - 1); i++) {
+        deleteTree(complete.get(i));
+      }
+    }
+  }
+
+  private static void deleteTree(Path p) throws IOException {
+    try (java.util.stream.Stream<Path> walk = Files.walk(p)) {
+      for (Path f : (Iterable<Path>) walk.sorted(java.util.Comparator.reverseOrder())::iterator) {
+        Files.deleteIfExists(f);
+      }
+    }
   }
 
   /** Whether {@code dir} holds a complete checkpoint. */
@@ -125,28 +211,12 @@ public final class ShardedCheckpoint {
    * that every rank must call it; no data moves between ranks.
    */
   public static long load(Path dir, Object model, OptimManager manager) {
-    Path latest = dir.resolve("latest");
-    if (!Files.isRegularFile(latest)) {
-      throw new CheckpointException("no checkpoint in " + dir + " (no 'latest' file)");
-    }
     try {
-      Path stepDir = dir.resolve(Files.readString(latest, StandardCharsets.UTF_8).trim());
+      Path stepDir = latestStepDirectory(dir);
       Path metaFile = stepDir.resolve("meta.json");
-      if (!Files.isRegularFile(metaFile)) {
-        throw new CheckpointException(stepDir + " has no meta.json: the checkpoint is incomplete");
-      }
-      JsonNode meta;
-      try {
-        meta = JSON.readTree(metaFile.toFile());
-      } catch (IOException e) {
-        throw new CheckpointException(metaFile + " is corrupt: " + e.getMessage(), e);
-      }
+      JsonNode meta = readMeta(stepDir);
       int oldWorld = meta.get("world_size").asInt();
-      List<SafeTensorsFile.Reader> readers = new ArrayList<>();
-      try {
-        for (int q = 0; q < oldWorld; q++) {
-          readers.add(new SafeTensorsFile.Reader(stepDir.resolve("rank-" + q + ".safetensors")));
-        }
+      try (RankFiles readers = new RankFiles(stepDir, meta, oldWorld)) {
         List<ShardedParameter> params = Bmt.parameters(model);
         JsonNode ps = meta.get("parameters");
         try (NoGradGuard g = new NoGradGuard()) {
@@ -160,7 +230,19 @@ public final class ShardedCheckpoint {
               throw new CheckpointException("'" + p.name() + "' in " + metaFile + " has shape " + java.util.Arrays.toString(shape)
                   + " but the model's is " + java.util.Arrays.toString(p.shape()));
             }
+            String savedType = pm.path("dtype").asText("");
+            String modelType = SafeTensorsHeader.dtypeName(p.local().scalar_type());
+            if (!savedType.isEmpty() && !savedType.equals(modelType)) {
+              throw new CheckpointException("the checkpoint in " + stepDir + " was saved as " + savedType + " and the model is "
+                  + modelType + " ('" + p.name() + "'): resume with the dtype it was saved with (a change of dtype on resume"
+                  + " is not supported)");
+            }
             gather(readers, pm.get("slices"), "model/" + p.name(), p.offsetInParameter(), p.local());
+            if (!torch.isfinite(p.local()).all().item_bool()) {
+              throw new CheckpointException("'" + p.name() + "' in " + stepDir + " holds NaN or infinite values: the run that"
+                  + " saved it had diverged. Resume from an earlier checkpoint: write its directory name (step-...) into "
+                  + dir.resolve("latest"));
+            }
           }
           if (manager != null) {
             Map<String, Tensor> wanted = manager.stateDict();
@@ -182,14 +264,129 @@ public final class ShardedCheckpoint {
             manager.loadStateDict(state);
           }
         }
-      } finally {
-        for (SafeTensorsFile.Reader r : readers) {
-          r.close();
-        }
       }
       return meta.get("step").asLong();
     } catch (IOException e) {
       throw new UncheckedIOException("cannot read checkpoint in " + dir, e);
+    }
+  }
+
+  /** The step of the checkpoint {@code latest} names in {@code dir}, read from its validated {@code meta.json}. */
+  public static long step(Path dir) {
+    try {
+      return readMeta(latestStepDirectory(dir)).get("step").asLong();
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot read checkpoint in " + dir, e);
+    }
+  }
+
+  /** The step directory {@code latest} names, which must be one directly inside {@code dir}. */
+  private static Path latestStepDirectory(Path dir) throws IOException {
+    Path latest = dir.resolve("latest");
+    if (!Files.isRegularFile(latest)) {
+      throw new CheckpointException("no checkpoint in " + dir + " (no 'latest' file)");
+    }
+    String name = Files.readString(latest, StandardCharsets.UTF_8).trim();
+    if (name.isEmpty()) {
+      throw new CheckpointException(latest + " is empty: write the name of a step directory (step-...) of " + dir + " into it");
+    }
+    if (!STEP_DIR.matcher(name).matches()) {
+      throw new CheckpointException(latest + " names '" + name + "', which is not a step directory (step-NNNNNNNNN) of " + dir);
+    }
+    Path stepDir = dir.resolve(name);
+    if (!Files.isDirectory(stepDir)) {
+      throw new CheckpointException(latest + " names " + name + ", which is not in " + dir);
+    }
+    if (!Files.isRegularFile(stepDir.resolve("meta.json"))) {
+      throw new CheckpointException(stepDir + " has no meta.json: the checkpoint is incomplete");
+    }
+    return stepDir;
+  }
+
+  /** {@code meta.json} of {@code stepDir}, with every field the loader relies on checked. */
+  private static JsonNode readMeta(Path stepDir) {
+    Path metaFile = stepDir.resolve("meta.json");
+    JsonNode meta;
+    try {
+      meta = JSON.readTree(metaFile.toFile());
+    } catch (IOException e) {
+      throw new CheckpointException(metaFile + " is corrupt: " + e.getMessage(), e);
+    }
+    if (meta == null || !meta.isObject()) {
+      throw new CheckpointException(metaFile + " is not a JSON object: the checkpoint is corrupt");
+    }
+    requireField(meta, metaFile, "world_size", meta.path("world_size").canConvertToInt() && meta.path("world_size").isIntegralNumber()
+        && meta.path("world_size").asInt() >= 1, "a whole number of at least 1");
+    requireField(meta, metaFile, "step", meta.path("step").isIntegralNumber() && meta.path("step").asLong() >= 0,
+        "a whole number of at least 0");
+    requireField(meta, metaFile, "parameters", meta.path("parameters").isObject(), "an object");
+    return meta;
+  }
+
+  private static void requireField(JsonNode meta, Path metaFile, String field, boolean ok, String expected) {
+    if (!ok) {
+      JsonNode v = meta.get(field);
+      throw new CheckpointException(metaFile + ": '" + field + "' must be " + expected + ", but it is "
+          + (v == null ? "missing" : v.toString()) + ": the checkpoint is corrupt");
+    }
+  }
+
+  /**
+   * The saving ranks' files, opened and checked against {@code meta.json}'s checksums on first
+   * use: a rank reads (and verifies) only the files its new slices overlap.
+   */
+  private static final class RankFiles implements AutoCloseable {
+    private final Path stepDir;
+    private final JsonNode meta;
+    private final SafeTensorsFile.Reader[] open;
+
+    RankFiles(Path stepDir, JsonNode meta, int world) {
+      this.stepDir = stepDir;
+      this.meta = meta;
+      this.open = new SafeTensorsFile.Reader[world];
+    }
+
+    int size() {
+      return open.length;
+    }
+
+    SafeTensorsFile.Reader get(int rank) throws IOException {
+      if (open[rank] == null) {
+        Path file = stepDir.resolve(rankFile(rank));
+        verify(meta, stepDir.resolve("meta.json"), file);
+        open[rank] = new SafeTensorsFile.Reader(file);
+      }
+      return open[rank];
+    }
+
+    @Override
+    public void close() throws IOException {
+      for (SafeTensorsFile.Reader r : open) {
+        if (r != null) {
+          r.close();
+        }
+      }
+    }
+  }
+
+  /** Checks {@code file} against the length and CRC-32C that {@code meta.json} recorded for it (older checkpoints have none). */
+  private static void verify(JsonNode meta, Path metaFile, Path file) throws IOException {
+    JsonNode expected = meta.path("files").path(file.getFileName().toString());
+    if (expected.isMissingNode()) {
+      if (meta.has("files")) {
+        throw new CheckpointException(metaFile + " records no checksum for " + file.getFileName() + ": the checkpoint is corrupt");
+      }
+      return;
+    }
+    if (!Files.isRegularFile(file)) {
+      throw new CheckpointException(file + " is missing: the checkpoint is incomplete");
+    }
+    SafeTensorsFile.Digest d = SafeTensorsFile.digest(file);
+    if (d.bytes() != expected.path("bytes").asLong(-1) || !d.crcHex().equals(expected.path("crc32c").asText())) {
+      throw new CheckpointException(file + " does not match the checksum in " + metaFile + " (" + d.bytes() + " bytes, CRC-32C "
+          + d.crcHex() + "; recorded " + expected.path("bytes").asText() + " bytes, " + expected.path("crc32c").asText()
+          + "): the file is truncated or corrupt. Resume from an earlier checkpoint: write its directory name (step-...) into "
+          + metaFile.getParent().getParent().resolve("latest"));
     }
   }
 
@@ -208,7 +405,7 @@ public final class ShardedCheckpoint {
    * Fills {@code target} (this rank's new slice, starting at {@code begin} of the flattened
    * parameter) from the old ranks' slices that overlap it.
    */
-  private static void gather(List<SafeTensorsFile.Reader> readers, JsonNode slices, String key, long begin, Tensor target)
+  private static void gather(RankFiles readers, JsonNode slices, String key, long begin, Tensor target)
       throws IOException {
     long end = begin + target.numel();
     for (int q = 0; q < readers.size(); q++) {

@@ -59,6 +59,11 @@ public final class OptimManager {
     return this;
   }
 
+  /** Whether a loss scale is in use: then overflowing steps are skipped by {@link #step()} itself. */
+  public boolean lossScaleEnabled() {
+    return lossScale.enabled();
+  }
+
   public double lossScale() {
     return scale;
   }

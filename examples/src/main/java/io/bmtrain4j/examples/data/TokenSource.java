@@ -7,6 +7,9 @@ import org.bytedeco.pytorch.Tensor;
  * global batch: the same (seed, step, rank) always gives the same sequences.
  */
 public interface TokenSource {
+  /** The length of the synthetic task's repeated pattern. */
+  int SYNTHETIC_PERIOD = 8;
+
   /** Inputs and next-token targets, each {@code [batch, seq]} int64, for this rank's share of {@code step}. */
   Tensor[] batch(int step, int rank, int batch);
 
@@ -26,7 +29,7 @@ public interface TokenSource {
    */
   static TokenSource open(String spec, int seq, long seed, int binVocab) {
     if (spec.equals("synthetic")) {
-      return new RepeatedPatternTask(16, seq, 8, seed);
+      return new RepeatedPatternTask(16, seq, SYNTHETIC_PERIOD, seed);
     }
     if (spec.startsWith("text:")) {
       return new MappedTokens(java.nio.file.Path.of(spec.substring(5)), MappedTokens.Format.BYTES, 256, seq, seed);
@@ -35,5 +38,31 @@ public interface TokenSource {
       return new MappedTokens(java.nio.file.Path.of(spec.substring(4)), MappedTokens.Format.UINT16, binVocab, seq, seed);
     }
     throw new IllegalArgumentException("unknown data source '" + spec + "': use synthetic, text:PATH or bin:PATH");
+  }
+
+  /** Why {@code spec} cannot be opened (to follow "--data "), or null if it looks usable. */
+  static String problem(String spec) {
+    if (spec.equals("synthetic")) {
+      return null;
+    }
+    String path;
+    if (spec.startsWith("text:")) {
+      path = spec.substring(5);
+    } else if (spec.startsWith("bin:")) {
+      path = spec.substring(4);
+    } else {
+      return "must be synthetic, text:PATH or bin:PATH, got '" + spec + "'";
+    }
+    java.nio.file.Path p = java.nio.file.Path.of(path);
+    if (!java.nio.file.Files.exists(p)) {
+      return "names " + path + ", which does not exist";
+    }
+    if (!java.nio.file.Files.isRegularFile(p)) {
+      return "names " + path + ", which is not a regular file" + (java.nio.file.Files.isDirectory(p) ? " but a directory" : "");
+    }
+    if (!java.nio.file.Files.isReadable(p)) {
+      return "names " + path + ", which this user cannot read";
+    }
+    return null;
   }
 }

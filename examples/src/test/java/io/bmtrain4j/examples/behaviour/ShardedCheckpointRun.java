@@ -50,6 +50,13 @@ public final class ShardedCheckpointRun {
     return ShardedCheckpoint.load(dir, net, manager);
   }
 
+  /** Fills one shard with NaN, as a diverged run leaves its weights. */
+  public void poison() {
+    try (org.bytedeco.pytorch.NoGradGuard g = new org.bytedeco.pytorch.NoGradGuard()) {
+      Bmt.parameters(net).get(0).local().fill_(new org.bytedeco.pytorch.Scalar(Double.NaN));
+    }
+  }
+
   public float[] evalOutputs() {
     return CheckpointModels.evalOutputs(net);
   }

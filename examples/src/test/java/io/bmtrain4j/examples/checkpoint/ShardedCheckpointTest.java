@@ -57,6 +57,22 @@ class ShardedCheckpointTest {
   }
 
   @Test
+  void aCheckpointWithNonFiniteWeightsIsNotResumed() {
+    Path ckpt = dir.resolve("nan");
+    RanksAsThreads.run(1, 0, Duration.ofSeconds(60), ctx -> {
+      ShardedCheckpointRun run = new ShardedCheckpointRun();
+      run.train(0, 1);
+      run.poison();
+      run.save(ckpt, 1);
+      return null;
+    });
+    CheckpointException e = assertThrows(CheckpointException.class, () -> RanksAsThreads.run(1, 0, Duration.ofSeconds(60),
+        ctx -> new ShardedCheckpointRun().load(ckpt)));
+    assertTrue(e.getMessage().contains("holds NaN or infinite values"), e.getMessage());
+    assertTrue(e.getMessage().contains(ckpt.resolve("latest").toString()), "says which file to edit: " + e.getMessage());
+  }
+
+  @Test
   void aProcessKilledMidSaveLeavesTheLastCompleteCheckpoint() throws Exception {
     Path ckpt = dir.resolve("ckpt");
     Path log = dir.resolve("saver.log");
