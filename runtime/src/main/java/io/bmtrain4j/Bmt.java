@@ -5,6 +5,7 @@ import io.bmtrain4j.autograd.CustomBackward;
 import io.bmtrain4j.dist.Communicator;
 import io.bmtrain4j.dist.DistContext;
 import io.bmtrain4j.dist.DistEnvironment;
+import io.bmtrain4j.dist.ProcessGuards;
 import io.bmtrain4j.dist.ReduceOperation;
 import io.bmtrain4j.zero.ParameterGroup;
 import io.bmtrain4j.zero.ShardedModule;
@@ -33,7 +34,13 @@ public final class Bmt {
     // Before any libtorch class initialises: ranks start together (see [Note: native cache]).
     NativeLibraries.load();
     DistEnvironment env = DistEnvironment.fromEnvironment(options.environment());
-    DistContext ctx = DistContext.create(env, options.seed(), options.timeout(), options.backend());
+    String who = "rank " + env.rank() + " of " + env.worldSize();
+    ProcessGuards.exitWithLauncher(who, options.environment());
+    // The store's and process group's constructors block in native code: bound them from outside.
+    DistContext ctx = env.worldSize() == 1
+        ? DistContext.create(env, options.seed(), options.timeout(), options.backend())
+        : ProcessGuards.withinDeadline(who, options.timeout(),
+            () -> DistContext.create(env, options.seed(), options.timeout(), options.backend()));
     DistContext.install(ctx);
     if (options.preferCudnnAttention()) {
       AttentionBackends.preferCudnnWhereFaster();

@@ -4,6 +4,7 @@ import io.bmtrain4j.natives.NativeLibraries;
 import java.net.InetAddress;
 import java.net.UnknownHostException;
 import java.time.Duration;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.function.Supplier;
@@ -29,6 +30,7 @@ public final class DistContext implements AutoCloseable {
   private final TCPStore store;
   private final long seed;
   private final Map<Class<?>, Object> attachments = new ConcurrentHashMap<>();
+  private final Map<String, java.util.concurrent.atomic.AtomicInteger> agreements = new ConcurrentHashMap<>();
 
   private DistContext(DistEnvironment env, Communicator communicator, TCPStore store, long seed) {
     this.env = env;
@@ -53,13 +55,20 @@ public final class DistContext implements AutoCloseable {
     if (env.worldSize() == 1) {
       return new DistContext(env, new LocalCommunicator(), null, seed);
     }
+    boolean server = env.rank() == 0 && !env.agentStore();
+    Rendezvous.checkMasterReachable(env, server, timeout); // see [Note: rendezvous]
     TCPStore store = connectStore(env, timeout);
+    Rendezvous rendezvous = Rendezvous.join(store, env, timeout);
     Communicator comm;
-    if (backend.equals("nccl")) {
-      comm = new NcclCommunicator(store, env.rank(), env.worldSize(), env.localRank(), timeout);
-    } else {
-      String host = isLoopback(env.masterAddr()) ? "127.0.0.1" : localHostName();
-      comm = new GlooCommunicator(store, env.rank(), env.worldSize(), host, timeout);
+    try {
+      if (backend.equals("nccl")) {
+        comm = new NcclCommunicator(store, env.rank(), env.worldSize(), env.localRank(), timeout);
+      } else {
+        String host = isLoopback(env.masterAddr()) ? "127.0.0.1" : localHostName();
+        comm = new GlooCommunicator(store, env.rank(), env.worldSize(), host, timeout);
+      }
+    } finally {
+      rendezvous.finish();
     }
     return new DistContext(env, comm, store, seed);
   }
@@ -71,11 +80,12 @@ public final class DistContext implements AutoCloseable {
     try {
       return new TCPStore(env.masterAddr(), opts);
     } catch (RuntimeException e) {
-      throw new CollectiveException(
-          "rank " + env.rank() + " could not " + (server ? "serve" : "reach") + " the rendezvous store at MASTER_ADDR="
-              + env.masterAddr() + " MASTER_PORT=" + env.masterPort() + " within " + timeout.toSeconds() + " s: "
-              + GlooCommunicator.firstLine(e)
-              + (server ? " (is the port already in use?)" : " (is rank 0 running, and are MASTER_ADDR/MASTER_PORT right?)"),
+      throw new CollectiveException(server
+          ? "rank 0 could not serve the rendezvous store at MASTER_PORT=" + env.masterPort() + ": " + GlooCommunicator.firstLine(e)
+              + " (is the port in use by another job, or by a second process started as rank 0?)"
+          : "rank " + env.rank() + " could not connect to the rendezvous store at MASTER_ADDR=" + env.masterAddr()
+              + " MASTER_PORT=" + env.masterPort() + " within " + timeout.toSeconds() + " s: " + GlooCommunicator.firstLine(e)
+              + " (is rank 0 running, and are MASTER_ADDR/MASTER_PORT right?)",
           e);
     } finally {
       opts.close();
@@ -147,6 +157,48 @@ public final class DistContext implements AutoCloseable {
 
   public Communicator communicator() {
     return communicator;
+  }
+
+  /**
+   * Fails on every rank at once, naming two ranks and the first difference, unless every rank
+   * passes the same {@code description} for the same (n-th) use of {@code topic}. Goes through
+   * the rendezvous store, so it works before (and whatever) the communicator moves, and a
+   * disagreement never reaches a collective, where Gloo aborts the process on mismatched sizes.
+   */
+  public void requireSameOnEveryRank(String topic, List<String> description) {
+    if (store == null || env.worldSize() == 1) {
+      return;
+    }
+    int n = agreements.computeIfAbsent(topic, k -> new java.util.concurrent.atomic.AtomicInteger()).getAndIncrement();
+    String prefix = "bmt/agree/" + topic + "/" + n + "/";
+    String mine = String.join("\n", description);
+    try (org.bytedeco.pytorch.ByteVector v = new org.bytedeco.pytorch.ByteVector(mine.getBytes(java.nio.charset.StandardCharsets.UTF_8))) {
+      store.set(prefix + env.rank(), v);
+    }
+    for (int q = 0; q < env.worldSize(); q++) {
+      if (q == env.rank()) {
+        continue;
+      }
+      String theirs;
+      try (org.bytedeco.pytorch.ByteVector v = store.get(prefix + q)) {
+        theirs = new String(v.get(), java.nio.charset.StandardCharsets.UTF_8);
+      } catch (RuntimeException e) {
+        throw new CollectiveException("rank " + env.rank() + " could not compare its " + topic + " with rank " + q + "'s: "
+            + GlooCommunicator.firstLine(e), e);
+      }
+      if (!theirs.equals(mine)) {
+        List<String> other = List.of(theirs.split("\n", -1));
+        int i = 0;
+        while (i < description.size() && i < other.size() && description.get(i).equals(other.get(i))) {
+          i++;
+        }
+        String a = i < description.size() ? "'" + description.get(i) + "'" : "nothing more";
+        String b = i < other.size() ? "'" + other.get(i) + "'" : "nothing more";
+        throw new CollectiveException("rank " + env.rank() + "'s " + topic + " differs from rank " + q + "'s at entry " + i
+            + ": rank " + env.rank() + " has " + a + ", rank " + q + " has " + b
+            + ". Every rank must build the same " + topic + " (start them with the same options)");
+      }
+    }
   }
 
   /** A per-context singleton of {@code type}, created on first use (for example the gradient reducer). */

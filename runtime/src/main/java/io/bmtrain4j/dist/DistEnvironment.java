@@ -39,8 +39,9 @@ public record DistEnvironment(
       int rank = rankBelow(env, "RANK", world, "WORLD_SIZE");
       int localWorld = env.containsKey("LOCAL_WORLD_SIZE") ? positive(env, "LOCAL_WORLD_SIZE") : world;
       int localRank = env.containsKey("LOCAL_RANK") ? rankBelow(env, "LOCAL_RANK", localWorld, "LOCAL_WORLD_SIZE") : rank % localWorld;
-      String addr = required(env, "MASTER_ADDR", "the address of rank 0's host");
-      int port = port(env, "MASTER_PORT");
+      // A world of one needs no master: nobody has to find it.
+      String addr = world == 1 && !env.containsKey("MASTER_ADDR") ? "127.0.0.1" : required(env, "MASTER_ADDR", "the address of rank 0's host");
+      int port = world == 1 && !env.containsKey("MASTER_PORT") ? DEFAULT_PORT : port(env, "MASTER_PORT");
       boolean agent = "true".equalsIgnoreCase(env.getOrDefault("TORCHELASTIC_USE_AGENT_STORE", "false"));
       return new DistEnvironment(rank, world, localRank, localWorld, addr, port, Launcher.TORCHRUN, agent);
     }

@@ -1,5 +1,6 @@
 package io.bmtrain4j.launch;
 
+import io.bmtrain4j.dist.ProcessGuards;
 import io.bmtrain4j.natives.NativeLibraries;
 import java.io.BufferedReader;
 import java.io.IOException;
@@ -135,6 +136,7 @@ public final class LocalLauncher implements Callable<Integer> {
         env.remove("TORCHELASTIC_USE_AGENT_STORE");
         env.putAll(rankEnvironment(rank, n, port));
         env.put(Terminal.ENV, output.isTerminal() ? "1" : "0");
+        env.put(ProcessGuards.LAUNCHER_PID_ENV, String.valueOf(ProcessHandle.current().pid()));
         Process p;
         try {
           p = pb.start();

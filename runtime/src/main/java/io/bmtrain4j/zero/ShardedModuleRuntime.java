@@ -42,6 +42,7 @@ public final class ShardedModuleRuntime {
   private int activeCalls;
   private long recomputes;
   private long skippedMatmuls;
+  private boolean shapesAgreed;
 
   /** A block field of this module: a single block or a list; {@code index} -1 for a single one. */
   record Child(String field, int index, ShardedModuleRuntime runtime) {}
@@ -236,9 +237,29 @@ public final class ShardedModuleRuntime {
     }
   }
 
+  /** Every parameter below this module: its state-dict key, shape and dtype, one line each, in tree order. */
+  List<String> parameterLayout() {
+    List<String> lines = new ArrayList<>();
+    for (ShardedModuleRuntime r : tree()) {
+      if (r.group == null) {
+        continue;
+      }
+      for (ParameterGroup.Member m : r.group.members()) {
+        lines.add(r.keyPrefix() + m.name() + " " + java.util.Arrays.toString(m.shape()) + " " + r.group.dtype());
+      }
+    }
+    return lines;
+  }
+
   /** Runs {@code body} (the user's forward) as this module's role requires. */
   public <R> R forward(Object[] args, ForwardBody<R> body) {
     boolean outermost = ForwardTape.current() == null;
+    if (outermost && !shapesAgreed) {
+      // Before this model's first collective: ranks that built different models would send
+      // buffers of different sizes, which Gloo answers with a native abort.
+      context.requireSameOnEveryRank("model", parameterLayout());
+      shapesAgreed = true;
+    }
     if (outermost) {
       ForwardTape.begin();
     }

@@ -62,4 +62,14 @@ class DistEnvironmentTest {
     assertTrue(assertThrows(IllegalArgumentException.class, () -> DistEnvironment.fromEnvironment(badPort))
         .getMessage().contains("MASTER_PORT=70000"));
   }
+
+  @Test
+  void aWorldOfOneNeedsNoMaster() {
+    DistEnvironment e = DistEnvironment.fromEnvironment(Map.of("RANK", "0", "WORLD_SIZE", "1"));
+    assertEquals(1, e.worldSize());
+    assertEquals(0, e.rank());
+    Map<String, String> two = torchrun("0", "2");
+    two.remove("MASTER_ADDR");
+    assertThrows(IllegalArgumentException.class, () -> DistEnvironment.fromEnvironment(two), "a world of two still needs one");
+  }
 }

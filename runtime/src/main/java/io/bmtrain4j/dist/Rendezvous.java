@@ -1,0 +1,250 @@
+package io.bmtrain4j.dist;
+
+import java.io.IOException;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.net.Socket;
+import java.net.UnknownHostException;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.Map;
+import java.util.TreeMap;
+import org.bytedeco.pytorch.ByteVector;
+import org.bytedeco.pytorch.Store;
+import org.bytedeco.pytorch.StringVector;
+
+/**
+ * The checks every rank makes before it builds a process group, so that a job that cannot work
+ * fails at once, on every rank, with a message naming the ranks, instead of after the timeout or
+ * with a native abort.
+ *
+ * <p>[Note: rendezvous] libtorch's store and process groups only wait: a rank that never comes,
+ * one that came and died, two processes claiming one rank, and ranks that disagree on the world
+ * size all look the same to them, a wait until the timeout (or forever, inside the store's own
+ * connect). So, on the store:
+ * <ol>
+ *   <li>MASTER_ADDR must resolve, and a client rank first reaches MASTER_PORT with plain sockets
+ *       (short connects, retried until the deadline), so an unreachable or absent rank 0 gives
+ *       one line, not c10d's retries;</li>
+ *   <li>each rank claims its rank with an atomic counter (a second claim fails both processes),
+ *       publishes its world size, host and pid, and then beats a heartbeat counter once a
+ *       second until the process group exists;</li>
+ *   <li>each rank waits for every peer's record, failing as soon as one disagrees on the world
+ *       size, claims the same rank, or stops beating after it joined ({@link #HEARTBEAT_LOSS});
+ *       a rank that never arrives is named when the timeout ends.</li>
+ * </ol>
+ * A rank that dies before it reaches the store cannot be told from a slow one: that case waits
+ * for the timeout ({@code --timeout} in the examples' mains).
+ */
+final class Rendezvous {
+  /** A joined peer whose heartbeat has not moved for this long is taken as gone. */
+  static final Duration HEARTBEAT_LOSS = Duration.ofSeconds(6);
+  private static final Duration BEAT = Duration.ofSeconds(1);
+  private static final Duration POLL = Duration.ofMillis(50);
+
+  private final Store store;
+  private final DistEnvironment env;
+  private final Duration timeout;
+  private final String prefix;
+  private volatile boolean done;
+  private Thread heartbeat;
+
+  private Rendezvous(Store store, DistEnvironment env, Duration timeout) {
+    this.store = store;
+    this.env = env;
+    this.timeout = timeout;
+    // torchrun's agent store outlives restarts of the workers: keep each attempt's keys apart.
+    this.prefix = "bmt/rdzv/" + System.getenv().getOrDefault("TORCHELASTIC_RESTART_COUNT", "0") + "/";
+  }
+
+  /** Step 1 of [Note: rendezvous]: fails fast on a name that does not resolve or a rank 0 that cannot be reached. */
+  static void checkMasterReachable(DistEnvironment env, boolean server, Duration timeout) {
+    InetAddress address;
+    try {
+      address = InetAddress.getByName(env.masterAddr());
+    } catch (UnknownHostException e) {
+      throw new CollectiveException("rank " + env.rank() + ": MASTER_ADDR=" + env.masterAddr()
+          + " does not resolve to an address: set it to rank 0's host name or IP address");
+    }
+    if (server) {
+      return;
+    }
+    long deadline = System.nanoTime() + timeout.toNanos();
+    IOException last = null;
+    while (System.nanoTime() < deadline) {
+      try (Socket s = new Socket()) {
+        long left = Math.max(1, (deadline - System.nanoTime()) / 1_000_000);
+        s.connect(new InetSocketAddress(address, env.masterPort()), (int) Math.min(2000, left));
+        return;
+      } catch (IOException e) {
+        last = e;
+        sleep(Duration.ofMillis(200));
+      }
+    }
+    throw new CollectiveException("rank " + env.rank() + " could not reach rank 0's rendezvous store at MASTER_ADDR="
+        + env.masterAddr() + " MASTER_PORT=" + env.masterPort() + " within " + timeout.toSeconds() + " s ("
+        + (last == null ? "no attempt" : last.getMessage()) + "): is rank 0 running, and are MASTER_ADDR/MASTER_PORT right?");
+  }
+
+  /** Steps 2 and 3 of [Note: rendezvous]; the returned handle stops the heartbeat once the process group exists. */
+  static Rendezvous join(Store store, DistEnvironment env, Duration timeout) {
+    Rendezvous r = new Rendezvous(store, env, timeout);
+    r.claimAndPublish();
+    r.startHeartbeat();
+    try {
+      r.awaitPeers();
+    } catch (RuntimeException | Error e) {
+      r.finish();
+      throw e;
+    }
+    return r;
+  }
+
+  /** Stops the heartbeat: the process group now watches the peers. */
+  void finish() {
+    done = true;
+    if (heartbeat != null) {
+      heartbeat.interrupt();
+    }
+  }
+
+  private void claimAndPublish() {
+    long claims = store.add(prefix + "claims/" + env.rank(), 1);
+    if (claims > 1) {
+      throw new CollectiveException("rank " + env.rank() + ": another process already joined this job as rank "
+          + env.rank() + " (" + describe(env.rank()) + "); every process needs its own RANK");
+    }
+    set(prefix + "info/" + env.rank(), "world=" + env.worldSize() + " host=" + hostName() + " pid="
+        + ProcessHandle.current().pid());
+  }
+
+  private void startHeartbeat() {
+    heartbeat = new Thread(() -> {
+      while (!done) {
+        try {
+          store.add(prefix + "beat/" + env.rank(), 1);
+          Thread.sleep(BEAT.toMillis());
+        } catch (InterruptedException e) {
+          return;
+        } catch (RuntimeException e) {
+          return; // the store is gone (rank 0 died): the waiting loop reports it
+        }
+      }
+    }, "bmt-rendezvous-heartbeat");
+    heartbeat.setDaemon(true);
+    heartbeat.start();
+  }
+
+  private void awaitPeers() {
+    int world = env.worldSize();
+    long start = System.nanoTime();
+    long deadline = start + timeout.toNanos();
+    boolean[] joined = new boolean[world];
+    long[] lastBeat = new long[world];
+    long[] lastBeatSeen = new long[world];
+    int missing = world;
+    while (true) {
+      long now = System.nanoTime();
+      for (int q = 0; q < world; q++) {
+        if (!joined[q]) {
+          if (!exists(prefix + "info/" + q)) {
+            continue;
+          }
+          Map<String, String> info = info(q);
+          int theirWorld = Integer.parseInt(info.getOrDefault("world", "-1"));
+          if (theirWorld != world) {
+            throw new CollectiveException("rank " + env.rank() + " has WORLD_SIZE=" + world + " but rank " + q + " ("
+                + describe(q) + ") has WORLD_SIZE=" + theirWorld + ": every rank must be started with the same WORLD_SIZE");
+          }
+          joined[q] = true;
+          lastBeatSeen[q] = now;
+          missing--;
+        }
+        if (q != env.rank()) {
+          long beat = store.add(prefix + "beat/" + q, 0);
+          if (beat != lastBeat[q]) {
+            lastBeat[q] = beat;
+            lastBeatSeen[q] = now;
+          } else if (now - lastBeatSeen[q] > HEARTBEAT_LOSS.toNanos()) {
+            throw new CollectiveException("rank " + q + " (" + describe(q) + ") joined the rendezvous and then stopped"
+                + " answering for " + HEARTBEAT_LOSS.toSeconds() + " s: it has probably died; rank " + env.rank() + " gives up");
+          }
+        }
+      }
+      long claims = store.add(prefix + "claims/" + env.rank(), 0);
+      if (claims > 1) {
+        throw new CollectiveException("rank " + env.rank() + ": a second process joined this job as rank " + env.rank()
+            + "; every process needs its own RANK");
+      }
+      if (missing == 0) {
+        return;
+      }
+      if (now > deadline) {
+        StringBuilder absent = new StringBuilder();
+        for (int q = 0; q < world; q++) {
+          if (!joined[q]) {
+            absent.append(absent.length() == 0 ? "" : ", ").append(q);
+          }
+        }
+        throw new CollectiveException("rank " + env.rank() + ": rank(s) " + absent + " of " + world
+            + " did not join within " + timeout.toSeconds() + " s (were they started, with the same MASTER_ADDR/MASTER_PORT?)");
+      }
+      sleep(POLL);
+    }
+  }
+
+  private String describe(int rank) {
+    if (!exists(prefix + "info/" + rank)) {
+      return "no record yet";
+    }
+    Map<String, String> info = info(rank);
+    return "pid " + info.getOrDefault("pid", "?") + " on " + info.getOrDefault("host", "?");
+  }
+
+  private Map<String, String> info(int rank) {
+    Map<String, String> out = new TreeMap<>();
+    for (String part : get(prefix + "info/" + rank).split(" ")) {
+      int eq = part.indexOf('=');
+      if (eq > 0) {
+        out.put(part.substring(0, eq), part.substring(eq + 1));
+      }
+    }
+    return out;
+  }
+
+  private boolean exists(String key) {
+    try (StringVector keys = new StringVector(key)) {
+      return store.check(keys);
+    }
+  }
+
+  private void set(String key, String value) {
+    byte[] bytes = value.getBytes(StandardCharsets.UTF_8);
+    try (ByteVector v = new ByteVector(bytes)) {
+      store.set(key, v);
+    }
+  }
+
+  private String get(String key) {
+    try (ByteVector v = store.get(key)) {
+      return new String(v.get(), StandardCharsets.UTF_8);
+    }
+  }
+
+  private static String hostName() {
+    try {
+      return InetAddress.getLocalHost().getHostName();
+    } catch (UnknownHostException e) {
+      return "unknown-host";
+    }
+  }
+
+  private static void sleep(Duration d) {
+    try {
+      Thread.sleep(d.toMillis());
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new CollectiveException("interrupted during the rendezvous");
+    }
+  }
+}
