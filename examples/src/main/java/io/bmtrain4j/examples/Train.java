@@ -73,7 +73,7 @@ public final class Train implements Callable<Integer> {
   @Option(names = "--lr-schedule", description = "${COMPLETION-CANDIDATES} (default ${DEFAULT-VALUE})", completionCandidates = Schedules.class)
   String schedule = "noDecay";
 
-  @Option(names = "--warmup", description = "warmup steps (default ${DEFAULT-VALUE})")
+  @Option(names = "--warmup", description = "warmup steps, fewer than --steps (default ${DEFAULT-VALUE}, or --steps - 1 if that is less)")
   int warmup = 10;
 
   @Option(names = "--weight-decay", description = "decoupled weight decay (default ${DEFAULT-VALUE})")
@@ -298,6 +298,9 @@ public final class Train implements Callable<Integer> {
     require(cl, !data.equals("synthetic") || seq > prompt,
         "--seq must be greater than " + prompt + " with synthetic data (the sample's prompt is " + prompt + " tokens), got " + seq);
     require(cl, Double.isFinite(lr) && lr > 0, "--lr must be a positive number, got " + lr);
+    if (cl.getParseResult() != null && !cl.getParseResult().hasMatchedOption("--warmup")) {
+      warmup = Math.min(warmup, steps - 1); // a short run gets a shorter default warmup
+    }
     require(cl, warmup >= 0, "--warmup must be 0 or more, got " + warmup);
     require(cl, warmup < steps, "--warmup (" + warmup + ") must be less than --steps (" + steps + ")");
     require(cl, Double.isFinite(weightDecay) && weightDecay >= 0, "--weight-decay must be 0 or more, got " + weightDecay);

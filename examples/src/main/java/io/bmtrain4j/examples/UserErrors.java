@@ -2,6 +2,7 @@ package io.bmtrain4j.examples;
 
 import io.bmtrain4j.checkpoint.CheckpointException;
 import io.bmtrain4j.dist.CollectiveException;
+import io.bmtrain4j.dist.EnvironmentException;
 import io.bmtrain4j.natives.NativeLibraryException;
 import java.io.PrintWriter;
 import java.io.UncheckedIOException;
@@ -54,7 +55,7 @@ final class UserErrors {
   static Throwable userError(Throwable e) {
     for (Throwable t = e; t != null; t = t.getCause()) {
       if (t instanceof UserException || t instanceof CheckpointException || t instanceof CollectiveException
-          || t instanceof NativeLibraryException || t instanceof UncheckedIOException) {
+          || t instanceof NativeLibraryException || t instanceof UncheckedIOException || t instanceof EnvironmentException) {
         return t;
       }
       if (t.getCause() == t) {

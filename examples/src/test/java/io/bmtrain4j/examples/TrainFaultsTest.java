@@ -118,4 +118,35 @@ class TrainFaultsTest {
     assertEquals(0, train("--steps", "2").code());
     assertNamedError(train("--resume", "--steps", "3", "--dtype", "bf16"), "was saved as F32 and the model is BF16");
   }
+
+  @Test
+  void ranksThatBuildDifferentModelsFailNamingTheDifferenceNotWithANativeAbort() throws Exception {
+    int port = io.bmtrain4j.testing.RanksAsThreads.freePort();
+    List<Process> ranks = new ArrayList<>();
+    List<Path> logs = new ArrayList<>();
+    for (int rank = 0; rank < 2; rank++) {
+      List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+          "-cp", System.getProperty("java.class.path"), Train.class.getName(), "--checkpoint-dir",
+          dir.resolve("ck" + rank).toString(), "--steps", "2", "--timeout", "60"));
+      if (rank == 1) {
+        cmd.addAll(List.of("--seq", "64")); // a longer position embedding on this rank only
+      }
+      ProcessBuilder pb = new ProcessBuilder(cmd);
+      pb.environment().remove("TORCHELASTIC_USE_AGENT_STORE");
+      pb.environment().putAll(java.util.Map.of("RANK", String.valueOf(rank), "WORLD_SIZE", "2", "MASTER_ADDR", "127.0.0.1",
+          "MASTER_PORT", String.valueOf(port)));
+      Path log = dir.resolve("rank" + rank + ".log");
+      logs.add(log);
+      ranks.add(pb.redirectErrorStream(true).redirectOutput(log.toFile()).start());
+    }
+    for (int rank = 0; rank < 2; rank++) {
+      Process p = ranks.get(rank);
+      assertTrue(p.waitFor(120, java.util.concurrent.TimeUnit.SECONDS), Files.readString(logs.get(rank)));
+      String out = Files.readString(logs.get(rank));
+      assertEquals(1, p.exitValue(), out);
+      assertTrue(out.contains("model differs from rank " + (1 - rank)), out);
+      assertTrue(out.contains("positionEmbedding"), "names the first parameter that differs:\n" + out);
+      assertFalse(out.contains("terminate called") || out.contains("SIGABRT"), out);
+    }
+  }
 }

@@ -56,7 +56,7 @@ class TrainOptionsTest {
     rejected("--timeout", "--timeout", "0");
     rejected("--keep-last", "--keep-last", "-1");
     rejected("--dropout", "--dropout", "1.5");
-    String[] warmup = rejected("--warmup", "--steps", "3");
+    String[] warmup = rejected("--warmup", "--steps", "3", "--warmup", "5");
     assertTrue(warmup[0].contains("--steps (3)"), warmup[0]);
   }
 

@@ -52,7 +52,7 @@ public record DistEnvironment(
       int localRank = env.containsKey("SLURM_LOCALID") ? rankBelow(env, "SLURM_LOCALID", localWorld, "SLURM_NTASKS_PER_NODE") : 0;
       String addr = env.containsKey("MASTER_ADDR") ? env.get("MASTER_ADDR") : env.get("SLURM_LAUNCH_NODE_IPADDR");
       if (addr == null || addr.isBlank()) {
-        throw new IllegalArgumentException(
+        throw new EnvironmentException(
             "MASTER_ADDR is not set and Slurm gave no SLURM_LAUNCH_NODE_IPADDR: export MASTER_ADDR=<rank 0's host> in the job script");
       }
       int port = env.containsKey("MASTER_PORT") ? port(env, "MASTER_PORT") : DEFAULT_PORT;
@@ -64,7 +64,7 @@ public record DistEnvironment(
   private static String required(Map<String, String> env, String name, String what) {
     String v = env.get(name);
     if (v == null || v.isBlank()) {
-      throw new IllegalArgumentException(name + " is not set: it must hold " + what + " (torchrun sets it)");
+      throw new EnvironmentException(name + " is not set: it must hold " + what + " (torchrun sets it)");
     }
     return v.trim();
   }
@@ -74,14 +74,14 @@ public record DistEnvironment(
     try {
       return Integer.parseInt(v);
     } catch (NumberFormatException e) {
-      throw new IllegalArgumentException(name + "=" + v + " is not an integer", e);
+      throw new EnvironmentException(name + "=" + v + " is not an integer");
     }
   }
 
   private static int positive(Map<String, String> env, String name) {
     int v = integer(env, name);
     if (v < 1) {
-      throw new IllegalArgumentException(name + "=" + v + " must be at least 1");
+      throw new EnvironmentException(name + "=" + v + " must be at least 1");
     }
     return v;
   }
@@ -89,7 +89,7 @@ public record DistEnvironment(
   private static int rankBelow(Map<String, String> env, String name, int bound, String boundName) {
     int v = integer(env, name);
     if (v < 0 || v >= bound) {
-      throw new IllegalArgumentException(
+      throw new EnvironmentException(
           name + "=" + v + " must be in [0, " + boundName + "=" + bound + ")");
     }
     return v;
@@ -98,7 +98,7 @@ public record DistEnvironment(
   private static int port(Map<String, String> env, String name) {
     int v = integer(env, name);
     if (v < 1 || v > 65535) {
-      throw new IllegalArgumentException(name + "=" + v + " is not a TCP port (1..65535)");
+      throw new EnvironmentException(name + "=" + v + " is not a TCP port (1..65535)");
     }
     return v;
   }
@@ -110,7 +110,7 @@ public record DistEnvironment(
       end++;
     }
     if (end == 0) {
-      throw new IllegalArgumentException(name + "=" + v + " does not start with an integer");
+      throw new EnvironmentException(name + "=" + v + " does not start with an integer");
     }
     return Integer.parseInt(v.substring(0, end));
   }

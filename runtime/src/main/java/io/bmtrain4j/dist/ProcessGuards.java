@@ -65,7 +65,7 @@ public final class ProcessGuards {
           halt(who, "its launcher (pid " + pid + ") has already exited");
         }
       } catch (NumberFormatException e) {
-        throw new IllegalArgumentException(LAUNCHER_PID_ENV + "=" + pid + " is not a process id", e);
+        throw new EnvironmentException(LAUNCHER_PID_ENV + "=" + pid + " is not a process id");
       }
     } else if (env.containsKey("TORCHELASTIC_RUN_ID")) {
       launcher = ProcessHandle.current().parent();
