@@ -81,4 +81,15 @@ class TrainOptionsTest {
     String[] nothing = rejected("--checkpoint-dir", "--checkpoint-dir", dir.resolve("empty").toString(), "--resume");
     assertTrue(nothing[0].contains("no checkpoint to --resume from"), nothing[0]);
   }
+
+  @Test
+  void cudaOnTheCpuBuildSaysHowToGetTheCudaNatives() {
+    StringWriter err = new StringWriter();
+    CommandLine cl = Train.commandLine(new Train());
+    cl.setErr(new PrintWriter(err, true));
+    int code = cl.execute("--device", "cuda", "--checkpoint-dir", dir.resolve("ck").toString());
+    assertEquals(1, code, err::toString);
+    assertTrue(err.toString().contains("this build has the CPU natives only: build with 'mvn -P gpu install'"), err::toString);
+    assertFalse(err.toString().contains("\tat "), err::toString);
+  }
 }

@@ -75,11 +75,12 @@ public final class DistContext implements AutoCloseable {
 
   private static TCPStore connectStore(DistEnvironment env, Duration timeout) {
     boolean server = env.rank() == 0 && !env.agentStore();
-    TCPStoreOptions opts = new TCPStoreOptions();
-    opts.port((short) env.masterPort()).isServer(server).waitWorkers(false).timeout(new Milliseconds(timeout.toMillis()));
     try {
-      return new TCPStore(env.masterAddr(), opts);
+      return openStore(env, server, timeout);
     } catch (RuntimeException e) {
+      if (server) {
+        refuseIfRankZeroIsTaken(env);
+      }
       throw new CollectiveException(server
           ? "rank 0 could not serve the rendezvous store at MASTER_PORT=" + env.masterPort() + ": " + GlooCommunicator.firstLine(e)
               + " (is the port in use by another job, or by a second process started as rank 0?)"
@@ -87,8 +88,32 @@ public final class DistContext implements AutoCloseable {
               + " MASTER_PORT=" + env.masterPort() + " within " + timeout.toSeconds() + " s: " + GlooCommunicator.firstLine(e)
               + " (is rank 0 running, and are MASTER_ADDR/MASTER_PORT right?)",
           e);
+    }
+  }
+
+  private static TCPStore openStore(DistEnvironment env, boolean server, Duration timeout) {
+    try (TCPStoreOptions opts = new TCPStoreOptions()) {
+      opts.port((short) env.masterPort()).isServer(server).waitWorkers(false).timeout(new Milliseconds(timeout.toMillis()));
+      return new TCPStore(env.masterAddr(), opts);
+    }
+  }
+
+  /**
+   * Rank 0 could not serve the store. If that is because another rank 0 of this job already
+   * does, claim rank 0 there too: the claim fails this process, and the first rank 0 sees the
+   * second claim and fails as well, instead of waiting for the timeout (see [Note: rendezvous]).
+   */
+  private static void refuseIfRankZeroIsTaken(DistEnvironment env) {
+    TCPStore existing;
+    try {
+      existing = openStore(env, false, Duration.ofSeconds(2));
+    } catch (RuntimeException notAStore) {
+      return; // something else holds the port; the caller says so
+    }
+    try {
+      Rendezvous.join(existing, env, Duration.ofSeconds(2)).finish();
     } finally {
-      opts.close();
+      existing.close();
     }
   }
 

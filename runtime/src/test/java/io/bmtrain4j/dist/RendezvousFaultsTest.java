@@ -103,6 +103,20 @@ class RendezvousFaultsTest {
   }
 
   @Test
+  void aSecondRankZeroFailsAndSoDoesTheFirst() throws Exception {
+    int port = RanksAsThreads.freePort();
+    Rank first = start("rank0-first", torchrun(0, 2, port), "120");
+    waitForKey(port, "bmt/rdzv/0/info/0", first);
+    long t0 = System.nanoTime();
+    Rank second = start("rank0-second", torchrun(0, 2, port), "120");
+    assertFailsNaming(second, 60, "joined this job as rank 0");
+    assertFailsNaming(first, 60, "joined this job as rank 0");
+    double seconds = (System.nanoTime() - t0) / 1e9;
+    System.out.printf("figure: a second RANK=0 and the first both failed %.1f s after the second started%n", seconds);
+    assertTrue(seconds < 60, "not at the 120 s timeout: " + seconds);
+  }
+
+  @Test
   void aRankThatDiesAfterJoiningIsNoticedInSeconds() throws Exception {
     int port = RanksAsThreads.freePort();
     Rank zero = start("rank0", torchrun(0, 3, port), "120");
