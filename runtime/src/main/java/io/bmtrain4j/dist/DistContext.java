@@ -121,7 +121,7 @@ public final class DistContext implements AutoCloseable {
     return addr.equals("localhost") || addr.startsWith("127.");
   }
 
-  private static String localHostName() {
+  static String localHostName() {
     try {
       return InetAddress.getLocalHost().getHostName();
     } catch (UnknownHostException e) {
@@ -197,16 +197,14 @@ public final class DistContext implements AutoCloseable {
     int n = agreements.computeIfAbsent(topic, k -> new java.util.concurrent.atomic.AtomicInteger()).getAndIncrement();
     String prefix = "bmt/agree/" + topic + "/" + n + "/";
     String mine = String.join("\n", description);
-    try (org.bytedeco.pytorch.ByteVector v = new org.bytedeco.pytorch.ByteVector(mine.getBytes(java.nio.charset.StandardCharsets.UTF_8))) {
-      store.set(prefix + env.rank(), v);
-    }
+    Rendezvous.setString(store, prefix + env.rank(), mine);
     for (int q = 0; q < env.worldSize(); q++) {
       if (q == env.rank()) {
         continue;
       }
       String theirs;
-      try (org.bytedeco.pytorch.ByteVector v = store.get(prefix + q)) {
-        theirs = new String(v.get(), java.nio.charset.StandardCharsets.UTF_8);
+      try {
+        theirs = Rendezvous.getString(store, prefix + q);
       } catch (RuntimeException e) {
         throw new CollectiveException("rank " + env.rank() + " could not compare its " + topic + " with rank " + q + "'s: "
             + GlooCommunicator.firstLine(e), e);

@@ -114,7 +114,7 @@ final class Rendezvous {
       throw new CollectiveException("rank " + env.rank() + ": another process already joined this job as rank "
           + env.rank() + " (" + describe(env.rank()) + "); every process needs its own RANK");
     }
-    set(prefix + "info/" + env.rank(), "world=" + env.worldSize() + " host=" + hostName() + " pid="
+    set(prefix + "info/" + env.rank(), "world=" + env.worldSize() + " host=" + DistContext.localHostName() + " pid="
         + ProcessHandle.current().pid());
   }
 
@@ -219,23 +219,24 @@ final class Rendezvous {
   }
 
   private void set(String key, String value) {
-    byte[] bytes = value.getBytes(StandardCharsets.UTF_8);
-    try (ByteVector v = new ByteVector(bytes)) {
+    setString(store, key, value);
+  }
+
+  private String get(String key) {
+    return getString(store, key);
+  }
+
+  /** Sets {@code key} to {@code value} (UTF-8) in {@code store}. */
+  static void setString(Store store, String key, String value) {
+    try (ByteVector v = new ByteVector(value.getBytes(StandardCharsets.UTF_8))) {
       store.set(key, v);
     }
   }
 
-  private String get(String key) {
+  /** The UTF-8 value of {@code key}, waiting for it up to the store's timeout. */
+  static String getString(Store store, String key) {
     try (ByteVector v = store.get(key)) {
       return new String(v.get(), StandardCharsets.UTF_8);
-    }
-  }
-
-  private static String hostName() {
-    try {
-      return InetAddress.getLocalHost().getHostName();
-    } catch (UnknownHostException e) {
-      return "unknown-host";
     }
   }
 

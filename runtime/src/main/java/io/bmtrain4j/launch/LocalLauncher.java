@@ -182,8 +182,8 @@ public final class LocalLauncher implements Callable<Integer> {
     }
   }
 
-  /** torchrun's per-rank environment for a single node of {@code world} ranks. */
-  static Map<String, String> rankEnvironment(int rank, int world, int port) {
+  /** torchrun's per-rank environment for a single node of {@code world} ranks (tests start ranks by hand with it). */
+  public static Map<String, String> rankEnvironment(int rank, int world, int port) {
     return Map.of(
         "RANK", String.valueOf(rank),
         "WORLD_SIZE", String.valueOf(world),

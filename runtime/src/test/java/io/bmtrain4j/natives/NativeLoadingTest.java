@@ -13,7 +13,6 @@ import java.nio.file.Path;
 import java.nio.file.attribute.FileTime;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
@@ -110,14 +109,8 @@ class NativeLoadingTest {
     ProcessBuilder pb = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
         "-Dorg.bytedeco.javacpp.cachedir=" + cache, "-Xmx256m", "-cp", System.getProperty("java.class.path"),
         NativeLoadRank.class.getName());
-    Map<String, String> env = pb.environment();
-    env.put("RANK", String.valueOf(rank));
-    env.put("WORLD_SIZE", String.valueOf(world));
-    env.put("LOCAL_RANK", String.valueOf(rank));
-    env.put("LOCAL_WORLD_SIZE", String.valueOf(world));
-    env.put("MASTER_ADDR", "127.0.0.1");
-    env.put("MASTER_PORT", String.valueOf(port));
-    env.remove("TORCHELASTIC_USE_AGENT_STORE");
+    pb.environment().remove("TORCHELASTIC_USE_AGENT_STORE");
+    pb.environment().putAll(io.bmtrain4j.launch.LocalLauncher.rankEnvironment(rank, world, port));
     return pb.redirectErrorStream(true).redirectOutput(log.toFile()).start();
   }
 
