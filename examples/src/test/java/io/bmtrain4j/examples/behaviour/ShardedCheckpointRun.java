@@ -50,6 +50,14 @@ public final class ShardedCheckpointRun {
     return ShardedCheckpoint.load(dir, net, manager);
   }
 
+  public Object net() {
+    return net;
+  }
+
+  public OptimManager manager() {
+    return manager;
+  }
+
   /** Fills one shard with NaN, as a diverged run leaves its weights. */
   public void poison() {
     try (org.bytedeco.pytorch.NoGradGuard g = new org.bytedeco.pytorch.NoGradGuard()) {

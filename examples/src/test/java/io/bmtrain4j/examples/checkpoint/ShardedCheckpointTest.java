@@ -57,6 +57,30 @@ class ShardedCheckpointTest {
   }
 
   @Test
+  void aSaveRemovesWhatInterruptedSavesLeftAndKeepsTheNewestOnes() throws Exception {
+    Path ckpt = dir.resolve("litter");
+    Path unfinished = ckpt.resolve("step-000000099");
+    Files.createDirectories(unfinished);
+    Files.writeString(unfinished.resolve("rank-0.safetensors.tmp"), "cut short");
+    RanksAsThreads.run(2, 0, Duration.ofSeconds(60), ctx -> {
+      ShardedCheckpointRun run = new ShardedCheckpointRun();
+      run.train(0, 1);
+      for (long step = 1; step <= 3; step++) {
+        io.bmtrain4j.checkpoint.ShardedCheckpoint.save(ckpt, run.net(), run.manager(), step, 2);
+      }
+      return null;
+    });
+    try (var entries = Files.list(ckpt)) {
+      assertEquals(List.of("latest", "step-000000002", "step-000000003"),
+          entries.map(p -> p.getFileName().toString()).sorted().toList(), "no litter, no .tmp, the newest two kept");
+    }
+    try (var files = Files.list(ckpt.resolve("step-000000003"))) {
+      assertEquals(List.of("meta.json", "rank-0.safetensors", "rank-1.safetensors"),
+          files.map(p -> p.getFileName().toString()).sorted().toList(), "digest side files folded into meta.json");
+    }
+  }
+
+  @Test
   void aCheckpointWithNonFiniteWeightsIsNotResumed() {
     Path ckpt = dir.resolve("nan");
     RanksAsThreads.run(1, 0, Duration.ofSeconds(60), ctx -> {
