@@ -17,4 +17,14 @@ final class Devices {
           + " (check nvidia-smi and CUDA_VISIBLE_DEVICES)");
     }
   }
+
+  /** {@code device} ("cuda:N") must be one of this machine's GPUs; {@code asked} says where N came from. */
+  static void requireIndex(String device, String asked) {
+    int index = Integer.parseInt(device.substring("cuda:".length()));
+    int count = torch.cuda_device_count();
+    if (index >= count) {
+      throw new UserErrors.UserException(asked + " needs GPU " + index + ", but this machine has " + count + " (cuda:0 to cuda:"
+          + (count - 1) + "): start at most " + count + " ranks per machine, or pick an existing device");
+    }
+  }
 }

@@ -182,11 +182,15 @@ public final class Train implements Callable<Integer> {
     boolean gpu = device.startsWith("cuda");
     if (gpu) {
       Devices.requireCuda(device);
+      if (!device.equals("cuda")) {
+        Devices.requireIndex(device, device);
+      }
     }
     Bmt.initDistributed(InitOptions.builder().seed(seed).backend(gpu ? "nccl" : "gloo")
         .timeout(java.time.Duration.ofSeconds(timeoutSeconds)).build());
     if (gpu && device.equals("cuda")) {
       device = "cuda:" + Bmt.context().localRank(); // one GPU per rank
+      Devices.requireIndex(device, "--device cuda with LOCAL_RANK=" + Bmt.context().localRank());
     }
     torch.set_num_threads(threads > 0 ? threads : Threads.perRank());
     TokenSource source = TokenSource.open(data, seq, seed, vocab);

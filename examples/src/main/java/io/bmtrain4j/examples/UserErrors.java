@@ -51,12 +51,30 @@ final class UserErrors {
     return cl;
   }
 
-  /** The user-fixable error in {@code e}'s cause chain (libtorch wraps exceptions thrown in hooks), or null. */
+  /** Exceptions whose message is worth one line to the user; see {@link #userError}. */
+  private static final java.util.List<Class<?>> USER_ERRORS = java.util.List.of(UserException.class, CheckpointException.class,
+      CollectiveException.class, NativeLibraryException.class, UncheckedIOException.class, EnvironmentException.class);
+
+  /**
+   * The user-fixable error in {@code e}'s cause chain, or null. An exception thrown in a backward
+   * hook reaches Java again through libtorch as a plain RuntimeException whose message holds the
+   * original's class name and message; that text is recognised too.
+   */
   static Throwable userError(Throwable e) {
     for (Throwable t = e; t != null; t = t.getCause()) {
-      if (t instanceof UserException || t instanceof CheckpointException || t instanceof CollectiveException
-          || t instanceof NativeLibraryException || t instanceof UncheckedIOException || t instanceof EnvironmentException) {
-        return t;
+      String message = String.valueOf(t.getMessage());
+      for (Class<?> type : USER_ERRORS) {
+        int at = message.indexOf(type.getName() + ": ");
+        if (at >= 0) {
+          String original = message.substring(at + type.getName().length() + 2);
+          int end = original.indexOf('\n');
+          return new UserException(end < 0 ? original : original.substring(0, end));
+        }
+      }
+      for (Class<?> type : USER_ERRORS) {
+        if (type.isInstance(t)) {
+          return t;
+        }
       }
       if (t.getCause() == t) {
         break;
