@@ -2,6 +2,7 @@ package io.bmtrain4j.examples;
 
 import io.bmtrain4j.Bmt;
 import io.bmtrain4j.InitOptions;
+import io.bmtrain4j.dist.DistEnvironment;
 import io.bmtrain4j.examples.data.RepeatedPatternTask;
 import io.bmtrain4j.examples.data.TokenSource;
 import io.bmtrain4j.examples.gpt.DistributedGpt;
@@ -181,16 +182,19 @@ public final class Train implements Callable<Integer> {
     }
     boolean gpu = device.startsWith("cuda");
     if (gpu) {
+      // Before the rendezvous: NCCL takes the rank's GPU as soon as it joins.
       Devices.requireCuda(device);
-      if (!device.equals("cuda")) {
-        Devices.requireIndex(device, device);
+      if (device.equals("cuda")) {
+        int localRank = DistEnvironment.fromEnvironment(System.getenv()).localRank();
+        Devices.requireIndex("cuda:" + localRank, "--device cuda with LOCAL_RANK=" + localRank);
+      } else {
+        Devices.requireIndex(device, "--device " + device);
       }
     }
     Bmt.initDistributed(InitOptions.builder().seed(seed).backend(gpu ? "nccl" : "gloo")
         .timeout(java.time.Duration.ofSeconds(timeoutSeconds)).build());
     if (gpu && device.equals("cuda")) {
       device = "cuda:" + Bmt.context().localRank(); // one GPU per rank
-      Devices.requireIndex(device, "--device cuda with LOCAL_RANK=" + Bmt.context().localRank());
     }
     torch.set_num_threads(threads > 0 ? threads : Threads.perRank());
     TokenSource source = TokenSource.open(data, seq, seed, vocab);
