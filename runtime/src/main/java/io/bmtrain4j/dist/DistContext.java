@@ -104,11 +104,26 @@ public final class DistContext implements AutoCloseable {
    * second claim and fails as well, instead of waiting for the timeout (see [Note: rendezvous]).
    */
   private static void refuseIfRankZeroIsTaken(DistEnvironment env) {
+    // Whatever holds the port may not speak the store's protocol and never answer: the store's
+    // client constructor would then block in native code, so it runs on a thread we can abandon.
+    java.util.concurrent.CompletableFuture<TCPStore> attempt = new java.util.concurrent.CompletableFuture<>();
+    Thread t = new Thread(() -> {
+      try {
+        attempt.complete(openStore(env, false, Duration.ofSeconds(2)));
+      } catch (RuntimeException | Error e) {
+        attempt.completeExceptionally(e);
+      }
+    }, "bmt-rank-zero-probe");
+    t.setDaemon(true);
+    t.start();
     TCPStore existing;
     try {
-      existing = openStore(env, false, Duration.ofSeconds(2));
-    } catch (RuntimeException notAStore) {
+      existing = attempt.get(3, java.util.concurrent.TimeUnit.SECONDS);
+    } catch (java.util.concurrent.ExecutionException | java.util.concurrent.TimeoutException notAStore) {
       return; // something else holds the port; the caller says so
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      return;
     }
     try {
       Rendezvous.join(existing, env, Duration.ofSeconds(2)).finish();

@@ -17,8 +17,12 @@ public final class ProcessGuards {
   /** Exit status of a rank ended by a guard (EX_TEMPFAIL, the NCCL watchdog's too). */
   public static final int EXIT_STATUS = 75;
 
-  /** How long past the timeout the rendezvous may run before the process is ended. */
-  static final Duration MARGIN = Duration.ofSeconds(10);
+  /**
+   * How long past the timeout the rendezvous may run before the process is ended: the wait for
+   * peers itself gives up at the timeout, and building the process group (NCCL's init on many
+   * ranks) needs some time after the last peer arrives.
+   */
+  static final Duration MARGIN = Duration.ofSeconds(30);
 
   private ProcessGuards() {}
 

@@ -128,6 +128,29 @@ class RendezvousFaultsTest {
   }
 
   @Test
+  void aPortHeldByAnotherProgramFailsRankZeroAtOnceSayingSo() throws Exception {
+    try (ServerSocket other = new ServerSocket(0, 50, InetAddress.getLoopbackAddress())) {
+      Thread acceptor = new Thread(() -> {
+        List<Socket> held = new ArrayList<>();
+        try {
+          while (true) {
+            held.add(other.accept()); // a program that is not a store: it never answers
+          }
+        } catch (IOException closed) {
+          // the test is over
+        }
+      });
+      acceptor.setDaemon(true);
+      acceptor.start();
+      long t0 = System.nanoTime();
+      Rank zero = start("port-in-use", torchrun(0, 2, other.getLocalPort()), "120");
+      assertFailsNaming(zero, 60, "could not serve the rendezvous store at MASTER_PORT=" + other.getLocalPort());
+      assertTrue(!zero.output().contains("within"), "it failed at once, not after a wait:\n" + zero.output());
+      assertTrue((System.nanoTime() - t0) / 1e9 < 60, "well before the 120 s timeout");
+    }
+  }
+
+  @Test
   void aRankThatNeverComesIsNamedAtTheTimeout() throws Exception {
     int port = RanksAsThreads.freePort();
     assertFailsNaming(start("alone", torchrun(0, 2, port), "3"), 60, "rank(s) 1 of 2 did not join within 3 s");
@@ -158,7 +181,7 @@ class RendezvousFaultsTest {
       acceptor.setDaemon(true);
       acceptor.start();
       Rank r = start("silent-store", torchrun(1, 2, silent.getLocalPort()), "2");
-      int status = r.exit(90);
+      int status = r.exit(120);
       String out = r.output();
       assertTrue(status == ProcessGuards.EXIT_STATUS || status == 1, "status " + status + ":\n" + out);
       assertTrue(out.contains("did not finish within") || out.contains("rendezvous store"), out);
