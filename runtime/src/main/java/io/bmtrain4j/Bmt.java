@@ -10,6 +10,8 @@ import io.bmtrain4j.dist.ReduceOperation;
 import io.bmtrain4j.zero.ParameterGroup;
 import io.bmtrain4j.zero.ShardedModule;
 import io.bmtrain4j.zero.ShardedModuleRuntime;
+import io.bmtrain4j.zero.ShardedModules;
+import io.bmtrain4j.zero.ShardedParameter;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -35,12 +37,17 @@ public final class Bmt {
     NativeLibraries.load();
     DistEnvironment env = DistEnvironment.fromEnvironment(options.environment());
     String who = "rank " + env.rank() + " of " + env.worldSize();
-    ProcessGuards.exitWithLauncher(who, options.environment());
-    // The store's and process group's constructors block in native code: bound them from outside.
-    DistContext ctx = env.worldSize() == 1
-        ? DistContext.create(env, options.seed(), options.timeout(), options.backend())
-        : ProcessGuards.withinDeadline(who, options.timeout(),
-            () -> DistContext.create(env, options.seed(), options.timeout(), options.backend()));
+    DistContext ctx;
+    if (options.processGuards()) {
+      ProcessGuards.exitWithLauncher(who, options.environment());
+      // The store's and process group's constructors block in native code: bound them from outside.
+      ctx = env.worldSize() == 1
+          ? DistContext.create(env, options.seed(), options.timeout(), options.backend())
+          : ProcessGuards.withinDeadline(who, options.timeout(),
+              () -> DistContext.create(env, options.seed(), options.timeout(), options.backend()));
+    } else {
+      ctx = DistContext.create(env, options.seed(), options.timeout(), options.backend());
+    }
     DistContext.install(ctx);
     if (options.preferCudnnAttention()) {
       AttentionBackends.preferCudnnWhereFaster();
@@ -203,28 +210,12 @@ public final class Bmt {
 
   /** The sharding state of a generated model instance. */
   public static ShardedModuleRuntime runtimeOf(Object model) {
-    if (!(model instanceof ShardedModule)) {
-      throw new IllegalArgumentException(
-          (model == null ? "null" : model.getClass().getName())
-              + " is not a sharded model: construct the generated Distributed* class instead of the annotated one");
-    }
-    return ((ShardedModule) model).shardedRuntime();
+    return ShardedModules.runtimeOf(model);
   }
 
   /** This rank's parameter slices of the whole model, in state-dict order (what an optimizer updates). */
   public static List<ShardedParameter> parameters(Object model) {
-    ShardedModuleRuntime root = runtimeOf(model);
-    List<ShardedParameter> out = new ArrayList<>();
-    for (ShardedModuleRuntime r : root.tree()) {
-      ParameterGroup g = r.group();
-      if (g == null) {
-        continue;
-      }
-      for (ParameterGroup.Member m : g.members()) {
-        out.add(new ShardedParameter(r.keyPrefix() + m.name(), m, g, root));
-      }
-    }
-    return out;
+    return ShardedModules.parameters(model);
   }
 
   /** Gives every checkpointed block of {@code model} these options instead of its annotation's (between steps). */

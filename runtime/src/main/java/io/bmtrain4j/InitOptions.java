@@ -11,6 +11,7 @@ public final class InitOptions {
   private final Map<String, String> environment;
   private final String backend;
   private final boolean preferCudnnAttention;
+  private final boolean processGuards;
 
   private InitOptions(Builder b) {
     this.seed = b.seed;
@@ -18,9 +19,15 @@ public final class InitOptions {
     this.environment = b.environment;
     this.backend = b.backend;
     this.preferCudnnAttention = b.preferCudnnAttention;
+    this.processGuards = b.processGuards;
   }
 
   /** Whether attention tries cuDNN's kernel first where PyTorch does: see {@link AttentionBackends}. */
+  /** Whether this rank is a whole process that guards may end; see {@link Builder#processGuards}. */
+  public boolean processGuards() {
+    return processGuards;
+  }
+
   public boolean preferCudnnAttention() {
     return preferCudnnAttention;
   }
@@ -53,6 +60,7 @@ public final class InitOptions {
     private Map<String, String> environment = System.getenv();
     private String backend = "gloo";
     private boolean preferCudnnAttention = true;
+    private boolean processGuards = true;
 
     /** The collectives' backend: "gloo" (CPU, default) or "nccl" (GPUs). */
     public Builder backend(String backend) {
@@ -91,6 +99,16 @@ public final class InitOptions {
      */
     public Builder preferCudnnAttention(boolean prefer) {
       this.preferCudnnAttention = prefer;
+      return this;
+    }
+
+    /**
+     * Whether this rank owns its process (default true): then a rendezvous stuck in native code
+     * past the timeout, or the death of the rank's launcher, ends the process
+     * ({@code dist.ProcessGuards}). Ranks run as threads of one JVM (tests) turn it off.
+     */
+    public Builder processGuards(boolean guards) {
+      this.processGuards = guards;
       return this;
     }
 

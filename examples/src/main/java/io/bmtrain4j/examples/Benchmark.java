@@ -4,7 +4,7 @@ import io.bmtrain4j.natives.NativeLibraries;
 import io.bmtrain4j.Bmt;
 import io.bmtrain4j.InitOptions;
 import io.bmtrain4j.MemoryReport;
-import io.bmtrain4j.ShardedParameter;
+import io.bmtrain4j.zero.ShardedParameter;
 import org.bytedeco.javacpp.PointerScope;
 import io.bmtrain4j.examples.data.RepeatedPatternTask;
 import io.bmtrain4j.examples.gpt.DistributedGpt;

@@ -3,7 +3,7 @@ package io.bmtrain4j.examples;
 import io.bmtrain4j.natives.NativeLibraries;
 import io.bmtrain4j.Bmt;
 import io.bmtrain4j.InitOptions;
-import io.bmtrain4j.ShardedParameter;
+import io.bmtrain4j.zero.ShardedParameter;
 import io.bmtrain4j.examples.gpt.DistributedGpt;
 import io.bmtrain4j.examples.gpt.DistributedTransformerBlock;
 import io.bmtrain4j.examples.gpt.GptConfig;

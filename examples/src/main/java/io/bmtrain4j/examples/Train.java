@@ -322,7 +322,7 @@ public final class Train implements Callable<Integer> {
     require(cl, List.of("fp32", "bf16", "fp16").contains(dtype), "--dtype must be fp32, bf16 or fp16, got " + dtype);
     require(cl, GptConfig.PRESETS.contains(model), "--model must be one of " + GptConfig.PRESETS + ", got " + model);
     require(cl, LrSchedulers.NAMES.contains(schedule), "--lr-schedule must be one of " + LrSchedulers.NAMES + ", got " + schedule);
-    require(cl, device.equals("cpu") || device.equals("cuda") || device.matches("cuda:\\d+"),
+    require(cl, device.equals("cpu") || device.equals("cuda") || device.matches("cuda:\\d{1,4}"),
         "--device must be cpu, cuda or cuda:N, got " + device);
     String dataProblem = TokenSource.problem(data);
     require(cl, dataProblem == null, "--data " + dataProblem);

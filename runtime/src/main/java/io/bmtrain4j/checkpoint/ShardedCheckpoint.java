@@ -4,11 +4,11 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import io.bmtrain4j.Bmt;
-import io.bmtrain4j.ShardedParameter;
+import io.bmtrain4j.zero.ShardedParameter;
 import io.bmtrain4j.dist.Communicator;
 import io.bmtrain4j.optim.OptimManager;
 import io.bmtrain4j.zero.ParameterGroup;
+import io.bmtrain4j.zero.ShardedModules;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
@@ -26,10 +26,12 @@ import org.bytedeco.pytorch.global.torch;
 
 /**
  * Sharded checkpoints: every rank writes only its own slices (parameters and per-slice optimizer
- * state) to {@code step-N/rank-R.safetensors}; rank 0 adds the world-independent state (step
- * counts, loss scale, scheduler, generator) and, last, {@code step-N/meta.json} with the world
- * size and every rank's slice of every parameter; then {@code latest} is switched atomically to
- * {@code step-N}. A crash at any point leaves the previous checkpoint what {@code latest} names.
+ * state) to {@code rank-R.safetensors}; rank 0 adds the world-independent state (step counts,
+ * loss scale, scheduler, generator) and, last, {@code meta.json} with the world size, every
+ * rank's slice of every parameter and every file's CRC-32C. All of it is written in
+ * {@code step-N.partial/}, renamed to {@code step-N/} when complete; then {@code latest} is
+ * switched atomically to {@code step-N} (see [Note: checkpoint save]). A crash at any point
+ * leaves the previous checkpoint what {@code latest} names.
  *
  * <p>Loading at any world size reshards without gathering: each rank reads, from the old ranks'
  * files, exactly the element ranges that make up its new slices.
@@ -51,21 +53,41 @@ public final class ShardedCheckpoint {
 
   /**
    * Saves model and manager (may be null) as checkpoint {@code step} under {@code dir}; a collective.
-   * Once {@code latest} names it, rank 0 removes step directories that an interrupted save left
-   * without {@code meta.json} and, if {@code keepLast > 0}, all but the newest {@code keepLast}
-   * complete checkpoints (never the one {@code latest} names).
+   *
+   * <p>[Note: checkpoint save] Every rank writes its file into {@code step-N.partial/}, never
+   * into a directory {@code latest} may name, and sends rank 0 its file's length and CRC-32C
+   * through the store (or the error that stopped it). Rank 0 writes {@code meta.json} with those
+   * digests, renames the directory to {@code step-N} (moving an older {@code step-N} aside
+   * first), switches {@code latest}, and tells every rank how it went, so all ranks return or
+   * fail together, naming the problem. Only then does rank 0 prune: what interrupted saves left,
+   * and, if {@code keepLast > 0}, complete checkpoints older than this one beyond the newest
+   * {@code keepLast} (never newer ones, which a resume from an earlier step may have left; a
+   * pruning failure is only a warning).
    */
   public static void save(Path dir, Object model, OptimManager manager, long step, int keepLast) {
     if (step < 0 || keepLast < 0) {
       throw new IllegalArgumentException("step and keepLast must be 0 or more, got " + step + " and " + keepLast);
     }
-    Communicator comm = Bmt.context().communicator();
+    io.bmtrain4j.dist.DistContext ctx = io.bmtrain4j.dist.DistContext.current();
+    Communicator comm = ctx.communicator();
     int rank = comm.rank();
-    Path stepDir = dir.resolve(String.format("step-%09d", step));
+    String name = String.format("step-%09d", step);
+    Path stepDir = dir.resolve(name);
+    Path staging = dir.resolve(name + ".partial");
+    io.bmtrain4j.dist.StoreRound digests = ctx.storeRound("checkpoint-digest");
+    io.bmtrain4j.dist.StoreRound status = ctx.storeRound("checkpoint-status");
+    if (rank == 0) {
+      try {
+        deleteTree(staging); // a save that crashed here before
+        Files.createDirectories(staging);
+      } catch (IOException e) {
+        throw new UncheckedIOException("cannot prepare " + staging, e);
+      }
+    }
+    comm.barrier(); // the staging directory is fresh before anyone writes into it
     try {
-      Files.createDirectories(stepDir);
       Map<String, Tensor> mine = new LinkedHashMap<>();
-      List<ShardedParameter> params = Bmt.parameters(model);
+      List<ShardedParameter> params = ShardedModules.parameters(model);
       for (ShardedParameter p : params) {
         mine.put("model/" + p.name(), p.readLocal());
       }
@@ -77,19 +99,61 @@ public final class ShardedCheckpoint {
           }
         }
       }
-      SafeTensorsFile.Digest digest = SafeTensorsFile.write(stepDir.resolve(rankFile(rank)), mine,
+      SafeTensorsFile.Digest d = SafeTensorsFile.write(staging.resolve(rankFile(rank)), mine,
           Map.of("rank", String.valueOf(rank), "world_size", String.valueOf(comm.worldSize())));
-      // Each rank's digest reaches rank 0 through the file system, which every rank shares anyway.
-      writeDurably(stepDir.resolve(rankFile(rank) + ".digest"), (digest.bytes() + " " + digest.crcHex()).getBytes(StandardCharsets.UTF_8));
-      comm.barrier(); // every rank's file is in place before the metadata says the checkpoint exists
-      if (rank == 0) {
-        writeMeta(stepDir, model, comm.worldSize(), step);
-        writeDurably(dir.resolve("latest"), stepDir.getFileName().toString().getBytes(StandardCharsets.UTF_8));
-        prune(dir, stepDir, keepLast);
+      digests.publish(rank, d.bytes() + " " + d.crcHex());
+    } catch (IOException | RuntimeException e) {
+      digests.publish(rank, "error: " + e.getMessage());
+      if (rank != 0) {
+        throw e instanceof IOException ? new UncheckedIOException("cannot write checkpoint " + stepDir, (IOException) e)
+            : (RuntimeException) e;
       }
-      comm.barrier();
-    } catch (IOException e) {
-      throw new UncheckedIOException("cannot write checkpoint " + stepDir, e);
+    }
+    if (rank == 0) {
+      String outcome = "ok";
+      try {
+        List<String> all = new ArrayList<>();
+        for (int q = 0; q < comm.worldSize(); q++) {
+          String v = digests.get(q);
+          if (v.startsWith("error: ")) {
+            throw new CheckpointException("rank " + q + " could not write its part of " + stepDir + ": " + v.substring(7));
+          }
+          all.add(v);
+        }
+        writeMeta(staging, model, comm.worldSize(), step, all);
+        moveIntoPlace(staging, stepDir);
+        writeDurably(dir.resolve("latest"), name.getBytes(StandardCharsets.UTF_8));
+      } catch (IOException | RuntimeException e) {
+        outcome = "error: " + (e instanceof CheckpointException ? e.getMessage() : "cannot write checkpoint " + stepDir + ": " + e);
+        status.publish(0, outcome);
+        throw e instanceof IOException ? new UncheckedIOException("cannot write checkpoint " + stepDir, (IOException) e)
+            : (RuntimeException) e;
+      }
+      status.publish(0, outcome);
+      try {
+        prune(dir, step, keepLast);
+      } catch (IOException | RuntimeException e) {
+        System.err.println("warning: checkpoint " + stepDir + " is saved, but pruning older ones failed: " + e);
+      }
+    } else {
+      String outcome = status.get(0);
+      if (!outcome.equals("ok")) {
+        throw new CheckpointException(outcome.substring("error: ".length()));
+      }
+    }
+  }
+
+  /** Renames the finished {@code staging} directory to {@code stepDir}, moving an existing one aside first. */
+  private static void moveIntoPlace(Path staging, Path stepDir) throws IOException {
+    Path aside = null;
+    if (Files.exists(stepDir)) {
+      aside = stepDir.resolveSibling(stepDir.getFileName() + ".replaced-" + ProcessHandle.current().pid());
+      Files.move(stepDir, aside, StandardCopyOption.ATOMIC_MOVE);
+    }
+    Files.move(staging, stepDir, StandardCopyOption.ATOMIC_MOVE);
+    syncDirectory(stepDir.getParent());
+    if (aside != null) {
+      deleteTree(aside);
     }
   }
 
@@ -104,13 +168,13 @@ public final class ShardedCheckpoint {
     return false;
   }
 
-  private static void writeMeta(Path stepDir, Object model, int world, long step) throws IOException {
+  private static void writeMeta(Path stepDir, Object model, int world, long step, List<String> digests) throws IOException {
     ObjectNode root = JSON.createObjectNode();
     root.put("format", "bmtrain4j-sharded-1");
     root.put("world_size", world);
     root.put("step", step);
     ObjectNode ps = root.putObject("parameters");
-    for (io.bmtrain4j.zero.ShardedModuleRuntime r : Bmt.runtimeOf(model).tree()) {
+    for (io.bmtrain4j.zero.ShardedModuleRuntime r : ShardedModules.runtimeOf(model).tree()) {
       ParameterGroup g = r.group();
       if (g == null) {
         continue;
@@ -128,14 +192,10 @@ public final class ShardedCheckpoint {
     }
     ObjectNode files = root.putObject("files");
     for (int q = 0; q < world; q++) {
-      Path digestFile = stepDir.resolve(rankFile(q) + ".digest");
-      String[] d = Files.readString(digestFile, StandardCharsets.UTF_8).trim().split(" ");
+      String[] d = digests.get(q).trim().split(" ");
       files.putObject(rankFile(q)).put("bytes", Long.parseLong(d[0])).put("crc32c", d[1]);
     }
     writeDurably(stepDir.resolve("meta.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsBytes(root));
-    for (int q = 0; q < world; q++) {
-      Files.deleteIfExists(stepDir.resolve(rankFile(q) + ".digest"));
-    }
   }
 
   private static String rankFile(int rank) {
@@ -161,7 +221,12 @@ public final class ShardedCheckpoint {
       throw e;
     }
     Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-    try (java.nio.channels.FileChannel d = java.nio.channels.FileChannel.open(file.toAbsolutePath().getParent(),
+    syncDirectory(file.toAbsolutePath().getParent());
+  }
+
+  /** Makes renames in {@code dir} durable. */
+  private static void syncDirectory(Path dir) {
+    try (java.nio.channels.FileChannel d = java.nio.channels.FileChannel.open(dir.toAbsolutePath(),
         java.nio.file.StandardOpenOption.READ)) {
       d.force(true);
     } catch (IOException e) {
@@ -169,30 +234,34 @@ public final class ShardedCheckpoint {
     }
   }
 
-  /** Removes what interrupted saves left, and checkpoints beyond the newest {@code keepLast}; see {@link #save}. */
-  private static void prune(Path dir, Path current, int keepLast) throws IOException {
-    List<Path> complete = new ArrayList<>();
+  /** What interrupted saves left, and older checkpoints beyond {@code keepLast}; see [Note: checkpoint save]. */
+  private static void prune(Path dir, long current, int keepLast) throws IOException {
+    List<Path> older = new ArrayList<>();
     try (java.util.stream.Stream<Path> entries = Files.list(dir)) {
       for (Path p : (Iterable<Path>) entries.sorted()::iterator) {
-        if (!Files.isDirectory(p) || !STEP_DIR.matcher(p.getFileName().toString()).matches() || p.equals(current)) {
+        String n = p.getFileName().toString();
+        if (!Files.isDirectory(p) || !n.startsWith("step-")) {
           continue;
         }
-        if (Files.isRegularFile(p.resolve("meta.json"))) {
-          complete.add(p);
-        } else {
+        if (n.contains(".partial") || n.contains(".replaced-") || (STEP_DIR.matcher(n).matches()
+            && !Files.isRegularFile(p.resolve("meta.json")))) {
           deleteTree(p); // a save that never finished
+        } else if (STEP_DIR.matcher(n).matches() && Long.parseLong(n.substring(5)) < current) {
+          older.add(p); // complete, older than this save; names sort by step (zero-padded)
         }
       }
     }
     if (keepLast > 0) {
-      // Names sort by step (zero-padded); the current one is the newest kept.
-      for (int i = 0; i < complete.size() - (keepLast - 1); i++) {
-        deleteTree(complete.get(i));
+      for (int i = 0; i < older.size() - (keepLast - 1); i++) {
+        deleteTree(older.get(i));
       }
     }
   }
 
   private static void deleteTree(Path p) throws IOException {
+    if (!Files.exists(p)) {
+      return;
+    }
     try (java.util.stream.Stream<Path> walk = Files.walk(p)) {
       for (Path f : (Iterable<Path>) walk.sorted(java.util.Comparator.reverseOrder())::iterator) {
         Files.deleteIfExists(f);
@@ -217,7 +286,7 @@ public final class ShardedCheckpoint {
       JsonNode meta = readMeta(stepDir);
       int oldWorld = meta.get("world_size").asInt();
       try (RankFiles readers = new RankFiles(stepDir, meta, oldWorld)) {
-        List<ShardedParameter> params = Bmt.parameters(model);
+        List<ShardedParameter> params = ShardedModules.parameters(model);
         JsonNode ps = meta.get("parameters");
         try (NoGradGuard g = new NoGradGuard()) {
           for (ShardedParameter p : params) {
@@ -238,7 +307,11 @@ public final class ShardedCheckpoint {
                   + " is not supported)");
             }
             gather(readers, pm.get("slices"), "model/" + p.name(), p.offsetInParameter(), p.local());
-            if (!torch.isfinite(p.local()).all().item_bool()) {
+            boolean finite;
+            try (Tensor isFinite = torch.isfinite(p.local()); Tensor all = isFinite.all()) {
+              finite = all.item_bool();
+            }
+            if (!finite) {
               throw new CheckpointException("'" + p.name() + "' in " + stepDir + " holds NaN or infinite values: the run that"
                   + " saved it had diverged. Resume from an earlier checkpoint: write its directory name (step-...) into "
                   + dir.resolve("latest"));
@@ -320,6 +393,25 @@ public final class ShardedCheckpoint {
     requireField(meta, metaFile, "step", meta.path("step").isIntegralNumber() && meta.path("step").asLong() >= 0,
         "a whole number of at least 0");
     requireField(meta, metaFile, "parameters", meta.path("parameters").isObject(), "an object");
+    int world = meta.get("world_size").asInt();
+    for (java.util.Iterator<Map.Entry<String, JsonNode>> it = meta.get("parameters").fields(); it.hasNext(); ) {
+      Map.Entry<String, JsonNode> e = it.next();
+      JsonNode shape = e.getValue().path("shape");
+      JsonNode slices = e.getValue().path("slices");
+      boolean shapeOk = shape.isArray();
+      for (JsonNode d : shape) {
+        shapeOk &= d.isIntegralNumber() && d.asLong() >= 0;
+      }
+      boolean slicesOk = slices.isArray() && slices.size() == world;
+      for (JsonNode sl : slices) {
+        slicesOk &= sl.isArray() && sl.size() == 2 && sl.get(0).isIntegralNumber() && sl.get(1).isIntegralNumber()
+            && sl.get(0).asLong() >= 0 && sl.get(1).asLong() >= 0;
+      }
+      if (!shapeOk || !slicesOk) {
+        throw new CheckpointException(metaFile + ": parameter '" + e.getKey() + "' needs a 'shape' of sizes and 'slices' of "
+            + world + " [offset, length] pairs (one per saving rank), but has " + e.getValue() + ": the checkpoint is corrupt");
+      }
+    }
     return meta;
   }
 

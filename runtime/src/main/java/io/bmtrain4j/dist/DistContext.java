@@ -56,21 +56,43 @@ public final class DistContext implements AutoCloseable {
       return new DistContext(env, new LocalCommunicator(), null, seed);
     }
     boolean server = env.rank() == 0 && !env.agentStore();
+    // One deadline for the whole rendezvous, each phase getting what is left of it.
+    long deadline = System.nanoTime() + timeout.toNanos();
     Rendezvous.checkMasterReachable(env, server, timeout); // see [Note: rendezvous]
-    TCPStore store = connectStore(env, timeout);
-    Rendezvous rendezvous = Rendezvous.join(store, env, timeout);
+    TCPStore store = connectStore(env, left(deadline));
     Communicator comm;
     try {
-      if (backend.equals("nccl")) {
-        comm = new NcclCommunicator(store, env.rank(), env.worldSize(), env.localRank(), timeout);
-      } else {
-        String host = isLoopback(env.masterAddr()) ? "127.0.0.1" : localHostName();
-        comm = new GlooCommunicator(store, env.rank(), env.worldSize(), host, timeout);
+      Rendezvous rendezvous = Rendezvous.join(store, env, timeout, deadline);
+      try {
+        if (backend.equals("nccl")) {
+          comm = new NcclCommunicator(store, env.rank(), env.worldSize(), env.localRank(), timeout);
+        } else {
+          String host = isLoopback(env.masterAddr()) ? "127.0.0.1" : localHostName();
+          comm = new GlooCommunicator(store, env.rank(), env.worldSize(), host, timeout);
+        }
+      } finally {
+        rendezvous.finish();
       }
-    } finally {
-      rendezvous.finish();
+    } catch (RuntimeException | Error e) {
+      if (server) {
+        lingerForPeers(); // rank 0 serves the store: let the others read why the rendezvous failed
+      }
+      store.close(); // rank 0's server would keep the port bound in a JVM that goes on
+      throw e;
     }
     return new DistContext(env, comm, store, seed);
+  }
+
+  private static void lingerForPeers() {
+    try {
+      Thread.sleep(1500);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+  }
+
+  private static Duration left(long deadline) {
+    return Duration.ofNanos(Math.max(1_000_000_000L, deadline - System.nanoTime()));
   }
 
   private static TCPStore connectStore(DistEnvironment env, Duration timeout) {
@@ -126,7 +148,7 @@ public final class DistContext implements AutoCloseable {
       return;
     }
     try {
-      Rendezvous.join(existing, env, Duration.ofSeconds(2)).finish();
+      Rendezvous.refuseSecondRankZero(existing, env);
     } finally {
       existing.close();
     }
@@ -200,42 +222,54 @@ public final class DistContext implements AutoCloseable {
   }
 
   /**
+   * Opens the next round of {@code topic} on the store (see {@link StoreRound}). Keys carry
+   * torchrun's restart count, so a restarted job never reads an earlier attempt's messages.
+   */
+  public StoreRound storeRound(String topic) {
+    int n = agreements.computeIfAbsent(topic, k -> new java.util.concurrent.atomic.AtomicInteger()).getAndIncrement();
+    return new StoreRound(env.worldSize() == 1 ? null : store, Rendezvous.keyPrefix() + topic + "/" + n + "/");
+  }
+
+  /**
    * Fails on every rank at once, naming two ranks and the first difference, unless every rank
    * passes the same {@code description} for the same (n-th) use of {@code topic}. Goes through
    * the rendezvous store, so it works before (and whatever) the communicator moves, and a
    * disagreement never reaches a collective, where Gloo aborts the process on mismatched sizes.
+   * Each rank reads every rank's hash and only the first differing rank's full description.
    */
   public void requireSameOnEveryRank(String topic, List<String> description) {
     if (store == null || env.worldSize() == 1) {
       return;
     }
-    int n = agreements.computeIfAbsent(topic, k -> new java.util.concurrent.atomic.AtomicInteger()).getAndIncrement();
-    String prefix = "bmt/agree/" + topic + "/" + n + "/";
     String mine = String.join("\n", description);
-    Rendezvous.setString(store, prefix + env.rank(), mine);
+    StoreRound hashes = storeRound(topic + "-hash");
+    StoreRound texts = storeRound(topic);
+    texts.publish(env.rank(), mine);
+    String myHash = sha256(mine);
+    hashes.publish(env.rank(), myHash);
     for (int q = 0; q < env.worldSize(); q++) {
-      if (q == env.rank()) {
+      if (q == env.rank() || hashes.get(q).equals(myHash)) {
         continue;
       }
-      String theirs;
-      try {
-        theirs = Rendezvous.getString(store, prefix + q);
-      } catch (RuntimeException e) {
-        throw new CollectiveException("rank " + env.rank() + " could not compare its " + topic + " with rank " + q + "'s: "
-            + GlooCommunicator.firstLine(e), e);
+      List<String> other = List.of(texts.get(q).split("\n", -1));
+      int i = 0;
+      while (i < description.size() && i < other.size() && description.get(i).equals(other.get(i))) {
+        i++;
       }
-      if (!theirs.equals(mine)) {
-        List<String> other = List.of(theirs.split("\n", -1));
-        int i = 0;
-        while (i < description.size() && i < other.size() && description.get(i).equals(other.get(i))) {
-          i++;
-        }
-        String a = i < description.size() ? "'" + description.get(i) + "'" : "nothing more";
-        String b = i < other.size() ? "'" + other.get(i) + "'" : "nothing more";
-        throw new CollectiveException("rank " + env.rank() + "'s " + topic + " differs from rank " + q + "'s at entry " + i
-            + ": rank " + env.rank() + " has " + a + ", rank " + q + " has " + b
-            + ". Every rank must build the same " + topic + " (start them with the same options)");
-      }
+      String a = i < description.size() ? "'" + description.get(i) + "'" : "nothing more";
+      String b = i < other.size() ? "'" + other.get(i) + "'" : "nothing more";
+      throw new CollectiveException("rank " + env.rank() + "'s " + topic + " differs from rank " + q + "'s at entry " + i
+          + ": rank " + env.rank() + " has " + a + ", rank " + q + " has " + b
+          + ". Every rank must build the same " + topic + " (start them with the same options)");
+    }
+  }
+
+  private static String sha256(String s) {
+    try {
+      byte[] d = java.security.MessageDigest.getInstance("SHA-256").digest(s.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+      return java.util.HexFormat.of().formatHex(d);
+    } catch (java.security.NoSuchAlgorithmException e) {
+      throw new IllegalStateException("every JVM has SHA-256", e);
     }
   }
 

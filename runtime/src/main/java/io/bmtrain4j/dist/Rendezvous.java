@@ -30,8 +30,12 @@ import org.bytedeco.pytorch.StringVector;
  *       publishes its world size, host and pid, and then beats a heartbeat counter once a
  *       second until the process group exists;</li>
  *   <li>each rank waits for every peer's record, failing as soon as one disagrees on the world
- *       size, claims the same rank, or stops beating after it joined ({@link #HEARTBEAT_LOSS});
- *       a rank that never arrives is named when the timeout ends.</li>
+ *       size (a rank numbered beyond this world included), two processes claim one rank, or a
+ *       peer stops beating after it joined ({@link #HEARTBEAT_LOSS}); a rank that never arrives
+ *       is named when the timeout ends. A rank that has seen every record adds to a shared
+ *       "ready" count, and all leave together once it reaches the world size, so no rank builds
+ *       the process group while a duplicate or a stray rank can still appear, and no rank judges
+ *       the heartbeat of a peer that has already left.</li>
  * </ol>
  * A rank that dies before it reaches the store cannot be told from a slow one: that case waits
  * for the timeout ({@code --timeout} in the examples' mains).
@@ -45,16 +49,22 @@ final class Rendezvous {
   private final Store store;
   private final DistEnvironment env;
   private final Duration timeout;
+  private final long deadline;
   private final String prefix;
   private volatile boolean done;
   private Thread heartbeat;
 
-  private Rendezvous(Store store, DistEnvironment env, Duration timeout) {
+  private Rendezvous(Store store, DistEnvironment env, Duration timeout, long deadline) {
     this.store = store;
     this.env = env;
     this.timeout = timeout;
-    // torchrun's agent store outlives restarts of the workers: keep each attempt's keys apart.
-    this.prefix = "bmt/rdzv/" + System.getenv().getOrDefault("TORCHELASTIC_RESTART_COUNT", "0") + "/";
+    this.deadline = deadline;
+    this.prefix = keyPrefix() + "rdzv/";
+  }
+
+  /** The prefix of this job attempt's store keys: torchrun's agent store outlives restarts of the workers. */
+  static String keyPrefix() {
+    return "bmt/" + System.getenv().getOrDefault("TORCHELASTIC_RESTART_COUNT", "0") + "/";
   }
 
   /** Step 1 of [Note: rendezvous]: fails fast on a name that does not resolve or a rank 0 that cannot be reached. */
@@ -87,12 +97,16 @@ final class Rendezvous {
   }
 
   /** Steps 2 and 3 of [Note: rendezvous]; the returned handle stops the heartbeat once the process group exists. */
-  static Rendezvous join(Store store, DistEnvironment env, Duration timeout) {
-    Rendezvous r = new Rendezvous(store, env, timeout);
-    r.claimAndPublish();
-    r.startHeartbeat();
+  static Rendezvous join(Store store, DistEnvironment env, Duration timeout, long deadline) {
+    Rendezvous r = new Rendezvous(store, env, timeout, deadline);
     try {
+      r.claimAndPublish();
+      r.startHeartbeat();
       r.awaitPeers();
+    } catch (CollectiveException e) {
+      r.finish();
+      r.publishFailure(e.getMessage());
+      throw e;
     } catch (RuntimeException | Error e) {
       r.finish();
       throw e;
@@ -100,11 +114,25 @@ final class Rendezvous {
     return r;
   }
 
+  /** Tells the other ranks why this one gave up, so they fail with the reason rather than a lost connection. */
+  private void publishFailure(String message) {
+    try {
+      set(prefix + "failed", message);
+    } catch (RuntimeException storeGone) {
+      // The store itself is gone: every rank will see that.
+    }
+  }
+
   /** Stops the heartbeat: the process group now watches the peers. */
   void finish() {
     done = true;
     if (heartbeat != null) {
       heartbeat.interrupt();
+      try {
+        heartbeat.join(2000); // it uses the store: it must be gone before anyone closes the store
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
     }
   }
 
@@ -112,7 +140,8 @@ final class Rendezvous {
     long claims = store.add(prefix + "claims/" + env.rank(), 1);
     if (claims > 1) {
       throw new CollectiveException("rank " + env.rank() + ": another process already joined this job as rank "
-          + env.rank() + " (" + describe(env.rank()) + "); every process needs its own RANK");
+          + env.rank() + " (" + describe(env.rank()) + "); two processes joined this job as rank " + env.rank()
+          + ", and every process needs its own RANK");
     }
     set(prefix + "info/" + env.rank(), "world=" + env.worldSize() + " host=" + DistContext.localHostName() + " pid="
         + ProcessHandle.current().pid());
@@ -135,49 +164,64 @@ final class Rendezvous {
     heartbeat.start();
   }
 
+  /**
+   * Waits until every rank has joined and has seen every other join (a shared "ready" count), so
+   * no rank builds the process group while a duplicate or a stray rank can still appear.
+   */
   private void awaitPeers() {
     int world = env.worldSize();
-    long start = System.nanoTime();
-    long deadline = start + timeout.toNanos();
+    // O(world) store requests per poll and rank: poll less often in large jobs, and judge a
+    // heartbeat over at least three polls.
+    Duration poll = POLL.multipliedBy(Math.max(1, world / 8));
+    long heartbeatLoss = Math.max(HEARTBEAT_LOSS.toNanos(), poll.multipliedBy(3).toNanos());
     boolean[] joined = new boolean[world];
     long[] lastBeat = new long[world];
     long[] lastBeatSeen = new long[world];
-    int missing = world;
+    boolean ready = false;
     while (true) {
+      // Once every rank has seen every other, ranks leave and stop beating: check this first.
+      if (ready && store.add(prefix + "ready", 0) >= world) {
+        return;
+      }
+      if (exists(prefix + "failed")) {
+        throw new CollectiveException("rank " + env.rank() + " stops: the rendezvous failed elsewhere: " + get(prefix + "failed"));
+      }
       long now = System.nanoTime();
+      int missing = 0;
       for (int q = 0; q < world; q++) {
         if (!joined[q]) {
-          if (!exists(prefix + "info/" + q)) {
+          if (exists(prefix + "info/" + q)) {
+            requireSameWorld(q);
+            joined[q] = true;
+            lastBeatSeen[q] = now;
+          } else {
+            missing++;
             continue;
           }
-          Map<String, String> info = info(q);
-          int theirWorld = Integer.parseInt(info.getOrDefault("world", "-1"));
-          if (theirWorld != world) {
-            throw new CollectiveException("rank " + env.rank() + " has WORLD_SIZE=" + world + " but rank " + q + " ("
-                + describe(q) + ") has WORLD_SIZE=" + theirWorld + ": every rank must be started with the same WORLD_SIZE");
-          }
-          joined[q] = true;
-          lastBeatSeen[q] = now;
-          missing--;
+        }
+        if (store.add(prefix + "claims/" + q, 0) > 1) {
+          throw new CollectiveException("rank " + env.rank() + ": two processes joined this job as rank " + q
+              + (q == env.rank() ? " (this one and another)" : "") + "; every process needs its own RANK");
         }
         if (q != env.rank()) {
           long beat = store.add(prefix + "beat/" + q, 0);
           if (beat != lastBeat[q]) {
             lastBeat[q] = beat;
             lastBeatSeen[q] = now;
-          } else if (now - lastBeatSeen[q] > HEARTBEAT_LOSS.toNanos()) {
+          } else if (now - lastBeatSeen[q] > heartbeatLoss) {
             throw new CollectiveException("rank " + q + " (" + describe(q) + ") joined the rendezvous and then stopped"
-                + " answering for " + HEARTBEAT_LOSS.toSeconds() + " s: it has probably died; rank " + env.rank() + " gives up");
+                + " answering for " + heartbeatLoss / 1_000_000_000L + " s: it has probably died; rank " + env.rank()
+                + " gives up");
           }
         }
       }
-      long claims = store.add(prefix + "claims/" + env.rank(), 0);
-      if (claims > 1) {
-        throw new CollectiveException("rank " + env.rank() + ": a second process joined this job as rank " + env.rank()
-            + "; every process needs its own RANK");
+      if (exists(prefix + "info/" + world)) { // a rank beyond this world: it has a larger WORLD_SIZE
+        requireSameWorld(world);
       }
-      if (missing == 0) {
-        return;
+      if (missing == 0 && !ready) {
+        store.add(prefix + "ready", 1);
+        ready = true;
+        continue;
       }
       if (now > deadline) {
         StringBuilder absent = new StringBuilder();
@@ -186,11 +230,38 @@ final class Rendezvous {
             absent.append(absent.length() == 0 ? "" : ", ").append(q);
           }
         }
-        throw new CollectiveException("rank " + env.rank() + ": rank(s) " + absent + " of " + world
-            + " did not join within " + timeout.toSeconds() + " s (were they started, with the same MASTER_ADDR/MASTER_PORT?)");
+        throw new CollectiveException("rank " + env.rank() + ": " + (absent.length() > 0
+            ? "rank(s) " + absent + " of " + world + " did not join within " + timeout.toSeconds()
+                + " s (were they started, with the same MASTER_ADDR/MASTER_PORT?)"
+            : "every rank joined, but not all of them confirmed it within " + timeout.toSeconds() + " s"));
       }
-      sleep(POLL);
+      sleep(poll);
     }
+  }
+
+  private void requireSameWorld(int q) {
+    int theirWorld = Integer.parseInt(info(q).getOrDefault("world", "-1"));
+    if (theirWorld != env.worldSize()) {
+      throw new CollectiveException("rank " + env.rank() + " has WORLD_SIZE=" + env.worldSize() + " but rank " + q + " ("
+          + describe(q) + ") has WORLD_SIZE=" + theirWorld + ": every rank must be started with the same WORLD_SIZE");
+    }
+  }
+
+  /**
+   * For a second process started as rank 0 that found the port taken: if the store there is this
+   * job's, claim rank 0 in it, which fails the first rank 0 too (it watches the claims), and
+   * fail. Publishes nothing and waits for nothing; returns quietly for any other store.
+   */
+  static void refuseSecondRankZero(Store existing, DistEnvironment env) {
+    String prefix = keyPrefix() + "rdzv/";
+    try (StringVector keys = new StringVector(prefix + "info/0")) {
+      if (!existing.check(keys)) {
+        return; // not a bmtrain4j job's store, or its rank 0 has not joined yet
+      }
+    }
+    existing.add(prefix + "claims/0", 1);
+    throw new CollectiveException("rank 0: another process already joined this job as rank 0 and serves its store at"
+        + " MASTER_PORT=" + env.masterPort() + "; every process needs its own RANK");
   }
 
   private String describe(int rank) {

@@ -19,6 +19,15 @@ public final class Terminal {
     if (told != null) {
       return told.equals("1");
     }
-    return System.console() != null;
+    java.io.Console console = System.console();
+    if (console == null) {
+      return false;
+    }
+    // From JDK 22 a console exists even when output is redirected; isTerminal() tells (JDK-8308591).
+    try {
+      return (Boolean) java.io.Console.class.getMethod("isTerminal").invoke(console);
+    } catch (ReflectiveOperationException olderJdk) {
+      return true; // before JDK 22, a console means a terminal on both ends
+    }
   }
 }

@@ -77,6 +77,69 @@ final class NativeCache {
    */
   List<Repair> repair(List<URL> jarDirectories) throws IOException {
     List<Repair> repairs = new ArrayList<>();
+    forEachEntry(jarDirectories, (jarFile, entry, cached) -> {
+      String damage = damage(cached, entry);
+      if (damage != null) {
+        extract(jarFile, entry, cached, damage);
+        repairs.add(new Repair(cached, damage));
+      }
+    });
+    return repairs;
+  }
+
+  /** The file that says a load from these jars finished once: see {@link #markLoaded}. */
+  static final String LOADED_MARKER = ".bmtrain4j-loaded";
+
+  /**
+   * Whether a process has loaded libtorch from exactly these jars into this cache before. A jar
+   * holds files JavaCPP never unpacks (headers, say), so "every entry is cached" cannot tell.
+   */
+  boolean wasLoadedFrom(List<URL> jarDirectories) throws IOException {
+    Path marker = cacheDir.resolve(LOADED_MARKER);
+    return Files.isRegularFile(marker) && Files.readString(marker).equals(fingerprint(jarDirectories));
+  }
+
+  /** Records that the load from these jars finished (under the lock). */
+  void markLoaded(List<URL> jarDirectories) throws IOException {
+    Path tmp = cacheDir.resolve(LOADED_MARKER + ".tmp-" + ProcessHandle.current().pid());
+    Files.writeString(tmp, fingerprint(jarDirectories));
+    Files.move(tmp, cacheDir.resolve(LOADED_MARKER), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+  }
+
+  /** The jars' names and sizes, and the platform extension: what decides which files a load unpacks. */
+  private static String fingerprint(List<URL> jarDirectories) {
+    StringBuilder b = new StringBuilder(System.getProperty("org.bytedeco.javacpp.platform.extension", "")).append('\n');
+    for (URL u : jarDirectories) {
+      String jar = u.getPath().substring(0, Math.max(0, u.getPath().indexOf("!/")));
+      long size;
+      try {
+        size = Files.size(Path.of(java.net.URI.create(jar)));
+      } catch (IOException | IllegalArgumentException e) {
+        size = -1;
+      }
+      b.append(u).append(' ').append(size).append('\n');
+    }
+    return b.toString();
+  }
+
+  /** Fails, naming the file and the fix, if a cached file is damaged (for a cache that cannot be repaired). */
+  void requireUndamaged(List<URL> jarDirectories) throws IOException {
+    forEachEntry(jarDirectories, (jarFile, entry, cached) -> {
+      String damage = damage(cached, entry);
+      if (damage != null) {
+        throw new NativeLibraryException("the native library cache holds a damaged " + cached + " (" + damage
+            + "), and it cannot be locked for repair. Delete " + cached.getParent()
+            + " or point -Dorg.bytedeco.javacpp.cachedir=DIR at a writable directory, and run again.");
+      }
+    });
+  }
+
+  private interface EntryVisitor {
+    void visit(JarFile jarFile, JarEntry entry, Path cached) throws IOException;
+  }
+
+  /** Every file entry under {@code jarDirectories}, with where JavaCPP caches it. */
+  private void forEachEntry(List<URL> jarDirectories, EntryVisitor visitor) throws IOException {
     for (URL dir : jarDirectories) {
       URLConnection connection = dir.openConnection();
       if (!(connection instanceof JarURLConnection)) {
@@ -90,19 +153,12 @@ final class NativeCache {
         Enumeration<JarEntry> entries = jarFile.entries();
         while (entries.hasMoreElements()) {
           JarEntry entry = entries.nextElement();
-          if (entry.isDirectory() || prefix == null || !entry.getName().startsWith(prefix)) {
-            continue;
-          }
-          Path cached = jarCache.resolve(entry.getName());
-          String damage = damage(cached, entry);
-          if (damage != null) {
-            extract(jarFile, entry, cached, damage);
-            repairs.add(new Repair(cached, damage));
+          if (!entry.isDirectory() && prefix != null && entry.getName().startsWith(prefix)) {
+            visitor.visit(jarFile, entry, jarCache.resolve(entry.getName()));
           }
         }
       }
     }
-    return repairs;
   }
 
   /** Why {@code cached} cannot be trusted as {@code entry}'s copy, or null if it can (or is absent). */

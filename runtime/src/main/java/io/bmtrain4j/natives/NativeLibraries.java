@@ -32,9 +32,12 @@ import org.slf4j.LoggerFactory;
  *   <li>compares every cached native file with its jar entry (size and timestamp, which JavaCPP
  *       sets only once a file is complete) and re-extracts each one that differs, through a
  *       temporary file and an atomic rename ({@link NativeCache});</li>
- *   <li>loads libtorch while still holding the lock, so JavaCPP's own extraction of anything
- *       missing is done before the next process looks.</li>
+ *   <li>loads libtorch while still holding the lock if anything is still to be unpacked, so
+ *       JavaCPP's own extraction is done before the next process looks; a whole cache is
+ *       released first, and the ranks load together.</li>
  * </ol>
+ * Where the lock cannot be taken at all (a read-only cache, a file system without locks), it
+ * loads as JavaCPP alone would, after checking that no cached file is damaged.
  * torchrun, Slurm and user launchers start every rank at once, which is why this sits in
  * {@code Bmt.initDistributed} and the mains, not only in the local launcher.
  */
@@ -70,21 +73,56 @@ public final class NativeLibraries {
         return;
       }
       Path cacheDir = cacheDirectory();
-      try (FileChannel channel = FileChannel.open(cacheDir.resolve(LOCK_FILE),
+      FileChannel channel = null;
+      FileLock lock = null;
+      try {
+        try {
+          channel = FileChannel.open(cacheDir.resolve(LOCK_FILE),
               StandardOpenOption.CREATE, StandardOpenOption.READ, StandardOpenOption.WRITE);
-          FileLock lock = acquire(channel, cacheDir)) {
-        writeOwner(channel);
+          lock = acquire(channel, cacheDir);
+          writeOwner(channel);
+        } catch (IOException | UnsupportedOperationException e) {
+          // A read-only cache (a container image) or a file system without locks: load as JavaCPP alone would.
+          LOG.warn("cannot lock the native cache {} ({}); loading without the lock", cacheDir, e.toString());
+        }
         NativeCache cache = new NativeCache(cacheDir);
-        List<NativeCache.Repair> repairs = cache.repair(NativeCache.nativeDirectories());
-        for (NativeCache.Repair r : repairs) {
-          LOG.warn("re-extracted a damaged native library: {} ({})", r.file(), r.reason());
+        List<java.net.URL> dirs = NativeCache.nativeDirectories();
+        if (lock != null) {
+          for (NativeCache.Repair r : cache.repair(dirs)) {
+            LOG.warn("re-extracted a damaged native library: {} ({})", r.file(), r.reason());
+          }
+          if (cache.wasLoadedFrom(dirs)) {
+            // Unpacked whole before, and checked just now: the ranks may load at the same time.
+            lock.release();
+            lock = null;
+          }
+        } else {
+          cache.requireUndamaged(dirs);
         }
         loadLibtorch(cacheDir);
+        if (lock != null) {
+          cache.markLoaded(dirs);
+        }
         loaded = true;
       } catch (IOException e) {
         throw new NativeLibraryException("cannot use the native library cache " + cacheDir + ": " + e.getMessage()
             + ". Make it writable, or point -Dorg.bytedeco.javacpp.cachedir=DIR at a writable directory.", e);
+      } finally {
+        release(lock, channel);
       }
+    }
+  }
+
+  private static void release(FileLock lock, FileChannel channel) {
+    try {
+      if (lock != null) {
+        lock.release();
+      }
+      if (channel != null) {
+        channel.close();
+      }
+    } catch (IOException e) {
+      LOG.debug("closing the native cache lock: {}", e.toString());
     }
   }
 

@@ -1,6 +1,6 @@
 package io.bmtrain4j.optim;
 
-import io.bmtrain4j.ShardedParameter;
+import io.bmtrain4j.zero.ShardedParameter;
 import java.util.List;
 
 /**

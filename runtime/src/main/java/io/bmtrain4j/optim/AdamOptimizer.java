@@ -1,7 +1,7 @@
 package io.bmtrain4j.optim;
 
 import io.bmtrain4j.zero.ParameterGroup;
-import io.bmtrain4j.ShardedParameter;
+import io.bmtrain4j.zero.ShardedParameter;
 import io.bmtrain4j.internal.Native;
 import java.util.ArrayList;
 import java.util.IdentityHashMap;

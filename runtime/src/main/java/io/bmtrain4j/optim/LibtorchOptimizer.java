@@ -1,6 +1,6 @@
 package io.bmtrain4j.optim;
 
-import io.bmtrain4j.ShardedParameter;
+import io.bmtrain4j.zero.ShardedParameter;
 import io.bmtrain4j.zero.ParameterGroup;
 import java.util.ArrayList;
 import java.util.IdentityHashMap;

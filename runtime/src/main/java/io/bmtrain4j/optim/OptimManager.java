@@ -1,6 +1,6 @@
 package io.bmtrain4j.optim;
 
-import io.bmtrain4j.ShardedParameter;
+import io.bmtrain4j.zero.ShardedParameter;
 import io.bmtrain4j.dist.Communicator;
 import io.bmtrain4j.dist.DistContext;
 import io.bmtrain4j.dist.ReduceOperation;

@@ -1,6 +1,7 @@
 package io.bmtrain4j.optim;
 
-import io.bmtrain4j.ShardedParameter;
+import io.bmtrain4j.optim.lr.LearningRateTarget;
+import io.bmtrain4j.zero.ShardedParameter;
 import io.bmtrain4j.zero.ParameterGroup;
 import java.util.ArrayList;
 import java.util.IdentityHashMap;
@@ -14,7 +15,7 @@ import org.bytedeco.pytorch.Tensor;
  * only what it owns, with gradients already averaged over ranks. Subclasses implement the update;
  * this class holds the groups, the learning rate the scheduler sets, and the step count.
  */
-public abstract class ShardedOptimizer implements AutoCloseable {
+public abstract class ShardedOptimizer implements AutoCloseable, LearningRateTarget {
   protected final List<ParamGroup> groups;
   private double lr;
   protected long steps;

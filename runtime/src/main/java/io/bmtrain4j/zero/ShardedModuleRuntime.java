@@ -258,7 +258,9 @@ public final class ShardedModuleRuntime {
       // Before this model's first collective: ranks that built different models would send
       // buffers of different sizes, which Gloo answers with a native abort.
       context.requireSameOnEveryRank("model", parameterLayout());
-      shapesAgreed = true;
+      for (ShardedModuleRuntime r : tree()) {
+        r.shapesAgreed = true; // a nested block recomputed in backward is outermost there: agreed already
+      }
     }
     if (outermost) {
       ForwardTape.begin();

@@ -94,14 +94,14 @@ class RendezvousFaultsTest {
     Rank second = start("rank1-second", torchrun(1, 3, port), "30");
     assertFailsNaming(first, 60, "joined this job as rank 1");
     assertFailsNaming(second, 60, "joined this job as rank 1");
-    zero.process().destroyForcibly();
+    assertFailsNaming(zero, 60, "two processes joined this job as rank 1");
   }
 
   @Test
   void aSecondRankZeroFailsAndSoDoesTheFirst() throws Exception {
     int port = RanksAsThreads.freePort();
     Rank first = start("rank0-first", torchrun(0, 2, port), "120");
-    waitForKey(port, "bmt/rdzv/0/info/0", first);
+    waitForKey(port, "bmt/0/rdzv/info/0", first);
     long t0 = System.nanoTime();
     Rank second = start("rank0-second", torchrun(0, 2, port), "120");
     assertFailsNaming(second, 60, "joined this job as rank 0");
@@ -117,7 +117,7 @@ class RendezvousFaultsTest {
     Rank zero = start("rank0", torchrun(0, 3, port), "120");
     Rank one = start("rank1", torchrun(1, 3, port), "120");
     // Watch the store as a client until rank 1 has joined, then kill it; rank 2 never comes.
-    waitForKey(port, "bmt/rdzv/0/info/1", one);
+    waitForKey(port, "bmt/0/rdzv/info/1", one);
     one.process().destroyForcibly().waitFor();
     long t0 = System.nanoTime();
     assertFailsNaming(zero, 60, "rank 1 (pid " + one.process().pid());
@@ -183,8 +183,9 @@ class RendezvousFaultsTest {
       Rank r = start("silent-store", torchrun(1, 2, silent.getLocalPort()), "2");
       int status = r.exit(120);
       String out = r.output();
-      assertTrue(status == ProcessGuards.EXIT_STATUS || status == 1, "status " + status + ":\n" + out);
-      assertTrue(out.contains("did not finish within") || out.contains("rendezvous store"), out);
+      // The store's client blocks in native code: only the guard can end it.
+      assertEquals(ProcessGuards.EXIT_STATUS, status, out);
+      assertTrue(out.contains("the rendezvous did not finish within 32 s"), out);
     }
   }
 

@@ -98,4 +98,18 @@ class NativeCacheTest {
       assertEquals(List.of(cached()), listing.toList(), "no temporary file left behind");
     }
   }
+
+  @Test
+  void aLoadIsRememberedForTheSameJarsOnly() throws IOException {
+    NativeCache cache = new NativeCache(createdCache());
+    assertTrue(!cache.wasLoadedFrom(dirs()), "nothing loaded yet");
+    cache.markLoaded(dirs());
+    assertTrue(cache.wasLoadedFrom(dirs()));
+    Files.write(jar, new byte[] {1, 2, 3}, java.nio.file.StandardOpenOption.APPEND); // another build of the jar
+    assertTrue(!cache.wasLoadedFrom(dirs()), "a changed jar needs a load under the lock again");
+  }
+
+  private Path createdCache() throws IOException {
+    return Files.createDirectories(cache);
+  }
 }

@@ -45,12 +45,15 @@ class NativeLoadingTest {
     Files.setLastModifiedTime(torchCpu, stamp);
     // A whole file whose time stamp JavaCPP never set: the write may not have finished.
     Path c10 = cachedLibrary(cache, "libc10.so");
+    FileTime c10Stamp = Files.getLastModifiedTime(c10);
     Files.setLastModifiedTime(c10, FileTime.fromMillis(System.currentTimeMillis()));
 
     String out = assertAllRanksLoad(cache, "truncated libtorch_cpu.so");
     assertEquals(whole, Files.size(torchCpu), "libtorch_cpu.so was extracted again");
     assertEquals(stamp, Files.getLastModifiedTime(torchCpu));
     assertTrue(out.contains("re-extracted a damaged native library: " + torchCpu), out);
+    assertEquals(c10Stamp, Files.getLastModifiedTime(c10), "libc10.so was extracted again too");
+    assertTrue(out.contains("re-extracted a damaged native library: " + c10), out);
   }
 
   @Test

@@ -138,7 +138,7 @@ class EarlyStopTest {
         run.grads.clear();
         Bmt.gatherGradients(net).forEach((k, v) -> run.grads.put(k, values(v)));
         try (org.bytedeco.pytorch.NoGradGuard g = new org.bytedeco.pytorch.NoGradGuard()) {
-          for (io.bmtrain4j.ShardedParameter p : Bmt.parameters(net)) {
+          for (io.bmtrain4j.zero.ShardedParameter p : Bmt.parameters(net)) {
             p.local().sub_(p.grad().mul(new Scalar(0.1)));
           }
         }

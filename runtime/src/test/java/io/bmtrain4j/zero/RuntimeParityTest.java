@@ -109,7 +109,7 @@ class RuntimeParityTest {
         losses.add(Bmt.sumLoss(l));
         grads = Bmt.gatherGradients(net);
         try (org.bytedeco.pytorch.NoGradGuard g = new org.bytedeco.pytorch.NoGradGuard()) {
-          for (io.bmtrain4j.ShardedParameter p : Bmt.parameters(net)) {
+          for (io.bmtrain4j.zero.ShardedParameter p : Bmt.parameters(net)) {
             p.local().sub_(p.grad().mul(new Scalar(LR)));
           }
         }

@@ -9,7 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.bmtrain4j.Bmt;
-import io.bmtrain4j.ShardedParameter;
+import io.bmtrain4j.zero.ShardedParameter;
 import io.bmtrain4j.optim.AdamOffloadOptimizer;
 import io.bmtrain4j.optim.AdamOptimizer;
 import io.bmtrain4j.optim.AdamOptions;

@@ -43,12 +43,12 @@ class ShardRebuildTest {
   record Run(List<Double> losses, java.util.Map<String, float[]> parameters, List<Boolean> residentAfterStep,
       List<Boolean> residentAfterBackward) {}
 
-  static Run train(int world, Function<List<io.bmtrain4j.ShardedParameter>, ShardedOptimizer> optimizer,
+  static Run train(int world, Function<List<io.bmtrain4j.zero.ShardedParameter>, ShardedOptimizer> optimizer,
       java.util.function.BiConsumer<MixedNet, Integer> beforeStep) {
     return train(world, BlockOptions.defaults(), optimizer, beforeStep);
   }
 
-  static Run train(int world, BlockOptions blocks, Function<List<io.bmtrain4j.ShardedParameter>, ShardedOptimizer> optimizer,
+  static Run train(int world, BlockOptions blocks, Function<List<io.bmtrain4j.zero.ShardedParameter>, ShardedOptimizer> optimizer,
       java.util.function.BiConsumer<MixedNet, Integer> beforeStep) {
     return RanksAsThreads.run(world, 0, Duration.ofSeconds(120), ctx -> {
       MixedNet net;
@@ -330,9 +330,9 @@ class ShardRebuildTest {
     // libtorch's SGD steps whole block shards; only its own parameters (the w2s) may move. The
     // w1s are untouched without an optimizer, and move only by Adam's small steps with one.
     float[][] w1 = onTwoRanks(net -> {
-      List<io.bmtrain4j.ShardedParameter> all = Bmt.parameters(net);
-      List<io.bmtrain4j.ShardedParameter> w2s = all.stream().filter(p -> p.name().endsWith(".w2")).toList();
-      List<io.bmtrain4j.ShardedParameter> w1s = all.stream().filter(p -> p.name().endsWith(".w1")).toList();
+      List<io.bmtrain4j.zero.ShardedParameter> all = Bmt.parameters(net);
+      List<io.bmtrain4j.zero.ShardedParameter> w2s = all.stream().filter(p -> p.name().endsWith(".w2")).toList();
+      List<io.bmtrain4j.zero.ShardedParameter> w1s = all.stream().filter(p -> p.name().endsWith(".w1")).toList();
       OptimManager manager = new OptimManager(LossScale.none()).add(new io.bmtrain4j.optim.LibtorchOptimizer(w2s, 0.5,
           v -> new org.bytedeco.pytorch.SGD(v, new org.bytedeco.pytorch.SGDOptions(0.5)), null), null);
       if (adamOverW1) {

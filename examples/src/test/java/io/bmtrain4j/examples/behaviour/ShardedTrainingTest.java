@@ -206,7 +206,7 @@ class ShardedTrainingTest {
         engine.start();
         engine.join();
         Bmt.finishBackward(net);
-        for (io.bmtrain4j.ShardedParameter p : Bmt.parameters(net)) {
+        for (io.bmtrain4j.zero.ShardedParameter p : Bmt.parameters(net)) {
           p.zeroGrad();
         }
       });
@@ -252,7 +252,7 @@ class ShardedTrainingTest {
         Tensor loss = model.forward(Training.tokens(step, 0, 1)).pow(new org.bytedeco.pytorch.Scalar(2.0)).mean();
         loss.backward();
         Bmt.finishBackward(model);
-        for (io.bmtrain4j.ShardedParameter p : Bmt.parameters(model)) {
+        for (io.bmtrain4j.zero.ShardedParameter p : Bmt.parameters(model)) {
           Tensor g = p.grad();
           assertTrue(g != null && g.abs().sum().item().toDouble() > 0, p.name() + " got no gradient through the vector");
           p.zeroGrad();

@@ -3,7 +3,7 @@ package io.bmtrain4j.examples.behaviour;
 import static io.bmtrain4j.testing.TensorAsserts.values;
 
 import io.bmtrain4j.Bmt;
-import io.bmtrain4j.ShardedParameter;
+import io.bmtrain4j.zero.ShardedParameter;
 import io.bmtrain4j.testing.RanksAsThreads;
 import io.bmtrain4j.zero.BlockOptions;
 import java.time.Duration;

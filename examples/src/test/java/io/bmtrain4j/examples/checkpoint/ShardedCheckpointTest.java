@@ -76,8 +76,22 @@ class ShardedCheckpointTest {
     }
     try (var files = Files.list(ckpt.resolve("step-000000003"))) {
       assertEquals(List.of("meta.json", "rank-0.safetensors", "rank-1.safetensors"),
-          files.map(p -> p.getFileName().toString()).sorted().toList(), "digest side files folded into meta.json");
+          files.map(p -> p.getFileName().toString()).sorted().toList(), "only the checkpoint's own files");
     }
+
+    // Resumed from step 2 (say step 3 went bad): saving step 2 again with keepLast 1 replaces
+    // step 2 and keeps the newer step 3, which a user may still want to look at.
+    RanksAsThreads.run(2, 0, Duration.ofSeconds(60), ctx -> {
+      ShardedCheckpointRun run = new ShardedCheckpointRun();
+      io.bmtrain4j.checkpoint.ShardedCheckpoint.save(ckpt, run.net(), run.manager(), 2, 1);
+      return null;
+    });
+    try (var entries = Files.list(ckpt)) {
+      assertEquals(List.of("latest", "step-000000002", "step-000000003"),
+          entries.map(p -> p.getFileName().toString()).sorted().toList(), "newer checkpoints are never pruned");
+    }
+    assertEquals("step-000000002", Files.readString(ckpt.resolve("latest")).trim());
+    assertEquals(2L, (long) RanksAsThreads.run(1, 0, Duration.ofSeconds(60), ctx -> new ShardedCheckpointRun().load(ckpt)).get(0));
   }
 
   @Test

@@ -1,10 +1,8 @@
 package io.bmtrain4j.optim.lr;
 
-import io.bmtrain4j.optim.ShardedOptimizer;
-
 /** Warmup, then half a cosine from {@code startLr} to 0 at {@code endIter} (and 0 after). */
 public final class Cosine extends LrScheduler {
-  public Cosine(ShardedOptimizer optimizer, double startLr, int warmupIter, int endIter) {
+  public Cosine(LearningRateTarget optimizer, double startLr, int warmupIter, int endIter) {
     super(optimizer, startLr, warmupIter, endIter);
   }
 

@@ -1,12 +1,10 @@
 package io.bmtrain4j.optim.lr;
 
-import io.bmtrain4j.optim.ShardedOptimizer;
-
 /** Warmup, then {@code startLr * gamma^(n - warmupIter)}. */
 public final class Exponential extends LrScheduler {
   private final double gamma;
 
-  public Exponential(ShardedOptimizer optimizer, double startLr, int warmupIter, int endIter, double gamma) {
+  public Exponential(LearningRateTarget optimizer, double startLr, int warmupIter, int endIter, double gamma) {
     super(optimizer, startLr, warmupIter, endIter);
     if (!(gamma > 0 && gamma <= 1)) {
       throw new IllegalArgumentException("gamma must be in (0, 1], got " + gamma);

@@ -1,10 +1,8 @@
 package io.bmtrain4j.optim.lr;
 
-import io.bmtrain4j.optim.ShardedOptimizer;
-
 /** Warmup, then linear decay to 0 at {@code endIter} (and 0 after). */
 public final class Linear extends LrScheduler {
-  public Linear(ShardedOptimizer optimizer, double startLr, int warmupIter, int endIter) {
+  public Linear(LearningRateTarget optimizer, double startLr, int warmupIter, int endIter) {
     super(optimizer, startLr, warmupIter, endIter);
   }
 

@@ -1,7 +1,5 @@
 package io.bmtrain4j.optim.lr;
 
-import io.bmtrain4j.optim.ShardedOptimizer;
-import io.bmtrain4j.optim.StateDicts;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import org.bytedeco.pytorch.Tensor;
@@ -14,13 +12,13 @@ import org.bytedeco.pytorch.global.torch;
  * sets the optimizer's learning rate.
  */
 public abstract class LrScheduler {
-  protected final ShardedOptimizer optimizer;
+  protected final LearningRateTarget optimizer;
   protected final double startLr;
   protected final int warmupIter;
   protected final int endIter;
   private int numIter;
 
-  protected LrScheduler(ShardedOptimizer optimizer, double startLr, int warmupIter, int endIter) {
+  protected LrScheduler(LearningRateTarget optimizer, double startLr, int warmupIter, int endIter) {
     if (startLr < 0 || warmupIter < 0 || endIter < warmupIter) {
       throw new IllegalArgumentException("invalid schedule: startLr " + startLr + ", warmupIter " + warmupIter
           + ", endIter " + endIter + " (need startLr >= 0 and 0 <= warmupIter <= endIter)");
@@ -67,7 +65,13 @@ public abstract class LrScheduler {
   }
 
   public void loadStateDict(Map<String, Tensor> state) {
-    numIter = (int) StateDicts.require(state, "num_iter", new long[] {}).item().toLong();
+    Tensor saved = state.get("num_iter");
+    if (saved == null || saved.dim() != 0) {
+      throw new IllegalArgumentException("a learning-rate schedule's state needs a scalar 'num_iter'"
+          + (saved == null ? ", and this one has none (" + state.keySet() + ")" : ", and this one has shape "
+          + java.util.Arrays.toString(saved.sizes().vec().get())) + ": it was saved from something else");
+    }
+    numIter = (int) saved.item().toLong();
     optimizer.setLearningRate(currentLr());
   }
 }

@@ -1,6 +1,5 @@
 package io.bmtrain4j.optim.lr;
 
-import io.bmtrain4j.optim.ShardedOptimizer;
 import java.util.List;
 
 /** Creates schedules by name (command lines, configuration files). */
@@ -10,7 +9,7 @@ public final class LrSchedulers {
   private LrSchedulers() {}
 
   /** {@code gamma} is used by "exponential" only. Unknown names fail listing the known ones. */
-  public static LrScheduler create(String name, ShardedOptimizer optimizer, double startLr, int warmupIter,
+  public static LrScheduler create(String name, LearningRateTarget optimizer, double startLr, int warmupIter,
       int endIter, double gamma) {
     switch (name) {
       case "noDecay":

@@ -1,10 +1,8 @@
 package io.bmtrain4j.optim.lr;
 
-import io.bmtrain4j.optim.ShardedOptimizer;
-
 /** Warmup, then {@code startLr}. */
 public final class NoDecay extends LrScheduler {
-  public NoDecay(ShardedOptimizer optimizer, double startLr, int warmupIter, int endIter) {
+  public NoDecay(LearningRateTarget optimizer, double startLr, int warmupIter, int endIter) {
     super(optimizer, startLr, warmupIter, endIter);
   }
 

@@ -1,10 +1,8 @@
 package io.bmtrain4j.optim.lr;
 
-import io.bmtrain4j.optim.ShardedOptimizer;
-
 /** Warmup, then inverse square root: {@code startLr * sqrt(warmupIter / n)} (the Transformer paper's schedule). */
 public final class Noam extends LrScheduler {
-  public Noam(ShardedOptimizer optimizer, double startLr, int warmupIter, int endIter) {
+  public Noam(LearningRateTarget optimizer, double startLr, int warmupIter, int endIter) {
     super(optimizer, startLr, warmupIter, endIter);
   }
 

@@ -1,7 +1,5 @@
-package io.bmtrain4j;
+package io.bmtrain4j.zero;
 
-import io.bmtrain4j.zero.ParameterGroup;
-import io.bmtrain4j.zero.ShardedModuleRuntime;
 import org.bytedeco.pytorch.Tensor;
 
 /**
