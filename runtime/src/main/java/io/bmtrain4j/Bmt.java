@@ -1,18 +1,15 @@
 package io.bmtrain4j;
 
 import io.bmtrain4j.natives.NativeLibraries;
-import io.bmtrain4j.autograd.CustomBackward;
-import io.bmtrain4j.dist.Communicator;
 import io.bmtrain4j.dist.DistContext;
+import io.bmtrain4j.dist.DifferentiableCollectives;
 import io.bmtrain4j.dist.DistEnvironment;
 import io.bmtrain4j.dist.ProcessGuards;
 import io.bmtrain4j.dist.ReduceOperation;
 import io.bmtrain4j.zero.ParameterGroup;
-import io.bmtrain4j.zero.ShardedModule;
 import io.bmtrain4j.zero.ShardedModuleRuntime;
 import io.bmtrain4j.zero.ShardedModules;
 import io.bmtrain4j.zero.ShardedParameter;
-import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -101,7 +98,7 @@ public final class Bmt {
   }
 
   /** The mean of a scalar loss across ranks, for logging (not differentiable). */
-  public static double sumLoss(Tensor loss) {
+  public static double meanLoss(Tensor loss) {
     try (NoGradGuard g = new NoGradGuard()) {
       Tensor t = loss.detach().to(torch.ScalarType.Double).reshape(1).clone();
       DistContext.current().communicator().allReduce(t, ReduceOperation.AVG).await();
@@ -111,101 +108,33 @@ public final class Bmt {
     }
   }
 
+  /**
+   * The mean of a scalar loss across ranks: the old name of {@link #meanLoss}, which says what it
+   * returns (BMTrain's {@code sum_loss} returns a mean too).
+   */
+  @Deprecated
+  public static double sumLoss(Tensor loss) {
+    return meanLoss(loss);
+  }
+
   /** Differentiable all-gather: a tensor of shape {@code [world, ...x.shape]}; backward reduce-scatters (sums). */
   public static Tensor allGather(Tensor x) {
-    Communicator comm = DistContext.current().communicator();
-    long[] shape = x.sizes().vec().get();
-    long[] outShape = new long[shape.length + 1];
-    outShape[0] = comm.worldSize();
-    System.arraycopy(shape, 0, outShape, 1, shape.length);
-    Tensor out;
-    try (NoGradGuard g = new NoGradGuard()) {
-      Tensor in = x.detach().contiguous();
-      out = torch.empty(outShape, in.options(), new MemoryFormatOptional());
-      comm.allGather(out, in).await();
-    }
-    return CustomBackward.apply(List.of(x), List.of(out), grads -> {
-      Tensor go = grads.get(0);
-      if (go == null) {
-        return java.util.Collections.singletonList(null);
-      }
-      Tensor gi = torch.empty(shape, go.options(), new MemoryFormatOptional());
-      comm.reduceScatter(gi, go.contiguous(), ReduceOperation.SUM).await();
-      return List.of(gi);
-    }).get(0);
+    return DifferentiableCollectives.allGather(DistContext.current().communicator(), x);
   }
 
   /** Differentiable all-reduce (SUM or AVG); backward all-reduces the gradient the same way. */
   public static Tensor allReduce(Tensor x, ReduceOperation op) {
-    if (op != ReduceOperation.SUM && op != ReduceOperation.AVG) {
-      throw new IllegalArgumentException("allReduce is differentiable for SUM and AVG only, got " + op);
-    }
-    Communicator comm = DistContext.current().communicator();
-    Tensor out;
-    try (NoGradGuard g = new NoGradGuard()) {
-      out = x.detach().contiguous().clone();
-      comm.allReduce(out, op).await();
-    }
-    return CustomBackward.apply(List.of(x), List.of(out), grads -> {
-      Tensor go = grads.get(0);
-      if (go == null) {
-        return java.util.Collections.singletonList(null);
-      }
-      Tensor gi = go.contiguous().clone();
-      comm.allReduce(gi, op).await();
-      return List.of(gi);
-    }).get(0);
+    return DifferentiableCollectives.allReduce(DistContext.current().communicator(), x, op);
   }
 
   /** Differentiable reduce-scatter along dim 0 (size divisible by the world size); backward all-gathers. */
   public static Tensor reduceScatter(Tensor x, ReduceOperation op) {
-    Communicator comm = DistContext.current().communicator();
-    long[] shape = x.sizes().vec().get();
-    if (shape.length == 0 || shape[0] % comm.worldSize() != 0) {
-      throw new IllegalArgumentException("reduceScatter needs dim 0 divisible by the world size ("
-          + comm.worldSize() + "), got shape " + java.util.Arrays.toString(shape));
-    }
-    long[] outShape = shape.clone();
-    outShape[0] /= comm.worldSize();
-    Tensor out;
-    try (NoGradGuard g = new NoGradGuard()) {
-      out = torch.empty(outShape, x.options(), new MemoryFormatOptional());
-      comm.reduceScatter(out, x.detach().contiguous(), op).await();
-    }
-    return CustomBackward.apply(List.of(x), List.of(out), grads -> {
-      Tensor go = grads.get(0);
-      if (go == null) {
-        return java.util.Collections.singletonList(null);
-      }
-      Tensor gi = torch.empty(shape, go.options(), new MemoryFormatOptional());
-      comm.allGather(gi, go.contiguous()).await();
-      if (op == ReduceOperation.AVG) {
-        gi.div_(new org.bytedeco.pytorch.Scalar((double) comm.worldSize()));
-      }
-      return List.of(gi);
-    }).get(0);
+    return DifferentiableCollectives.reduceScatter(DistContext.current().communicator(), x, op);
   }
 
   /** Differentiable broadcast from {@code root}; backward sums the gradients into the root's input. */
   public static Tensor broadcast(Tensor x, int root) {
-    Communicator comm = DistContext.current().communicator();
-    Tensor out;
-    try (NoGradGuard g = new NoGradGuard()) {
-      out = x.detach().contiguous().clone();
-      comm.broadcast(out, root).await();
-    }
-    return CustomBackward.apply(List.of(x), List.of(out), grads -> {
-      Tensor go = grads.get(0);
-      if (go == null) {
-        return java.util.Collections.singletonList(null);
-      }
-      Tensor gi = go.contiguous().clone();
-      comm.allReduce(gi, ReduceOperation.SUM).await();
-      if (comm.rank() != root) {
-        gi.zero_();
-      }
-      return List.of(gi);
-    }).get(0);
+    return DifferentiableCollectives.broadcast(DistContext.current().communicator(), x, root);
   }
 
   /** The sharding state of a generated model instance. */
@@ -335,32 +264,7 @@ public final class Bmt {
    * the same at every world size), of which each rank keeps only its slice.
    */
   public static void initParameters(Object model) {
-    long seed = DistContext.current().seed();
-    try (NoGradGuard g = new NoGradGuard()) {
-      for (ShardedModuleRuntime r : runtimeOf(model).tree()) {
-        ParameterGroup group = r.group();
-        if (group == null) {
-          continue;
-        }
-        for (ParameterGroup.Member m : group.members()) {
-          io.bmtrain4j.init.Initializer init = m.deferredInitializer();
-          if (init == null) {
-            continue;
-          }
-          String path = r.keyPrefix() + m.name();
-          // One whole parameter at a time; the scope frees it (and its views) before the next.
-          try (org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope()) {
-            Tensor full = torch.empty(m.shape());
-            init.fill(full, io.bmtrain4j.init.Initializer.generatorFor(seed, path));
-            long[] o = group.overlap(m, group.communicator().rank());
-            if (o[2] > 0) {
-              group.shard().narrow(0, o[1], o[2]).copy_(full.reshape(-1).narrow(0, o[0], o[2]));
-            }
-          }
-          m.markInitialised();
-        }
-      }
-    }
+    ShardedModules.initParameters(model, DistContext.current().seed());
   }
 
   /** What this rank holds for {@code model} now. */

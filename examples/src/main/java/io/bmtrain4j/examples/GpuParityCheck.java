@@ -72,7 +72,7 @@ public final class GpuParityCheck {
     Tensor loss = torch.cross_entropy_loss(sharded.forward(in.narrow(0, from, per)).to(torch.ScalarType.Float).reshape(-1, 16),
         target.narrow(0, from, per).reshape(-1));
     loss.backward();
-    double shardedLoss = Bmt.sumLoss(loss);
+    double shardedLoss = Bmt.meanLoss(loss);
     Map<String, Tensor> grads = Bmt.gatherGradients(sharded);
 
     double worst = 0;

@@ -237,7 +237,7 @@ public final class Train implements Callable<Integer> {
                 Tensor l = torch.cross_entropy_loss(logits.reshape(-1, source.vocab()),
                     b[1].to(dev, torch.ScalarType.Long).reshape(-1));
                 manager.backward(l.div(new Scalar((double) gradAccum)));
-                loss += Bmt.sumLoss(l) / gradAccum;
+                loss += Bmt.meanLoss(l) / gradAccum;
               }
             }
             double norm = manager.clipGradNorm(clip);

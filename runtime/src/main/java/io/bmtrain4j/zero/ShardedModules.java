@@ -1,6 +1,9 @@
 package io.bmtrain4j.zero;
 
 import java.util.ArrayList;
+import org.bytedeco.pytorch.NoGradGuard;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.global.torch;
 import java.util.List;
 
 /** From a user's model object to its sharding runtime and parameter slices (what {@code Bmt}'s model helpers use). */
@@ -31,5 +34,38 @@ public final class ShardedModules {
       }
     }
     return out;
+  }
+
+  /**
+   * Draws every deferred parameter of {@code model}: one parameter at a time, the whole logical
+   * tensor from a generator seeded by {@code seed} and the parameter's path (so the values are
+   * the same at every world size), of which each rank keeps only its slice.
+   */
+  public static void initParameters(Object model, long seed) {
+    try (NoGradGuard g = new NoGradGuard()) {
+      for (ShardedModuleRuntime r : runtimeOf(model).tree()) {
+        ParameterGroup group = r.group();
+        if (group == null) {
+          continue;
+        }
+        for (ParameterGroup.Member m : group.members()) {
+          io.bmtrain4j.init.Initializer init = m.deferredInitializer();
+          if (init == null) {
+            continue;
+          }
+          String path = r.keyPrefix() + m.name();
+          // One whole parameter at a time; the scope frees it (and its views) before the next.
+          try (org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope()) {
+            Tensor full = torch.empty(m.shape());
+            init.fill(full, io.bmtrain4j.init.Initializer.generatorFor(seed, path));
+            long[] o = group.overlap(m, group.communicator().rank());
+            if (o[2] > 0) {
+              group.shard().narrow(0, o[1], o[2]).copy_(full.reshape(-1).narrow(0, o[0], o[2]));
+            }
+          }
+          m.markInitialised();
+        }
+      }
+    }
   }
 }
