@@ -168,18 +168,18 @@ public final class SafeTensorsCheckpoint {
   /** Copies the part of {@code p} that lies in this rank's shard from the file into the shard. */
   private static void readShardPart(FileChannel in, Path file, SafeTensorsHeader header, Param p) throws IOException {
     ParameterGroup g = p.group;
-    long[] o = g.overlap(p.member, g.communicator().rank());
-    if (o[2] == 0) {
+    io.bmtrain4j.zero.Overlap o = g.overlap(p.member, g.communicator().rank());
+    if (o.isEmpty()) {
       return;
     }
     long elem = g.readShard().element_size();
     SafeTensorsHeader.Entry e = header.entries().get(p.key);
-    long filePos = header.dataStart() + e.begin() + o[0] * elem;
+    long filePos = header.dataStart() + e.begin() + o.offsetInParameter() * elem;
     try (NoGradGuard ng = new NoGradGuard()) {
-      Tensor target = g.shard().narrow(0, o[1], o[2]);
+      Tensor target = g.shard().narrow(0, o.offsetInShard(), o.length());
       Tensor host = Host.staging(target);
       try (BytePointer ptr = new BytePointer(host.data_ptr())) {
-        ByteBuffer buf = ptr.capacity(o[2] * elem).asByteBuffer();
+        ByteBuffer buf = ptr.capacity(o.length() * elem).asByteBuffer();
         SafeTensorsHeader.readFully(in, buf, filePos, file);
       }
       Host.finish(host, target);

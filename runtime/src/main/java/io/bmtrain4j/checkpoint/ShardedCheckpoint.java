@@ -185,8 +185,8 @@ public final class ShardedCheckpoint {
         n.put("dtype", SafeTensorsHeader.dtypeName(g.dtype()));
         ArrayNode slices = n.putArray("slices");
         for (int q = 0; q < world; q++) {
-          long[] s = g.overlap(m, q);
-          slices.addArray().add(s[0]).add(s[2]);
+          io.bmtrain4j.zero.Overlap s = g.overlap(m, q);
+          slices.addArray().add(s.offsetInParameter()).add(s.length());
         }
       }
     }

@@ -163,10 +163,10 @@ public final class ParameterGroup {
       this.dtype = first.scalar_type();
       this.shard = Native.own(torch.zeros(new long[] {shardNumel}, shardOptions));
       for (Member m : members) {
-        long[] o = overlap(m, comm.rank());
+        Overlap o = overlap(m, comm.rank());
         // A deferred parameter's storage is never touched: see DeferredParameters.
-        if (o[2] > 0 && m.deferred == null) {
-          shard.narrow(0, o[1], o[2]).copy_(m.tensor.reshape(-1).narrow(0, o[0], o[2]));
+        if (!o.isEmpty() && m.deferred == null) {
+          shard.narrow(0, o.offsetInShard(), o.length()).copy_(m.tensor.reshape(-1).narrow(0, o.offsetInParameter(), o.length()));
         }
       }
       // [Note: released placeholder] A released parameter is an empty tensor of its dtype (libtorch
@@ -179,23 +179,19 @@ public final class ParameterGroup {
     }
   }
 
-  /**
-   * Where rank {@code rank}'s shard meets parameter {@code m}:
-   * {@code {offset in the flattened parameter, offset in the shard, length}}, all 0 when they do
-   * not meet. Every slice-of-a-parameter computation (optimizer views, checkpoints, init) uses it.
-   */
-  public long[] overlap(Member m, int rank) {
+  /** Where rank {@code rank}'s shard meets parameter {@code m}. */
+  public Overlap overlap(Member m, int rank) {
     long shardBegin = shardNumel * rank;
     long begin = Math.max(shardBegin, m.offset);
     long end = Math.min(shardBegin + shardNumel, m.offset + m.numel);
-    return end <= begin ? new long[] {0, 0, 0} : new long[] {begin - m.offset, begin - shardBegin, end - begin};
+    return end <= begin ? Overlap.NONE : new Overlap(begin - m.offset, begin - shardBegin, end - begin);
   }
 
   /** How many parameter elements (padding excluded) this rank's shard holds. */
   public long parameterElementsOnThisRank() {
     long n = 0;
     for (Member m : members) {
-      n += overlap(m, comm.rank())[2];
+      n += overlap(m, comm.rank()).length();
     }
     return n;
   }

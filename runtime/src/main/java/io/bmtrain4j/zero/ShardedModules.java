@@ -58,9 +58,10 @@ public final class ShardedModules {
           try (org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope()) {
             Tensor full = torch.empty(m.shape());
             init.fill(full, io.bmtrain4j.init.Initializer.generatorFor(seed, path));
-            long[] o = group.overlap(m, group.communicator().rank());
-            if (o[2] > 0) {
-              group.shard().narrow(0, o[1], o[2]).copy_(full.reshape(-1).narrow(0, o[0], o[2]));
+            Overlap o = group.overlap(m, group.communicator().rank());
+            if (!o.isEmpty()) {
+              group.shard().narrow(0, o.offsetInShard(), o.length())
+                  .copy_(full.reshape(-1).narrow(0, o.offsetInParameter(), o.length()));
             }
           }
           m.markInitialised();

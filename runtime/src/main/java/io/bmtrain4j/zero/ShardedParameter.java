@@ -21,10 +21,10 @@ public final class ShardedParameter {
     this.member = member;
     this.group = group;
     this.root = root;
-    long[] o = group.overlap(member, group.communicator().rank());
-    this.offsetInParameter = o[0];
-    this.localStart = o[1];
-    this.localLength = o[2];
+    Overlap o = group.overlap(member, group.communicator().rank());
+    this.offsetInParameter = o.offsetInParameter();
+    this.localStart = o.offsetInShard();
+    this.localLength = o.length();
   }
 
   /** The state-dict key: the field path, such as {@code layers.3.wq} or {@code ln1.weight}. */
