@@ -1,5 +1,6 @@
 package io.bmtrain4j;
 
+import io.bmtrain4j.dist.Backend;
 import java.time.Duration;
 import java.util.Map;
 import java.util.Objects;
@@ -9,7 +10,7 @@ public final class InitOptions {
   private final long seed;
   private final Duration timeout;
   private final Map<String, String> environment;
-  private final String backend;
+  private final Backend backend;
   private final boolean preferCudnnAttention;
   private final boolean processGuards;
 
@@ -32,8 +33,8 @@ public final class InitOptions {
     return preferCudnnAttention;
   }
 
-  /** "gloo" (CPU tensors, the default) or "nccl" (one GPU per rank, {@code LOCAL_RANK}). */
-  public String backend() {
+  /** Gloo (CPU tensors, the default) or NCCL (one GPU per rank, {@code LOCAL_RANK}). */
+  public Backend backend() {
     return backend;
   }
 
@@ -58,17 +59,19 @@ public final class InitOptions {
     private long seed = 0;
     private Duration timeout = Duration.ofMinutes(5);
     private Map<String, String> environment = System.getenv();
-    private String backend = "gloo";
+    private Backend backend = Backend.GLOO;
     private boolean preferCudnnAttention = true;
     private boolean processGuards = true;
 
-    /** The collectives' backend: "gloo" (CPU, default) or "nccl" (GPUs). */
-    public Builder backend(String backend) {
-      if (!backend.equals("gloo") && !backend.equals("nccl")) {
-        throw new IllegalArgumentException("backend must be gloo or nccl, got " + backend);
-      }
-      this.backend = backend;
+    /** The collectives' backend: Gloo (CPU, default) or NCCL (GPUs). */
+    public Builder backend(Backend backend) {
+      this.backend = java.util.Objects.requireNonNull(backend, "backend");
       return this;
+    }
+
+    /** As {@link #backend(Backend)}, by name: "gloo" or "nccl". */
+    public Builder backend(String backend) {
+      return backend(Backend.parse(backend));
     }
 
     /** The seed of libtorch's generator, the same on every rank (default 0). */

@@ -1,5 +1,6 @@
 package io.bmtrain4j.examples;
 
+import io.bmtrain4j.dist.Backend;
 import io.bmtrain4j.natives.NativeLibraries;
 import io.bmtrain4j.Bmt;
 import io.bmtrain4j.InitOptions;
@@ -24,7 +25,7 @@ public final class DeadPeerCheck {
   public static void main(String[] args) {
     NativeLibraries.load(); // ranks may start together: see NativeLibraries
     long timeout = args.length > 1 && args[0].equals("--timeout-s") ? Long.parseLong(args[1]) : 10;
-    Bmt.initDistributed(InitOptions.builder().seed(0).backend("nccl").timeout(Duration.ofSeconds(timeout)).build());
+    Bmt.initDistributed(InitOptions.builder().seed(0).backend(Backend.NCCL).timeout(Duration.ofSeconds(timeout)).build());
     Communicator comm = Bmt.context().communicator();
     Tensor t = torch.ones(new long[] {1 << 20},
         new TensorOptions().device(new DeviceOptional(new Device("cuda:" + Bmt.context().localRank()))));

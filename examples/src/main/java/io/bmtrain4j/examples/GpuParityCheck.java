@@ -1,5 +1,6 @@
 package io.bmtrain4j.examples;
 
+import io.bmtrain4j.dist.Backend;
 import io.bmtrain4j.natives.NativeLibraries;
 import io.bmtrain4j.Bmt;
 import io.bmtrain4j.InitOptions;
@@ -30,7 +31,7 @@ public final class GpuParityCheck {
 
   public static void main(String[] args) {
     NativeLibraries.load(); // ranks may start together: see NativeLibraries
-    Bmt.initDistributed(InitOptions.builder().seed(0).backend("nccl").build());
+    Bmt.initDistributed(InitOptions.builder().seed(0).backend(Backend.NCCL).build());
     String device = "cuda:" + Bmt.context().localRank();
     Device dev = new Device(device);
     int batch = 8;

@@ -1,5 +1,6 @@
 package io.bmtrain4j.examples;
 
+import io.bmtrain4j.dist.Backend;
 import io.bmtrain4j.Bmt;
 import io.bmtrain4j.InitOptions;
 import io.bmtrain4j.dist.DistEnvironment;
@@ -191,7 +192,7 @@ public final class Train implements Callable<Integer> {
         Devices.requireIndex(device, "--device " + device);
       }
     }
-    Bmt.initDistributed(InitOptions.builder().seed(seed).backend(gpu ? "nccl" : "gloo")
+    Bmt.initDistributed(InitOptions.builder().seed(seed).backend(gpu ? Backend.NCCL : Backend.GLOO)
         .timeout(java.time.Duration.ofSeconds(timeoutSeconds)).build());
     if (gpu && device.equals("cuda")) {
       device = "cuda:" + Bmt.context().localRank(); // one GPU per rank

@@ -45,11 +45,11 @@ public final class DistContext implements AutoCloseable {
    * libtorch's generator with {@code seed} on every rank, so initialisation agrees everywhere.
    */
   public static DistContext create(DistEnvironment env, long seed, Duration timeout) {
-    return create(env, seed, timeout, "gloo");
+    return create(env, seed, timeout, Backend.GLOO);
   }
 
-  /** As {@link #create(DistEnvironment, long, Duration)}, with "gloo" (CPU) or "nccl" (one GPU per rank) collectives. */
-  public static DistContext create(DistEnvironment env, long seed, Duration timeout, String backend) {
+  /** As {@link #create(DistEnvironment, long, Duration)}, with Gloo (CPU) or NCCL (one GPU per rank) collectives. */
+  public static DistContext create(DistEnvironment env, long seed, Duration timeout, Backend backend) {
     NativeLibraries.load(); // see [Note: native cache]
     torch.manual_seed(seed);
     if (env.worldSize() == 1) {
@@ -64,7 +64,7 @@ public final class DistContext implements AutoCloseable {
     try {
       Rendezvous rendezvous = Rendezvous.join(store, env, timeout, deadline);
       try {
-        if (backend.equals("nccl")) {
+        if (backend == Backend.NCCL) {
           comm = new NcclCommunicator(store, env.rank(), env.worldSize(), env.localRank(), timeout);
         } else {
           String host = isLoopback(env.masterAddr()) ? "127.0.0.1" : localHostName();

@@ -1,5 +1,6 @@
 package io.bmtrain4j.examples.bench;
 
+import io.bmtrain4j.dist.Backend;
 import io.bmtrain4j.natives.NativeLibraries;
 import io.bmtrain4j.Bmt;
 import io.bmtrain4j.InitOptions;
@@ -43,7 +44,7 @@ public final class CollectiveBandwidth implements Callable<Integer> {
 
   @Override
   public Integer call() {
-    Bmt.initDistributed(InitOptions.builder().seed(0).backend("nccl").build());
+    Bmt.initDistributed(InitOptions.builder().seed(0).backend(Backend.NCCL).build());
     Communicator comm = Bmt.context().communicator();
     int world = comm.worldSize();
     TensorOptions bf16 = new TensorOptions().dtype(new ScalarTypeOptional(torch.ScalarType.BFloat16))

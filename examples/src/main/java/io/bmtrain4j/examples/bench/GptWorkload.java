@@ -1,5 +1,6 @@
 package io.bmtrain4j.examples.bench;
 
+import io.bmtrain4j.dist.Backend;
 import io.bmtrain4j.Bmt;
 import io.bmtrain4j.InitOptions;
 import org.bytedeco.pytorch.global.torch_cuda;
@@ -47,7 +48,7 @@ public final class GptWorkload {
 
   /** Joins the job: NCCL on GPUs, Gloo on the CPU, seed 0, this attention preference. */
   void initDistributed() {
-    Bmt.initDistributed(InitOptions.builder().seed(0).backend(onGpu() ? "nccl" : "gloo")
+    Bmt.initDistributed(InitOptions.builder().seed(0).backend(onGpu() ? Backend.NCCL : Backend.GLOO)
         .preferCudnnAttention(cudnnAttention).build());
   }
 }
