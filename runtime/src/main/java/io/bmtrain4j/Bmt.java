@@ -149,12 +149,12 @@ public final class Bmt {
 
   /** Gives every checkpointed block of {@code model} these options instead of its annotation's (between steps). */
   public static void configureBlocks(Object model, io.bmtrain4j.zero.BlockOptions options) {
-    runtimeOf(model).overrideBlockOptions(options);
+    runtimeOf(model).configureBlocks(options);
   }
 
   /** Completes the gradient reductions backward left pending (a collective; the optimizer calls it). */
   public static void finishBackward(Object model) {
-    runtimeOf(model).finishGradients();
+    runtimeOf(model).finishBackward();
   }
 
   /** Whole parameters, gathered on every rank (a collective; for tests, saving and inspection). */

@@ -22,7 +22,7 @@ import org.bytedeco.pytorch.Tensor;
  * <ul>
  *   <li>standalone (a model's root, or any instance not held by a {@code @Checkpoint} or
  *       {@code @BlockList} field): parameters are gathered around forward and stay gathered until
- *       backward has delivered their gradients, which {@link #finishGradients()} reduce-scatters
+ *       backward has delivered their gradients, which {@link #finishBackward()} reduce-scatters
  *       (the optimizer and {@code Bmt.parameters} call it);
  *   <li>checkpointed (bound by its container): forward runs without autograd, the backward
  *       recomputes it, and its gradients are reduce-scattered as soon as its backward ends.
@@ -159,7 +159,7 @@ public final class ShardedModuleRuntime {
    * Replaces the options of every checkpointed block below this module (benchmarks and tests
    * compare ZeRO levels, recompute and prefetch on one model class). Only between steps.
    */
-  public void overrideBlockOptions(BlockOptions newOptions) {
+  public void configureBlocks(BlockOptions newOptions) {
     for (ShardedModuleRuntime r : tree()) {
       if (r.options != null) {
         if (r.group != null && r.group.state() != GroupState.SHARDED) {
@@ -426,7 +426,7 @@ public final class ShardedModuleRuntime {
    * reduce-scatter in flight, the standalone groups' gradients (reduce-scattered now), and any
    * gathered buffer nobody consumed. Every rank must call it at the same point (it communicates).
    */
-  public void finishGradients() {
+  public void finishBackward() {
     reducer.drain();
     for (ShardedModuleRuntime r : tree()) {
       r.finishOwn();

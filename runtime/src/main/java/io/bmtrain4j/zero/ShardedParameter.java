@@ -78,7 +78,7 @@ public final class ShardedParameter {
    * pending (a collective: call it on every rank); null if the parameter is frozen or has none.
    */
   public Tensor grad() {
-    root.finishGradients();
+    root.finishBackward();
     if (!member.requiresGrad() || group.shardGrad() == null) {
       return null;
     }
