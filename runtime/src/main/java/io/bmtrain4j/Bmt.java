@@ -30,7 +30,8 @@ public final class Bmt {
    * process) and makes it current. Every rank seeds libtorch with {@code options.seed()}.
    */
   public static DistContext initDistributed(InitOptions options) {
-    // Before any libtorch class initialises: ranks start together (see [Note: native cache]).
+    // Before any libtorch class initialises (ranks start together: see [Note: native cache]), and
+    // outside the rendezvous deadline below: waiting for another process to unpack is no hung peer.
     NativeLibraries.load();
     DistEnvironment env = DistEnvironment.fromEnvironment(options.environment());
     String who = "rank " + env.rank() + " of " + env.worldSize();

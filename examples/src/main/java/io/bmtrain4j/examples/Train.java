@@ -246,8 +246,7 @@ public final class Train implements Callable<Integer> {
               // Every rank sees the same averaged loss and global norm, so all take the same branch.
               String what = String.format("step %d: the loss is %s and the gradient norm %s", step + 1, loss, norm);
               if (onNonFinite == NonFinite.stop) {
-                throw new UserErrors.UserException(what + "; stopping without a checkpoint ("
-                    + (ShardedCheckpoint.exists(checkpointDir) ? checkpointDir.resolve("latest") + " is unchanged" : "none written")
+                throw new UserErrors.UserException(what + "; stopping without a checkpoint (" + lastGoodCheckpoint()
                     + "). Lower --lr, or pass --on-nonfinite skip to drop such steps.");
               }
               if (onNonFinite == NonFinite.skip) {
@@ -274,8 +273,7 @@ public final class Train implements Callable<Integer> {
       if (divergedAt < 0) {
         ShardedCheckpoint.save(checkpointDir, gpt, manager, steps, keepLast);
       } else {
-        Bmt.printRank("checkpoint not saved: training diverged at step %d; %s", divergedAt,
-            ShardedCheckpoint.exists(checkpointDir) ? checkpointDir.resolve("latest") + " still names the last good one" : "none written");
+        Bmt.printRank("checkpoint not saved: training diverged at step %d; %s", divergedAt, lastGoodCheckpoint());
       }
       if (!losses.isEmpty()) {
         Bmt.printRank("loss %.4f -> %.4f over steps %d..%d", losses.get(0), losses.get(losses.size() - 1), first, steps - 1);
@@ -293,6 +291,12 @@ public final class Train implements Callable<Integer> {
       printSample(gpt, source, config);
     }
     return 0;
+  }
+
+  /** Where the last checkpoint saved before a divergence is, for the messages that say none was saved after it. */
+  private String lastGoodCheckpoint() {
+    return ShardedCheckpoint.exists(checkpointDir) ? checkpointDir.resolve("latest") + " still names the last good one"
+        : "no checkpoint was written";
   }
 
   /** Every option checked before anything starts; a bad one is a usage error (exit 2) naming it. */

@@ -94,7 +94,7 @@ public final class ShardedCheckpoint {
       if (manager != null) {
         Map<String, Tensor> train = manager.stateDict();
         for (Map.Entry<String, Tensor> e : train.entrySet()) {
-          if (isPerElement(e.getKey(), params) || rank == 0) {
+          if (perElementOwner(e.getKey(), params) != null || rank == 0) {
             mine.put("train/" + e.getKey(), e.getValue());
           }
         }
@@ -105,12 +105,10 @@ public final class ShardedCheckpoint {
     } catch (IOException | RuntimeException e) {
       digests.publish(rank, "error: " + e.getMessage());
       if (rank != 0) {
-        throw e instanceof IOException ? new UncheckedIOException("cannot write checkpoint " + stepDir, (IOException) e)
-            : (RuntimeException) e;
+        throw unchecked(e, stepDir);
       }
     }
     if (rank == 0) {
-      String outcome = "ok";
       try {
         List<String> all = new ArrayList<>();
         for (int q = 0; q < comm.worldSize(); q++) {
@@ -124,12 +122,10 @@ public final class ShardedCheckpoint {
         moveIntoPlace(staging, stepDir);
         writeDurably(dir.resolve("latest"), name.getBytes(StandardCharsets.UTF_8));
       } catch (IOException | RuntimeException e) {
-        outcome = "error: " + (e instanceof CheckpointException ? e.getMessage() : "cannot write checkpoint " + stepDir + ": " + e);
-        status.publish(0, outcome);
-        throw e instanceof IOException ? new UncheckedIOException("cannot write checkpoint " + stepDir, (IOException) e)
-            : (RuntimeException) e;
+        status.publish(0, "error: " + (e instanceof CheckpointException ? e.getMessage() : "cannot write checkpoint " + stepDir + ": " + e));
+        throw unchecked(e, stepDir);
       }
-      status.publish(0, outcome);
+      status.publish(0, "ok");
       try {
         prune(dir, step, keepLast);
       } catch (IOException | RuntimeException e) {
@@ -141,6 +137,11 @@ public final class ShardedCheckpoint {
         throw new CheckpointException(outcome.substring("error: ".length()));
       }
     }
+  }
+
+  private static RuntimeException unchecked(Exception e, Path stepDir) {
+    return e instanceof IOException ? new UncheckedIOException("cannot write checkpoint " + stepDir, (IOException) e)
+        : (RuntimeException) e;
   }
 
   /** Renames the finished {@code staging} directory to {@code stepDir}, moving an existing one aside first. */
@@ -155,17 +156,6 @@ public final class ShardedCheckpoint {
     if (aside != null) {
       deleteTree(aside);
     }
-  }
-
-  private static boolean isPerElement(String key, List<ShardedParameter> params) {
-    for (ShardedParameter p : params) {
-      for (String suffix : PER_ELEMENT) {
-        if (key.endsWith("." + p.name() + "." + suffix)) {
-          return true;
-        }
-      }
-    }
-    return false;
   }
 
   private static void writeMeta(Path stepDir, Object model, int world, long step, List<String> digests) throws IOException {

@@ -58,8 +58,8 @@ public final class DistContext implements AutoCloseable {
     boolean server = env.rank() == 0 && !env.agentStore();
     // One deadline for the whole rendezvous, each phase getting what is left of it.
     long deadline = System.nanoTime() + timeout.toNanos();
-    Rendezvous.checkMasterReachable(env, server, timeout); // see [Note: rendezvous]
-    TCPStore store = connectStore(env, left(deadline));
+    Rendezvous.checkMasterReachable(env, server, timeout, deadline); // see [Note: rendezvous]
+    TCPStore store = connectStore(env, server, left(deadline));
     Communicator comm;
     try {
       Rendezvous rendezvous = Rendezvous.join(store, env, timeout, deadline);
@@ -95,8 +95,7 @@ public final class DistContext implements AutoCloseable {
     return Duration.ofNanos(Math.max(1_000_000_000L, deadline - System.nanoTime()));
   }
 
-  private static TCPStore connectStore(DistEnvironment env, Duration timeout) {
-    boolean server = env.rank() == 0 && !env.agentStore();
+  private static TCPStore connectStore(DistEnvironment env, boolean server, Duration timeout) {
     try {
       return openStore(env, server, timeout);
     } catch (RuntimeException e) {

@@ -59,7 +59,11 @@ final class Rendezvous {
     this.env = env;
     this.timeout = timeout;
     this.deadline = deadline;
-    this.prefix = keyPrefix() + "rdzv/";
+    this.prefix = rendezvousPrefix();
+  }
+
+  private static String rendezvousPrefix() {
+    return keyPrefix() + "rdzv/";
   }
 
   /** The prefix of this job attempt's store keys: torchrun's agent store outlives restarts of the workers. */
@@ -68,7 +72,7 @@ final class Rendezvous {
   }
 
   /** Step 1 of [Note: rendezvous]: fails fast on a name that does not resolve or a rank 0 that cannot be reached. */
-  static void checkMasterReachable(DistEnvironment env, boolean server, Duration timeout) {
+  static void checkMasterReachable(DistEnvironment env, boolean server, Duration timeout, long deadline) {
     InetAddress address;
     try {
       address = InetAddress.getByName(env.masterAddr());
@@ -79,7 +83,6 @@ final class Rendezvous {
     if (server) {
       return;
     }
-    long deadline = System.nanoTime() + timeout.toNanos();
     IOException last = null;
     while (System.nanoTime() < deadline) {
       try (Socket s = new Socket()) {
@@ -139,9 +142,8 @@ final class Rendezvous {
   private void claimAndPublish() {
     long claims = store.add(prefix + "claims/" + env.rank(), 1);
     if (claims > 1) {
-      throw new CollectiveException("rank " + env.rank() + ": another process already joined this job as rank "
-          + env.rank() + " (" + describe(env.rank()) + "); two processes joined this job as rank " + env.rank()
-          + ", and every process needs its own RANK");
+      throw new CollectiveException("rank " + env.rank() + ": two processes joined this job as rank " + env.rank()
+          + " (the other: " + describe(env.rank()) + "); every process needs its own RANK");
     }
     set(prefix + "info/" + env.rank(), "world=" + env.worldSize() + " host=" + DistContext.localHostName() + " pid="
         + ProcessHandle.current().pid());
@@ -253,11 +255,9 @@ final class Rendezvous {
    * fail. Publishes nothing and waits for nothing; returns quietly for any other store.
    */
   static void refuseSecondRankZero(Store existing, DistEnvironment env) {
-    String prefix = keyPrefix() + "rdzv/";
-    try (StringVector keys = new StringVector(prefix + "info/0")) {
-      if (!existing.check(keys)) {
-        return; // not a bmtrain4j job's store, or its rank 0 has not joined yet
-      }
+    String prefix = rendezvousPrefix();
+    if (!exists(existing, prefix + "info/0")) {
+      return; // not a bmtrain4j job's store, or its rank 0 has not joined yet
     }
     existing.add(prefix + "claims/0", 1);
     throw new CollectiveException("rank 0: another process already joined this job as rank 0 and serves its store at"
@@ -284,6 +284,10 @@ final class Rendezvous {
   }
 
   private boolean exists(String key) {
+    return exists(store, key);
+  }
+
+  private static boolean exists(Store store, String key) {
     try (StringVector keys = new StringVector(key)) {
       return store.check(keys);
     }

@@ -126,11 +126,6 @@ public final class NativeLibraries {
     }
   }
 
-  /** Whether {@link #load()} has finished in this JVM. */
-  public static boolean isLoaded() {
-    return loaded;
-  }
-
   /** JavaCPP's cache directory (created if missing): where this JVM's natives are unpacked. */
   public static Path cacheDirectory() {
     try {
