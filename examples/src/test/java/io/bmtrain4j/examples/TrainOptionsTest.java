@@ -22,7 +22,10 @@ import picocli.CommandLine;
 class TrainOptionsTest {
   @TempDir Path dir;
 
-  private String[] rejected(String option, String... args) {
+  private record Outcome(int code, String err) {}
+
+  /** The training main in this JVM, with a checkpoint directory under the test's own unless {@code args} name one. */
+  private Outcome train(String... args) {
     List<String> all = new ArrayList<>(List.of(args));
     if (!all.contains("--checkpoint-dir")) {
       all.addAll(List.of("--checkpoint-dir", dir.resolve("ck").toString()));
@@ -31,9 +34,13 @@ class TrainOptionsTest {
     CommandLine cl = Train.commandLine(new Train());
     cl.setErr(new PrintWriter(err, true));
     cl.setOut(new PrintWriter(new StringWriter(), true));
-    int code = cl.execute(all.toArray(new String[0]));
-    String text = err.toString();
-    assertEquals(2, code, () -> String.join(" ", args) + ":\n" + text);
+    return new Outcome(cl.execute(all.toArray(new String[0])), err.toString());
+  }
+
+  private String[] rejected(String option, String... args) {
+    Outcome run = train(args);
+    String text = run.err();
+    assertEquals(2, run.code(), () -> String.join(" ", args) + ":\n" + text);
     assertTrue(text.contains(option), () -> "names " + option + ": " + text);
     assertFalse(text.contains("\tat "), () -> "no stack trace: " + text);
     assertTrue(text.lines().count() <= 2, () -> "one line and a hint: " + text);
@@ -84,12 +91,9 @@ class TrainOptionsTest {
 
   @Test
   void cudaOnTheCpuBuildSaysHowToGetTheCudaNatives() {
-    StringWriter err = new StringWriter();
-    CommandLine cl = Train.commandLine(new Train());
-    cl.setErr(new PrintWriter(err, true));
-    int code = cl.execute("--device", "cuda", "--checkpoint-dir", dir.resolve("ck").toString());
-    assertEquals(1, code, err::toString);
-    assertTrue(err.toString().contains("this build has the CPU natives only: build with 'mvn -P gpu install'"), err::toString);
-    assertFalse(err.toString().contains("\tat "), err::toString);
+    Outcome run = train("--device", "cuda");
+    assertEquals(1, run.code(), run.err());
+    assertTrue(run.err().contains("this build has the CPU natives only: build with 'mvn -P gpu install'"), run.err());
+    assertFalse(run.err().contains("\tat "), run.err());
   }
 }
