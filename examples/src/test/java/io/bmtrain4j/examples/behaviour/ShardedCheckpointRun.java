@@ -7,6 +7,7 @@ import io.bmtrain4j.optim.AdamOptions;
 import io.bmtrain4j.optim.LossScale;
 import io.bmtrain4j.optim.OptimManager;
 import io.bmtrain4j.optim.lr.Cosine;
+import io.bmtrain4j.testing.RanksAsThreads;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -46,8 +47,15 @@ public final class ShardedCheckpointRun {
     ShardedCheckpoint.save(dir, net, manager, step);
   }
 
+  /**
+   * Loads under the RNG lock: the manager restores the default CPU generator's saved state, which
+   * ranks as threads share, and another rank building its model meanwhile (under the lock, from
+   * seed 0) would draw its unsharded layer's weights from the restored state instead.
+   */
   public long load(Path dir) {
-    return ShardedCheckpoint.load(dir, net, manager);
+    synchronized (RanksAsThreads.RNG_LOCK) {
+      return ShardedCheckpoint.load(dir, net, manager);
+    }
   }
 
   public Object net() {
