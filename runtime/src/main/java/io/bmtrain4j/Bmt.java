@@ -6,6 +6,7 @@ import io.bmtrain4j.dist.DifferentiableCollectives;
 import io.bmtrain4j.dist.DistEnvironment;
 import io.bmtrain4j.dist.ProcessGuards;
 import io.bmtrain4j.dist.ReduceOperation;
+import io.bmtrain4j.zero.FlatLayout;
 import io.bmtrain4j.zero.ParameterGroup;
 import io.bmtrain4j.zero.ShardedModuleRuntime;
 import io.bmtrain4j.zero.ShardedModules;
@@ -179,14 +180,14 @@ public final class Bmt {
       if (g == null) {
         continue;
       }
-      Tensor local = gradients ? g.shardGrad() : g.readShard();
+      Tensor local = gradients ? g.shardGrad() : g.shard().forReading();
       if (local == null) {
         continue;
       }
       try (NoGradGuard ng = new NoGradGuard()) {
         Tensor full = torch.empty(new long[] {g.shardNumel() * g.communicator().worldSize()}, local.options(), new MemoryFormatOptional());
         g.communicator().allGather(full, local.contiguous()).await();
-        for (ParameterGroup.Member m : g.members()) {
+        for (FlatLayout.Member m : g.members()) {
           if (gradients && !m.requiresGrad()) {
             continue;
           }
@@ -210,7 +211,7 @@ public final class Bmt {
     out.put("[rank]", torch.tensor(new long[] {rank()}).reshape(new long[] {}));
     for (ShardedModuleRuntime r : runtimeOf(model).tree()) {
       if (r.group() != null) {
-        out.put(r.keyPrefix() + "[shard]", r.group().readShard().clone()); // a copy: the shard may be freed at the next step
+        out.put(r.keyPrefix() + "[shard]", r.group().shard().forReading().clone()); // a copy: the shard may be freed at the next step
       }
     }
     return out;
@@ -229,7 +230,7 @@ public final class Bmt {
         if (r.group() != null) {
           Tensor saved = io.bmtrain4j.optim.StateDicts.require(state, r.keyPrefix() + "[shard]",
               new long[] {r.group().shardNumel()});
-          r.group().shard().copy_(saved);
+          r.group().shard().forWriting().copy_(saved);
         }
       }
     }

@@ -143,7 +143,7 @@ public final class Benchmark implements Callable<Integer> {
             afterBackward.put(model, Bmt.memoryReport(sharded));
           }
           for (ShardedParameter p : Bmt.parameters(sharded)) {
-            p.zeroGrad();
+            p.zeroBlockGradients();
           }
         } else {
           zeroPlainGrads(model);

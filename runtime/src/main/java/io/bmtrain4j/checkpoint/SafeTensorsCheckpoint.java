@@ -1,6 +1,7 @@
 package io.bmtrain4j.checkpoint;
 
 import io.bmtrain4j.dist.Communicator;
+import io.bmtrain4j.zero.FlatLayout;
 import io.bmtrain4j.zero.ParameterGroup;
 import io.bmtrain4j.zero.ShardedModuleRuntime;
 import java.io.IOException;
@@ -33,13 +34,13 @@ import org.bytedeco.pytorch.global.torch;
 public final class SafeTensorsCheckpoint {
   private SafeTensorsCheckpoint() {}
 
-  private record Param(String key, ParameterGroup group, ParameterGroup.Member member) {}
+  private record Param(String key, ParameterGroup group, FlatLayout.Member member) {}
 
   private static List<Param> params(ShardedModuleRuntime root) {
     List<Param> out = new ArrayList<>();
     for (ShardedModuleRuntime r : root.tree()) {
       if (r.group() != null) {
-        for (ParameterGroup.Member m : r.group().members()) {
+        for (FlatLayout.Member m : r.group().members()) {
           out.add(new Param(r.keyPrefix() + m.name(), r.group(), m));
         }
       }
@@ -85,9 +86,9 @@ public final class SafeTensorsCheckpoint {
               full.close();
             }
             current = p.group;
-            full = torch.empty(new long[] {current.shardNumel() * comm.worldSize()}, current.readShard().options(),
+            full = torch.empty(new long[] {current.shardNumel() * comm.worldSize()}, current.shard().forReading().options(),
                 new MemoryFormatOptional());
-            comm.allGather(full, current.readShard()).await();
+            comm.allGather(full, current.shard().forReading()).await();
           }
           if (writer) {
             Tensor t = Host.copy(full.narrow(0, p.member.offset(), p.member.numel()));
@@ -168,15 +169,15 @@ public final class SafeTensorsCheckpoint {
   /** Copies the part of {@code p} that lies in this rank's shard from the file into the shard. */
   private static void readShardPart(FileChannel in, Path file, SafeTensorsHeader header, Param p) throws IOException {
     ParameterGroup g = p.group;
-    io.bmtrain4j.zero.Overlap o = g.overlap(p.member, g.communicator().rank());
+    io.bmtrain4j.zero.Overlap o = g.layout().overlap(p.member);
     if (o.isEmpty()) {
       return;
     }
-    long elem = g.readShard().element_size();
+    long elem = g.shard().forReading().element_size();
     SafeTensorsHeader.Entry e = header.entries().get(p.key);
     long filePos = header.dataStart() + e.begin() + o.offsetInParameter() * elem;
     try (NoGradGuard ng = new NoGradGuard()) {
-      Tensor target = g.shard().narrow(0, o.offsetInShard(), o.length());
+      Tensor target = g.shard().forWriting().narrow(0, o.offsetInShard(), o.length());
       Tensor host = Host.staging(target);
       try (BytePointer ptr = new BytePointer(host.data_ptr())) {
         ByteBuffer buf = ptr.capacity(o.length() * elem).asByteBuffer();

@@ -7,6 +7,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.bmtrain4j.zero.ShardedParameter;
 import io.bmtrain4j.dist.Communicator;
 import io.bmtrain4j.optim.OptimManager;
+import io.bmtrain4j.zero.FlatLayout;
 import io.bmtrain4j.zero.ParameterGroup;
 import io.bmtrain4j.zero.ShardedModules;
 import java.io.IOException;
@@ -169,13 +170,13 @@ public final class ShardedCheckpoint {
       if (g == null) {
         continue;
       }
-      for (ParameterGroup.Member m : g.members()) {
+      for (FlatLayout.Member m : g.members()) {
         ObjectNode n = ps.putObject(r.keyPrefix() + m.name());
         n.putPOJO("shape", m.shape());
         n.put("dtype", SafeTensorsHeader.dtypeName(g.dtype()));
         ArrayNode slices = n.putArray("slices");
         for (int q = 0; q < world; q++) {
-          io.bmtrain4j.zero.Overlap s = g.overlap(m, q);
+          io.bmtrain4j.zero.Overlap s = g.layout().overlap(m, q);
           slices.addArray().add(s.offsetInParameter()).add(s.length());
         }
       }

@@ -7,7 +7,6 @@ import java.time.Duration;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.function.Supplier;
 import org.bytedeco.javacpp.chrono.Milliseconds;
 import org.bytedeco.pytorch.TCPStore;
 import org.bytedeco.pytorch.TCPStoreOptions;
@@ -26,15 +25,14 @@ public final class DistContext implements AutoCloseable {
   private static volatile DistContext process;
 
   private final DistEnvironment env;
-  private final Communicator communicator;
+  private final CommContext comm;
   private final TCPStore store;
   private final long seed;
-  private final Map<Class<?>, Object> attachments = new ConcurrentHashMap<>();
   private final Map<String, java.util.concurrent.atomic.AtomicInteger> agreements = new ConcurrentHashMap<>();
 
   private DistContext(DistEnvironment env, Communicator communicator, TCPStore store, long seed) {
     this.env = env;
-    this.communicator = communicator;
+    this.comm = new CommContext(communicator);
     this.store = store;
     this.seed = seed;
   }
@@ -216,8 +214,14 @@ public final class DistContext implements AutoCloseable {
     return env;
   }
 
+  /** The job's communication: its communicators and the reductions in flight on them. */
+  public CommContext comm() {
+    return comm;
+  }
+
+  /** The data-parallel communicator ({@link CommContext#dataParallel()}): every rank of the job. */
   public Communicator communicator() {
-    return communicator;
+    return comm.dataParallel();
   }
 
   /**
@@ -272,15 +276,10 @@ public final class DistContext implements AutoCloseable {
     }
   }
 
-  /** A per-context singleton of {@code type}, created on first use (for example the gradient reducer). */
-  public <T> T attachment(Class<T> type, Supplier<T> create) {
-    return type.cast(attachments.computeIfAbsent(type, k -> create.get()));
-  }
-
   /** Leaves the job: closes the communicator and the store; this thread (and the process, if it was) forgets the context. */
   @Override
   public void close() {
-    communicator.close();
+    comm.dataParallel().close();
     if (store != null) {
       store.close();
     }

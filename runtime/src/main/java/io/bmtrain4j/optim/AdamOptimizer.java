@@ -1,5 +1,6 @@
 package io.bmtrain4j.optim;
 
+import io.bmtrain4j.zero.LocalShard;
 import io.bmtrain4j.zero.ParameterGroup;
 import io.bmtrain4j.zero.ShardedParameter;
 import io.bmtrain4j.internal.Native;
@@ -30,7 +31,7 @@ public class AdamOptimizer extends ShardedOptimizer {
   private final Map<ParameterGroup, List<ShardedParameter>> withMasters = new LinkedHashMap<>();
   private final Map<ParameterGroup, Long> writesSeen = new IdentityHashMap<>();
   /** The sources this optimizer offered for blocks it could rebuild: see registerShardSources. */
-  private final Map<ParameterGroup, ParameterGroup.ShardSource> sources = new IdentityHashMap<>();
+  private final Map<ParameterGroup, LocalShard.ShardSource> sources = new IdentityHashMap<>();
 
   /** Per-parameter state: the fp32 weights the kernel updates, its moments and step. */
   static final class State {
@@ -82,12 +83,12 @@ public class AdamOptimizer extends ShardedOptimizer {
 
   /** The masters now reflect everything written into {@code block}'s shard so far. */
   private void noteWritesSeen(ParameterGroup block) {
-    writesSeen.put(block, block.shardWrites());
+    writesSeen.put(block, block.shard().version());
   }
 
   /**
    * A block all of whose elements on this rank have device masters here needs no low-precision
-   * shard between gathers: it is rebuilt from the masters (ParameterGroup's [Note: a shard the
+   * shard between gathers: it is rebuilt from the masters (LocalShard's [Note: a shard the
    * optimizer can rebuild]), as FSDP2 casts its fp32 shards at each gather. Blocks shared with
    * another optimizer, offloaded masters and fp32 parameters keep their shard.
    */
@@ -101,7 +102,7 @@ public class AdamOptimizer extends ShardedOptimizer {
       if (!coverShard(block, params)) {
         continue;
       }
-      ParameterGroup.ShardSource source = shard -> {
+      LocalShard.ShardSource source = shard -> {
         List<Tensor> slices = new ArrayList<>();
         List<Tensor> masters = new ArrayList<>();
         for (ShardedParameter p : params) {
@@ -112,7 +113,7 @@ public class AdamOptimizer extends ShardedOptimizer {
         }
         MultiTensorOps.copy(slices, masters); // rounds fp32 to the shard's dtype
       };
-      if (block.offerShardSource(source)) {
+      if (block.shard().offerSource(source)) {
         sources.put(block, source);
       }
     }
@@ -120,8 +121,8 @@ public class AdamOptimizer extends ShardedOptimizer {
 
   /** Whether this optimizer's masters rebuild {@code block}'s shard now (another optimizer over it turns that off). */
   private boolean rebuilds(ParameterGroup block) {
-    ParameterGroup.ShardSource source = sources.get(block);
-    return source != null && block.rebuiltFrom(source);
+    LocalShard.ShardSource source = sources.get(block);
+    return source != null && block.shard().rebuiltFrom(source);
   }
 
   public AdamOptions options() {
@@ -224,7 +225,7 @@ public class AdamOptimizer extends ShardedOptimizer {
       stepParameters(stepping, fp32Grads, gradScale, baseLr);
       for (ParameterGroup block : blocks) {
         if (rebuilds(block)) {
-          block.refreshFromSource();
+          block.shardSourceUpdated();
         }
       }
     }
@@ -242,11 +243,11 @@ public class AdamOptimizer extends ShardedOptimizer {
     for (ParameterGroup block : blocks) {
       List<ShardedParameter> params = withMasters.get(block);
       Long seen = writesSeen.get(block);
-      if (params == null || seen == null || seen == block.shardWrites()) {
+      if (params == null || seen == null || seen == block.shard().version()) {
         continue;
       }
       try (PointerScope scope = new PointerScope(); NoGradGuard g = new NoGradGuard()) {
-        Tensor shard = block.readShard();
+        Tensor shard = block.shard().forReading();
         for (ShardedParameter p : params) {
           if (p.localLength() > 0) {
             Tensor master = states.get(p).master;
@@ -291,8 +292,8 @@ public class AdamOptimizer extends ShardedOptimizer {
         updatedSteps.add(s.step);
         if (s.separateMaster && !rebuilds(st.parameter().group())) {
           // Rounds to the parameter's dtype (host -> device when offloading). Written through
-          // readShard: this optimizer's own update, not a write another optimizer's masters lack.
-          roundedDestinations.add(st.parameter().sliceOf(st.parameter().group().readShard()));
+          // forOptimizerUpdate: this optimizer's own update, not a write another optimizer's masters lack.
+          roundedDestinations.add(st.parameter().sliceOf(st.parameter().group().shard().forOptimizerUpdate()));
           roundedSources.add(s.master);
         }
       }
@@ -349,13 +350,13 @@ public class AdamOptimizer extends ShardedOptimizer {
         if (s.separateMaster) {
           s.master.copy_(StateDicts.require(state, p.name() + ".master", new long[] {n}));
           if (!rebuilds(p.group())) {
-            p.sliceOf(p.group().readShard()).copy_(s.master); // its own parameter: see stepParameters
+            p.sliceOf(p.group().shard().forOptimizerUpdate()).copy_(s.master); // its own parameter: see stepParameters
           }
         }
       }
       for (ParameterGroup block : sources.keySet()) {
         if (rebuilds(block)) {
-          block.refreshFromSource(); // the shard is rebuilt from the loaded masters at the next gather
+          block.shardSourceUpdated(); // the shard is rebuilt from the loaded masters at the next gather
         }
       }
       withMasters.keySet().forEach(this::noteWritesSeen);
@@ -365,7 +366,7 @@ public class AdamOptimizer extends ShardedOptimizer {
   @Override
   public void close() {
     // The model outlives its optimizer: rebuilt shards are made whole again and kept from now on.
-    sources.forEach((block, source) -> block.withdrawShardSource(source));
+    sources.forEach((block, source) -> block.shard().withdrawSource(source));
     sources.clear();
     for (State s : states.values()) {
       s.master.close(); // a copy, or the owned view of an fp32 shard

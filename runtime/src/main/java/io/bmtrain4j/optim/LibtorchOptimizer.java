@@ -42,11 +42,11 @@ public final class LibtorchOptimizer extends ShardedOptimizer {
     for (Map.Entry<ParameterGroup, List<ShardedParameter>> e : byBlock(parameters).entrySet()) {
       ParameterGroup block = e.getKey();
       shardGroups.add(block);
-      block.keepShard(); // updated in place here: never freed and rebuilt from another optimizer's masters
-      shards.push_back(block.shard());
+      block.shard().pin(); // updated in place here: never freed and rebuilt from another optimizer's masters
+      shards.push_back(block.shard().forWriting());
       if (!coverShard(block, e.getValue())) { // the block's other parameters belong to another optimizer: see step
         Tensor mask = io.bmtrain4j.internal.Native.own(torch.zeros(new long[] {block.shardNumel()},
-            block.readShard().options().dtype(new org.bytedeco.pytorch.ScalarTypeOptional(torch.ScalarType.Bool))));
+            block.shard().forReading().options().dtype(new org.bytedeco.pytorch.ScalarTypeOptional(torch.ScalarType.Bool))));
         try (PointerScope scope = new PointerScope()) {
           for (ShardedParameter p : e.getValue()) {
             p.sliceOf(mask).fill_(new Scalar(1));
@@ -73,7 +73,7 @@ public final class LibtorchOptimizer extends ShardedOptimizer {
     try (NoGradGuard g = new NoGradGuard()) {
       for (ParameterGroup group : shardGroups) {
         Tensor grad = group.shardGrad();
-        Tensor shard = group.readShard(); // its own parameters' update: see ParameterGroup#shardWrites
+        Tensor shard = group.shard().forOptimizerUpdate(); // its own parameters' update: see LocalShard's [Note: writes into the shard]
         if (grad == null) {
           shard.mutable_grad().put(new Tensor());
         } else {
@@ -86,11 +86,11 @@ public final class LibtorchOptimizer extends ShardedOptimizer {
     Map<ParameterGroup, Tensor> others = new IdentityHashMap<>();
     try (PointerScope scope = new PointerScope(); NoGradGuard g = new NoGradGuard()) {
       for (Map.Entry<ParameterGroup, Tensor> e : ownedElements.entrySet()) {
-        others.put(e.getKey(), e.getKey().readShard().clone());
+        others.put(e.getKey(), e.getKey().shard().forReading().clone());
       }
       optimizer.step();
       for (Map.Entry<ParameterGroup, Tensor> e : others.entrySet()) {
-        Tensor shard = e.getKey().readShard();
+        Tensor shard = e.getKey().shard().forOptimizerUpdate();
         shard.copy_(torch.where(ownedElements.get(e.getKey()), shard, e.getValue()));
       }
     }

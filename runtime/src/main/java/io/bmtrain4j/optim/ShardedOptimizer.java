@@ -59,7 +59,7 @@ public abstract class ShardedOptimizer implements AutoCloseable, LearningRateTar
     for (ShardedParameter p : parameters) {
       covered += p.localLength();
     }
-    return covered == block.parameterElementsOnThisRank();
+    return covered == block.layout().parameterElementsOnThisRank();
   }
 
   public List<ParamGroup> groups() {
@@ -82,7 +82,7 @@ public abstract class ShardedOptimizer implements AutoCloseable, LearningRateTar
   /** Drops every gradient (no communication). */
   public void zeroGrad() {
     for (ShardedParameter p : parameters()) {
-      p.zeroGrad();
+      p.zeroBlockGradients();
     }
   }
 

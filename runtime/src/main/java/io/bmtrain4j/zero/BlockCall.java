@@ -16,7 +16,7 @@ import org.bytedeco.pytorch.global.torch;
  * (arguments, RNG state) or the kept graph, and its place on the forward tape.
  */
 final class BlockCall {
-  private final ShardedModuleRuntime block;
+  private final CheckpointedBlock block;
   private final Object[] args;
   private final ForwardBody<?> body;
   private final RngState rng;
@@ -25,7 +25,7 @@ final class BlockCall {
   private final ForwardTape tape;
   private int tapeIndex = -1;
 
-  BlockCall(ShardedModuleRuntime block, Object[] args, ForwardBody<?> body, RngState rng,
+  BlockCall(CheckpointedBlock block, Object[] args, ForwardBody<?> body, RngState rng,
       List<Tensor> keptLeaves, List<Tensor> keptOutputs, ForwardTape tape) {
     this.block = block;
     this.args = args;
@@ -39,21 +39,17 @@ final class BlockCall {
     }
   }
 
-  ShardedModuleRuntime block() {
-    return block;
-  }
-
   /** The Java backward handed to {@link CustomBackward}: recompute, backpropagate, reduce-scatter. */
   List<Tensor> backward(List<Tensor> gradOutputs) {
     ParameterGroup group = block.group();
     BlockOptions options = block.options();
     group.gather();
     BlockCall previous = tape == null ? null : tape.get(tapeIndex - 1);
-    if (previous != null && options.prefetch() && block.context().worldSize() > 1
+    if (previous != null && options.prefetch() && block.comm().dataParallel().worldSize() > 1
         && previous.block.options().zeroLevel() == 3) {
       previous.block.group().prefetch();
     }
-    group.clearGradients(); // autograd then hands its gradients over: see ParameterGroup's [Note: gradients land in the flat buffer]
+    group.gradients().clearParameterGradients(); // autograd then hands its gradients over: see BlockGradients' [Note: gradients land in the flat buffer]
     List<Tensor> gradInputs = new ArrayList<>();
     // The recompute's temporaries (activations) die with this scope; the input gradients move to
     // the enclosing one (CustomBackward's), which takes its own copies.
@@ -69,17 +65,17 @@ final class BlockCall {
         rng.restore();
         List<EarlyStop.StandIn> outerStandIns = EarlyStop.begin(options.earlyStop());
         try {
-          outputs = TensorTree.tensorsOut(body.call(leafArgs), block.path());
+          outputs = TensorTree.tensorsOut(body.call(leafArgs), block.module().path());
         } catch (RuntimeException e) {
-          throw EarlyStop.explainFailure(e, block.path());
+          throw EarlyStop.explainFailure(e, block.module().path());
         } finally {
           standIns = EarlyStop.end(outerStandIns);
           now.restore();
           now.close();
           rng.close();
         }
-        EarlyStop.verify(outputs, standIns, block.path());
-        block.countRecompute(standIns.size());
+        EarlyStop.verify(outputs, standIns, block.module().path());
+        block.module().countRecompute(standIns.size());
       } else {
         leaves = keptLeaves;
         outputs = keptOutputs;
@@ -93,7 +89,7 @@ final class BlockCall {
           grads.push_back(g);
         }
       }
-      EarlyStop.addStandInRoots(roots, grads, standIns, block.path());
+      EarlyStop.addStandInRoots(roots, grads, standIns, block.module().path());
       if (roots.size() > 0) {
         try (BoolOptional retain = new BoolOptional(false); TensorVector all = new TensorVector()) {
           torch.backward(roots, grads, retain, false, all);
@@ -116,10 +112,10 @@ final class BlockCall {
         Native.closeAll(outputs);
       }
     }
-    group.collectGradients();
-    PendingReduction reduction = group.reduceGradients();
+    group.gradients().collect();
+    PendingReduction reduction = group.gradients().startReduction();
     group.release();
-    block.reducer().submit(reduction, tape == null || tapeIndex == 0);
+    block.comm().gradientReductions().submit(reduction, tape == null || tapeIndex == 0);
     return gradInputs;
   }
 }

@@ -1,6 +1,6 @@
 package io.bmtrain4j.zero;
 
-import io.bmtrain4j.autograd.CustomBackward;
+import io.bmtrain4j.dist.CommContext;
 import io.bmtrain4j.dist.DistContext;
 import io.bmtrain4j.internal.Native;
 import java.util.ArrayList;
@@ -15,31 +15,24 @@ import org.bytedeco.pytorch.Tensor;
 
 /**
  * The sharding state of one generated-class instance: its {@link ParameterGroup}, the blocks it
- * holds, and the role its container gave it. Generated code builds it in the constructor and
- * routes {@code forward} (and every {@code @EntryPoint}) through {@link #forward}.
+ * holds, and its {@link ModuleRole}. Generated code builds it in the constructor and routes
+ * {@code forward} (and every {@code @EntryPoint}) through {@link #forward}.
  *
- * <p>Two roles:
- * <ul>
- *   <li>standalone (a model's root, or any instance not held by a {@code @Checkpoint} or
- *       {@code @BlockList} field): parameters are gathered around forward and stay gathered until
- *       backward has delivered their gradients, which {@link #finishBackward()} reduce-scatters
- *       (the optimizer and {@code Bmt.parameters} call it);
- *   <li>checkpointed (bound by its container): forward runs without autograd, the backward
- *       recomputes it, and its gradients are reduce-scattered as soon as its backward ends.
- * </ul>
+ * <p>The role is chosen when the module is bound: {@link StandaloneModule} (a model's root, or any
+ * instance no container binds) until a {@code @Checkpoint} or {@code @BlockList} field of its
+ * container makes it a {@link CheckpointedBlock}. The whole tree shares one {@link StepProgress},
+ * so the end-of-backward work ({@link #finishBackward()}) runs once per step however many
+ * parameters ask for their gradients.
  */
 public final class ShardedModuleRuntime {
   private final String className;
   private final DistContext context;
+  private final CommContext comm;
   private final ParameterGroup group;
   private final List<Child> children;
-  private final GradientReducer reducer;
   private String path = "";
-  private BlockOptions options;
-  private List<ShardedModuleRuntime> list;
-  private int listIndex = -1;
-  private boolean awaitingGradients;
-  private int activeCalls;
+  private ModuleRole role;
+  private StepProgress step = new StepProgress();
   private long recomputes;
   private long skippedMatmuls;
   private boolean shapesAgreed;
@@ -47,14 +40,31 @@ public final class ShardedModuleRuntime {
   /** A block field of this module: a single block or a list; {@code index} -1 for a single one. */
   record Child(String field, int index, ShardedModuleRuntime runtime) {}
 
+  /**
+   * Whether the tree ran a forward since backward was last finished: only then is there
+   * end-of-backward work (gradients to reduce, a prefetch to release).
+   */
+  private static final class StepProgress {
+    boolean finishPending;
+  }
+
   private ShardedModuleRuntime(String className, DistContext context, ParameterGroup group, List<Child> children) {
     this.className = className;
     this.context = context;
+    this.comm = context.comm();
     this.group = group;
     this.children = children;
-    this.reducer = context.attachment(GradientReducer.class, GradientReducer::new);
+    this.role = new StandaloneModule(group);
     for (Child c : children) {
       c.runtime.setPath(childPath("", c));
+    }
+    shareStepProgress(step);
+  }
+
+  private void shareStepProgress(StepProgress shared) {
+    step = shared;
+    for (Child c : children) {
+      c.runtime.shareStepProgress(shared);
     }
   }
 
@@ -135,7 +145,7 @@ public final class ShardedModuleRuntime {
                 + ", not a sharded block: construct it as new " + generatedClass + "(...)");
       }
       ShardedModuleRuntime r = ((ShardedModule) block).shardedRuntime();
-      if (r.options != null) {
+      if (r.role instanceof CheckpointedBlock) {
         throw new IllegalStateException(where + " holds a block that is already part of another container:"
             + " construct a separate " + generatedClass + " for each place");
       }
@@ -144,15 +154,13 @@ public final class ShardedModuleRuntime {
 
     public ShardedModuleRuntime build() {
       DistContext ctx = DistContext.current();
-      ParameterGroup group = tensors.isEmpty() ? null : new ParameterGroup(className, ctx.communicator(), names, tensors);
+      ParameterGroup group = tensors.isEmpty() ? null : new ParameterGroup(className, ctx.comm().dataParallel(), names, tensors);
       return new ShardedModuleRuntime(className, ctx, group, List.copyOf(children));
     }
   }
 
   private void bindAsBlock(BlockOptions options, List<ShardedModuleRuntime> list, int index) {
-    this.options = options;
-    this.list = list;
-    this.listIndex = index;
+    this.role = new CheckpointedBlock(this, group, comm, options, list, index);
   }
 
   /**
@@ -161,11 +169,11 @@ public final class ShardedModuleRuntime {
    */
   public void configureBlocks(BlockOptions newOptions) {
     for (ShardedModuleRuntime r : tree()) {
-      if (r.options != null) {
-        if (r.group != null && r.group.state() != GroupState.SHARDED) {
+      if (r.role instanceof CheckpointedBlock block) {
+        if (block.gathered()) {
           throw new IllegalStateException(r.path() + " is gathered: change block options between steps only");
         }
-        r.options = newOptions;
+        block.setOptions(newOptions);
       }
     }
   }
@@ -196,16 +204,13 @@ public final class ShardedModuleRuntime {
     return group;
   }
 
-  BlockOptions options() {
-    return options;
-  }
-
-  GradientReducer reducer() {
-    return reducer;
-  }
-
   public DistContext context() {
     return context;
+  }
+
+  /** The job's communication this module shards over. */
+  public CommContext comm() {
+    return comm;
   }
 
   /** How many times this block's forward was recomputed in backward. */
@@ -244,7 +249,7 @@ public final class ShardedModuleRuntime {
       if (r.group == null) {
         continue;
       }
-      for (ParameterGroup.Member m : r.group.members()) {
+      for (FlatLayout.Member m : r.group.members()) {
         lines.add(r.keyPrefix() + m.name() + " " + java.util.Arrays.toString(m.shape()) + " " + r.group.dtype());
       }
     }
@@ -268,8 +273,9 @@ public final class ShardedModuleRuntime {
     // An enclosing block's recompute leaves out only its own last matmul, not a nested module's:
     // a nested block that keeps its graph would otherwise keep a stand-in's garbage.
     List<EarlyStop.StandIn> enclosingRecompute = EarlyStop.begin(false);
+    step.finishPending = true;
     try {
-      return options == null || group == null ? standalone(args, body) : checkpointed(args, body);
+      return role.forward(args, body);
     } catch (ReleasedParameterException e) {
       throw e;
     } catch (RuntimeException e) {
@@ -296,7 +302,7 @@ public final class ShardedModuleRuntime {
     List<String> released = new ArrayList<>();
     for (ShardedModuleRuntime r : tree()) {
       if (r.group != null && r.group.state() != GroupState.GATHERED) {
-        for (ParameterGroup.Member m : r.group.members()) {
+        for (FlatLayout.Member m : r.group.members()) {
           released.add(r.keyPrefix() + m.name());
         }
       }
@@ -313,138 +319,20 @@ public final class ShardedModuleRuntime {
             + " reading the field from outside. libtorch said: " + first, e);
   }
 
-  private <R> R standalone(Object[] args, ForwardBody<R> body) {
-    if (group == null) {
-      return body.call(args);
-    }
-    group.gather();
-    if (GradMode.is_enabled() && group.anyRequiresGrad()) {
-      if (!awaitingGradients) {
-        group.clearGradients(); // a new accumulation window: autograd hands over, then adds, in .grad
-      }
-      awaitingGradients = true;
-    }
-    activeCalls++;
-    try {
-      return body.call(args);
-    } finally {
-      // A nested call (forward calling an @EntryPoint of the same module) must not release
-      // what the outer call still uses.
-      if (--activeCalls == 0 && !awaitingGradients) {
-        group.release();
-      }
-    }
-  }
-
-  private <R> R checkpointed(Object[] args, ForwardBody<R> body) {
-    List<Tensor> inputs = TensorTree.tensorsIn(args);
-    boolean needsBackward = GradMode.is_enabled() && (group.anyRequiresGrad() || anyRequiresGrad(inputs));
-    group.gather();
-    prefetchNext();
-    if (!needsBackward) {
-      try {
-        return callFreeingTemporaries(args, body);
-      } finally {
-        group.release();
-      }
-    }
-    R result;
-    BlockCall call;
-    if (options.recompute()) {
-      RngState rng = RngState.capture(group.device()); // owned: used by the backward, closed there
-      try (NoGradGuard noGrad = new NoGradGuard()) {
-        result = callFreeingTemporaries(args, body);
-      }
-      call = new BlockCall(this, args, body, rng, null, null, ForwardTape.current());
-    } else {
-      Object[] leafArgs = TensorTree.detachArgs(args);
-      R kept = body.call(leafArgs);
-      List<Tensor> keptOutputs = TensorTree.tensorsOut(kept, path());
-      // Both live until this block's backward, which closes these very handles (they may outlive a
-      // step's scope; a TensorVector hands out new handles on every read, so the list is kept).
-      List<Tensor> keptLeaves = TensorTree.tensorsIn(leafArgs);
-      keptLeaves.forEach(Native::own);
-      keptOutputs.forEach(Native::own);
-      List<Tensor> values = new ArrayList<>();
-      for (Tensor t : keptOutputs) {
-        values.add(t == null ? null : t.detach());
-      }
-      result = TensorTree.replace(kept, values);
-      call = new BlockCall(this, args, body, null, keptLeaves, keptOutputs, ForwardTape.current());
-    }
-    if (options.zeroLevel() == 3) {
-      group.release();
-    }
-    // A kept graph may have saved its outputs (tanh and sigmoid save theirs): they are wired out
-    // of place, so neither the wiring nor a caller's in-place change touches what it saved.
-    List<Tensor> wired = CustomBackward.apply(inputs, TensorTree.tensorsOut(result, path()), call::backward,
-        options.recompute());
-    return TensorTree.replace(result, wired);
-  }
-
-  /**
-   * Runs {@code body} in its own {@link PointerScope}, so the activations it creates are freed when
-   * the block returns rather than when the user's step scope closes (which would hold every
-   * block's activations at once and defeat recompute); the outputs move to the enclosing scope.
-   * Anything else the forward keeps (a cache stored in a field) must be kept with
-   * {@code Bmt.keep}, as under any user PointerScope.
-   */
-  private <R> R callFreeingTemporaries(Object[] args, ForwardBody<R> body) {
-    PointerScope enclosing = PointerScope.getInnerScope();
-    R result;
-    List<Tensor> outputs = new ArrayList<>();
-    try (PointerScope blockScope = new PointerScope()) {
-      result = body.call(args);
-      for (Tensor t : TensorTree.tensorsOut(result, path())) {
-        outputs.add(t == null ? null : Native.moveTo(new Tensor(t), blockScope, enclosing));
-      }
-    }
-    return TensorTree.replace(result, outputs); // a new container (TensorVector) belongs to the enclosing scope
-  }
-
-  private void prefetchNext() {
-    // A world of one has nothing in flight to overlap: prefetching would only hold memory longer.
-    if (list != null && options.prefetch() && context.worldSize() > 1 && listIndex + 1 < list.size()) {
-      ShardedModuleRuntime next = list.get(listIndex + 1);
-      if (next.group != null) {
-        next.group.prefetch();
-      }
-    }
-  }
-
-  private static boolean anyRequiresGrad(List<Tensor> tensors) {
-    for (Tensor t : tensors) {
-      if (t != null && t.defined() && t.requires_grad()) {
-        return true;
-      }
-    }
-    return false;
-  }
-
   /**
    * Completes backward's bookkeeping for this module and every block below it: the last block
-   * reduce-scatter in flight, the standalone groups' gradients (reduce-scattered now), and any
+   * reduce-scatter in flight, the standalone modules' gradients (reduce-scattered now), and any
    * gathered buffer nobody consumed. Every rank must call it at the same point (it communicates).
+   * Once per step: it does nothing until the tree runs another forward.
    */
   public void finishBackward() {
-    reducer.drain();
-    for (ShardedModuleRuntime r : tree()) {
-      r.finishOwn();
-    }
-  }
-
-  private void finishOwn() {
-    if (group == null) {
+    if (!step.finishPending) {
       return;
     }
-    if (awaitingGradients) {
-      group.collectGradients();
-      PendingReduction p = group.reduceGradients();
-      if (p != null) {
-        p.complete();
-      }
-      awaitingGradients = false;
+    comm.gradientReductions().drain();
+    for (ShardedModuleRuntime r : tree()) {
+      r.role.finishBackward();
     }
-    group.release();
+    step.finishPending = false;
   }
 }

@@ -29,7 +29,7 @@ public final class ShardedModules {
       if (g == null) {
         continue;
       }
-      for (ParameterGroup.Member m : g.members()) {
+      for (FlatLayout.Member m : g.members()) {
         out.add(new ShardedParameter(r.keyPrefix() + m.name(), m, g, root));
       }
     }
@@ -48,7 +48,7 @@ public final class ShardedModules {
         if (group == null) {
           continue;
         }
-        for (ParameterGroup.Member m : group.members()) {
+        for (FlatLayout.Member m : group.members()) {
           io.bmtrain4j.init.Initializer init = m.deferredInitializer();
           if (init == null) {
             continue;
@@ -58,9 +58,9 @@ public final class ShardedModules {
           try (org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope()) {
             Tensor full = torch.empty(m.shape());
             init.fill(full, io.bmtrain4j.init.Initializer.generatorFor(seed, path));
-            Overlap o = group.overlap(m, group.communicator().rank());
+            Overlap o = group.layout().overlap(m);
             if (!o.isEmpty()) {
-              group.shard().narrow(0, o.offsetInShard(), o.length())
+              group.shard().forWriting().narrow(0, o.offsetInShard(), o.length())
                   .copy_(full.reshape(-1).narrow(0, o.offsetInParameter(), o.length()));
             }
           }

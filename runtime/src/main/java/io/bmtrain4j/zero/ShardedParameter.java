@@ -9,19 +9,19 @@ import org.bytedeco.pytorch.Tensor;
  */
 public final class ShardedParameter {
   private final String name;
-  private final ParameterGroup.Member member;
+  private final FlatLayout.Member member;
   private final ParameterGroup group;
   private final ShardedModuleRuntime root;
   private final long localStart;
   private final long localLength;
   private final long offsetInParameter;
 
-  ShardedParameter(String name, ParameterGroup.Member member, ParameterGroup group, ShardedModuleRuntime root) {
+  ShardedParameter(String name, FlatLayout.Member member, ParameterGroup group, ShardedModuleRuntime root) {
     this.name = name;
     this.member = member;
     this.group = group;
     this.root = root;
-    Overlap o = group.overlap(member, group.communicator().rank());
+    Overlap o = group.layout().overlap(member);
     this.offsetInParameter = o.offsetInParameter();
     this.localStart = o.offsetInShard();
     this.localLength = o.length();
@@ -65,17 +65,18 @@ public final class ShardedParameter {
 
   /** As {@link #local()}, for reading only (saving, inspecting): valid until the next optimizer step. */
   public Tensor readLocal() {
-    return group.readShard().narrow(0, localStart, localLength);
+    return group.shard().forReading().narrow(0, localStart, localLength);
   }
 
   /** This rank's slice of the flattened parameter (a view into the shard; may have 0 elements), for writing. */
   public Tensor local() {
-    return group.shard().narrow(0, localStart, localLength);
+    return group.shard().forWriting().narrow(0, localStart, localLength);
   }
 
   /**
-   * This rank's slice of the gradient, averaged over ranks, after completing any reduction still
-   * pending (a collective: call it on every rank); null if the parameter is frozen or has none.
+   * This rank's slice of the gradient, averaged over ranks; null if the parameter is frozen or has
+   * none. The first call after a forward finishes that step's backward (reductions still pending:
+   * a collective, so call it on every rank); later calls only read.
    */
   public Tensor grad() {
     root.finishBackward();
@@ -85,9 +86,9 @@ public final class ShardedParameter {
     return group.shardGrad().narrow(0, localStart, localLength);
   }
 
-  /** Drops the gradient of this parameter's whole block (the optimizer's zero_grad); no communication. */
-  public void zeroGrad() {
-    group.zeroShardGrad();
+  /** Drops the gradients of this parameter's whole block, not only its own (the optimizer's zero_grad); no communication. */
+  public void zeroBlockGradients() {
+    group.gradients().zero();
   }
 
   @Override

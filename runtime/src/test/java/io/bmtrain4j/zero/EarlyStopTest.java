@@ -129,7 +129,7 @@ class EarlyStopTest {
         }
         for (ShardedModuleRuntime r : net.shardedRuntime().tree()) {
           if (r.group() != null) {
-            r.group().zeroShardGrad();
+            r.group().gradients().zero();
           }
         }
         Tensor l = loss(net.forward(tokens(step, ctx.rank() * per, per)), step, ctx.rank() * per, per);

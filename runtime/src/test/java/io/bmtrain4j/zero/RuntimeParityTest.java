@@ -101,7 +101,7 @@ class RuntimeParityTest {
       for (int step = 0; step < STEPS; step++) {
         for (ShardedModuleRuntime r : net.shardedRuntime().tree()) {
           if (r.group() != null) {
-            r.group().zeroShardGrad();
+            r.group().gradients().zero();
           }
         }
         Tensor l = loss(net.forward(tokens(step, ctx.rank() * per, per)), targets(step, ctx.rank() * per, per));

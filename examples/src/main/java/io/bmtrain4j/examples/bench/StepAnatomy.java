@@ -80,7 +80,7 @@ public final class StepAnatomy implements Callable<Integer> {
       gpt = sharded;
       dropGradients = () -> {
         Bmt.finishBackward(sharded);
-        parameters.forEach(ShardedParameter::zeroGrad);
+        parameters.forEach(ShardedParameter::zeroBlockGradients);
       };
     }
     TensorOptions longs = new TensorOptions().dtype(new org.bytedeco.pytorch.ScalarTypeOptional(torch.ScalarType.Long))

@@ -43,7 +43,7 @@ public final class CheckpointModels {
             if (grad != null) {
               p.local().sub_(grad.mul(new Scalar(0.5)));
             }
-            p.zeroGrad();
+            p.zeroBlockGradients();
           }
         }
       }

@@ -33,7 +33,7 @@ import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * bf16 parameters whose shard the optimizer rebuilds from its fp32 masters at each gather
- * (ParameterGroup's [Note: a shard the optimizer can rebuild]): the same training, bit for bit,
+ * (LocalShard's [Note: a shard the optimizer can rebuild]): the same training, bit for bit,
  * as keeping the shard, and no shard held between gathers.
  */
 class ShardRebuildTest {
@@ -82,7 +82,7 @@ class ShardRebuildTest {
   static boolean anyBlockShardResident(MixedNet net) {
     ShardedModuleRuntime root = Bmt.runtimeOf(net);
     for (ShardedModuleRuntime r : root.tree()) {
-      if (r != root && r.group() != null && r.group().shardResident()) {
+      if (r != root && r.group() != null && r.group().shard().residency() == io.bmtrain4j.zero.LocalShard.Residency.RESIDENT) {
         return true;
       }
     }
@@ -121,7 +121,7 @@ class ShardRebuildTest {
         net.layers.get(0).w1.requires_grad_(false);
         ParameterGroup first = Bmt.runtimeOf(net).tree().get(1).group();
         try (PointerScope s = new PointerScope(); NoGradGuard g = new NoGradGuard()) {
-          first.shard().fill_(new Scalar(0.25));
+          first.shard().forWriting().fill_(new Scalar(0.25));
         }
       }
     });
@@ -183,9 +183,9 @@ class ShardRebuildTest {
       try (AdamOptimizer adam = new AdamOptimizer(Bmt.parameters(net), OPTIONS)) {
         ShardedModuleRuntime root = Bmt.runtimeOf(net);
         for (ShardedModuleRuntime r : root.tree()) {
-          if (r.group() != null && r.group().shardResident()) {
+          if (r.group() != null && r.group().shard().residency() == io.bmtrain4j.zero.LocalShard.Residency.RESIDENT) {
             try (PointerScope s = new PointerScope()) {
-              assertEquals(1, r.group().readShard().storage().use_count(), r.path() + ": the shard's storage has other holders");
+              assertEquals(1, r.group().shard().forReading().storage().use_count(), r.path() + ": the shard's storage has other holders");
             }
           }
         }
@@ -295,7 +295,7 @@ class ShardRebuildTest {
     Run run = train(2, p -> offload ? new AdamOffloadOptimizer(p, OPTIONS) : new AdamOptimizer(p, OPTIONS), (net, step) -> {
       if (step == STEPS - 1) {
         try (PointerScope s = new PointerScope(); NoGradGuard g = new NoGradGuard()) {
-          Bmt.runtimeOf(net).tree().get(1).group().shard().fill_(new Scalar(0.25));
+          Bmt.runtimeOf(net).tree().get(1).group().shard().forWriting().fill_(new Scalar(0.25));
         }
       }
     });
@@ -313,7 +313,7 @@ class ShardRebuildTest {
       AdamOptimizer adam = new AdamOptimizer(Bmt.parameters(net), OPTIONS);
       step(net, new OptimManager(LossScale.none()).add(adam, null), 0);
       try (PointerScope s = new PointerScope(); NoGradGuard g = new NoGradGuard()) {
-        Bmt.runtimeOf(net).tree().get(1).group().shard().fill_(new Scalar(0.25));
+        Bmt.runtimeOf(net).tree().get(1).group().shard().forWriting().fill_(new Scalar(0.25));
       }
       Tensor m = adam.stateDict().get("layers.0.w1.master"); // this rank's slice: all of it on rank 0, none on rank 1
       return m.numel() == 0 ? new float[0] : TensorAsserts.values(m);

@@ -107,7 +107,7 @@ class ShardedTrainingTest {
         try (PointerScope step = new PointerScope()) {
           if (discardFirst) {
             Training.loss(net.forward(Training.tokens(1, 0, 1)), 1, 0, 1).backward();
-            Bmt.parameters(net).forEach(p -> p.zeroGrad());
+            Bmt.parameters(net).forEach(p -> p.zeroBlockGradients());
           }
           Training.loss(net.forward(Training.tokens(0, 0, 1)), 0, 0, 1).backward();
           Bmt.finishBackward(net);
@@ -207,7 +207,7 @@ class ShardedTrainingTest {
         engine.join();
         Bmt.finishBackward(net);
         for (io.bmtrain4j.zero.ShardedParameter p : Bmt.parameters(net)) {
-          p.zeroGrad();
+          p.zeroBlockGradients();
         }
       });
     });
@@ -255,7 +255,7 @@ class ShardedTrainingTest {
         for (io.bmtrain4j.zero.ShardedParameter p : Bmt.parameters(model)) {
           Tensor g = p.grad();
           assertTrue(g != null && g.abs().sum().item().toDouble() > 0, p.name() + " got no gradient through the vector");
-          p.zeroGrad();
+          p.zeroBlockGradients();
         }
       });
     });

@@ -127,7 +127,7 @@ final class Training {
       Map<String, float[]> grads) {
     {
       for (ShardedParameter p : Bmt.parameters(net)) {
-        p.zeroGrad();
+        p.zeroBlockGradients();
       }
       double stepLoss = 0;
       for (int m = 0; m < plan.microBatches(); m++) {

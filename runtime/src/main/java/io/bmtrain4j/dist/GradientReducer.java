@@ -1,20 +1,16 @@
-package io.bmtrain4j.zero;
+package io.bmtrain4j.dist;
 
 /**
  * Keeps at most one gradient reduce-scatter of the block schedule in flight: block i+1's reduction
  * overlaps block i's recompute and backward, and is completed when block i submits its own.
- * One per communicator (see {@code DistContext#attachment}).
+ * One per job, held by its {@link CommContext}.
  */
 public final class GradientReducer {
-  private PendingReduction inFlight;
+  private PendingCollective inFlight;
 
   /** Completes the reduction in flight, then leaves {@code next} in flight (or completes it too if {@code last}). */
-  synchronized void submit(PendingReduction next, boolean last) {
-    if (inFlight != null) {
-      PendingReduction previous = inFlight;
-      inFlight = null;
-      previous.complete();
-    }
+  public synchronized void submit(PendingCollective next, boolean last) {
+    drain();
     inFlight = next;
     if (last) {
       drain();
@@ -24,7 +20,7 @@ public final class GradientReducer {
   /** Completes whatever is in flight. */
   public synchronized void drain() {
     if (inFlight != null) {
-      PendingReduction p = inFlight;
+      PendingCollective p = inFlight;
       inFlight = null;
       p.complete();
     }
