@@ -66,6 +66,9 @@ final class DistributedWriter {
     if (d.isPublic()) {
       type.addModifiers(Modifier.PUBLIC);
     }
+    // A subclass could override the wrapped methods and run them without the gathering; a user's
+    // subclass of the annotated class gets a Distributed<Name> of its own instead.
+    type.addModifiers(Modifier.FINAL);
     for (TypeParameterElement parameter : d.type().getTypeParameters()) {
       type.addTypeVariable(TypeVariableName.get(parameter));
     }

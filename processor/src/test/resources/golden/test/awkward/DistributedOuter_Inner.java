@@ -14,7 +14,7 @@ import org.bytedeco.pytorch.TensorVector;
  * the wrapped methods run.
  */
 @Generated("io.bmtrain4j.processor.DistributedProcessor")
-public class DistributedOuter_Inner extends Outer.Inner implements ShardedModule {
+public final class DistributedOuter_Inner extends Outer.Inner implements ShardedModule {
   /**
    * The {@code @Distributed} fields, superclass fields first, then declaration order: state-dict keys.
    */

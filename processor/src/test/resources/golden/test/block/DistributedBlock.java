@@ -13,7 +13,7 @@ import org.bytedeco.pytorch.Tensor;
  * the wrapped methods run.
  */
 @Generated("io.bmtrain4j.processor.DistributedProcessor")
-public class DistributedBlock extends Block implements ShardedModule {
+public final class DistributedBlock extends Block implements ShardedModule {
   /**
    * The {@code @Distributed} fields, superclass fields first, then declaration order: state-dict keys.
    */

@@ -13,7 +13,7 @@ import org.bytedeco.pytorch.Tensor;
  * the wrapped methods run.
  */
 @Generated("io.bmtrain4j.processor.DistributedProcessor")
-public class DistributedGPT extends GPT implements ShardedModule {
+public final class DistributedGPT extends GPT implements ShardedModule {
   /**
    * The {@code @Distributed} fields, superclass fields first, then declaration order: state-dict keys.
    */

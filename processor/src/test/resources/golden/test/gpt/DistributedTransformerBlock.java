@@ -12,7 +12,7 @@ import org.bytedeco.pytorch.Tensor;
  * the wrapped methods run.
  */
 @Generated("io.bmtrain4j.processor.DistributedProcessor")
-public class DistributedTransformerBlock extends TransformerBlock implements ShardedModule {
+public final class DistributedTransformerBlock extends TransformerBlock implements ShardedModule {
   /**
    * The {@code @Distributed} fields, superclass fields first, then declaration order: state-dict keys.
    */
