@@ -8,7 +8,6 @@ import com.palantir.javapoet.JavaFile;
 import com.palantir.javapoet.MethodSpec;
 import com.palantir.javapoet.NameAllocator;
 import com.palantir.javapoet.ParameterSpec;
-import com.palantir.javapoet.ParameterizedTypeName;
 import com.palantir.javapoet.TypeName;
 import com.palantir.javapoet.TypeSpec;
 import com.palantir.javapoet.TypeVariableName;
@@ -36,8 +35,6 @@ final class DistributedWriter {
   private static final ClassName SHARDED_MODULE = ClassName.get(ZERO, "ShardedModule");
   private static final ClassName BLOCK_OPTIONS = ClassName.get(ZERO, "BlockOptions");
   private static final ClassName GENERATED = ClassName.get("javax.annotation.processing", "Generated");
-  private static final TypeName STRING_LIST =
-      ParameterizedTypeName.get(ClassName.get(List.class), ClassName.get(String.class));
 
   // Generated members start with bmt$ so they cannot clash with the user's (javac never makes
   // such names, and users rarely do).
@@ -73,17 +70,6 @@ final class DistributedWriter {
       type.addTypeVariable(TypeVariableName.get(parameter));
     }
 
-    type.addField(FieldSpec.builder(STRING_LIST, "DISTRIBUTED_FIELDS",
-            Modifier.PUBLIC, Modifier.STATIC, Modifier.FINAL)
-        .addJavadoc("The {@code @Distributed} fields, superclass fields first, then declaration"
-            + " order: state-dict keys.\n")
-        .initializer("$T.of($L)", List.class, names(d.fields(), false))
-        .build());
-    type.addField(FieldSpec.builder(STRING_LIST, "BLOCK_FIELDS",
-            Modifier.PUBLIC, Modifier.STATIC, Modifier.FINAL)
-        .addJavadoc("The {@code @Checkpoint} and {@code @BlockList} fields, in the same order.\n")
-        .initializer("$T.of($L)", List.class, names(d.fields(), true))
-        .build());
     FieldSpec runtime = FieldSpec.builder(RUNTIME, RUNTIME_FIELD, Modifier.PRIVATE).build();
     type.addField(runtime);
 
@@ -109,13 +95,6 @@ final class DistributedWriter {
         .indent("  ")
         .skipJavaLangImports(true)
         .build();
-  }
-
-  private static CodeBlock names(List<FieldDescriptor> fields, boolean blocks) {
-    return fields.stream()
-        .filter(f -> f.kind().isBlock() == blocks)
-        .map(f -> CodeBlock.of("$S", f.name()))
-        .collect(CodeBlock.joining(", "));
   }
 
   private static MethodSpec bind(ShardedClassDescriptor d, FieldSpec runtime) {

@@ -2,7 +2,6 @@ package test.awkward;
 
 import io.bmtrain4j.zero.ShardedModule;
 import io.bmtrain4j.zero.ShardedModuleRuntime;
-import java.util.List;
 import javax.annotation.processing.Generated;
 import org.bytedeco.pytorch.Tensor;
 
@@ -13,16 +12,6 @@ import org.bytedeco.pytorch.Tensor;
  */
 @Generated("io.bmtrain4j.processor.DistributedProcessor")
 public final class DistributedOuter_Base<T extends CharSequence> extends Outer.Base<T> implements ShardedModule {
-  /**
-   * The {@code @Distributed} fields, superclass fields first, then declaration order: state-dict keys.
-   */
-  public static final List<String> DISTRIBUTED_FIELDS = List.of("w");
-
-  /**
-   * The {@code @Checkpoint} and {@code @BlockList} fields, in the same order.
-   */
-  public static final List<String> BLOCK_FIELDS = List.of();
-
   private ShardedModuleRuntime bmt$runtime;
 
   protected <E extends Exception> DistributedOuter_Base(T label, Tensor... init) throws E {

@@ -15,16 +15,6 @@ import org.bytedeco.pytorch.TensorVector;
  */
 @Generated("io.bmtrain4j.processor.DistributedProcessor")
 public final class DistributedOuter_Inner extends Outer.Inner implements ShardedModule {
-  /**
-   * The {@code @Distributed} fields, superclass fields first, then declaration order: state-dict keys.
-   */
-  public static final List<String> DISTRIBUTED_FIELDS = List.of("w", "proj");
-
-  /**
-   * The {@code @Checkpoint} and {@code @BlockList} fields, in the same order.
-   */
-  public static final List<String> BLOCK_FIELDS = List.of();
-
   private ShardedModuleRuntime bmt$runtime;
 
   public DistributedOuter_Inner(String name, Tensor... init) throws IOException {

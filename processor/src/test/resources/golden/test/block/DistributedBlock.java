@@ -2,7 +2,6 @@ package test.block;
 
 import io.bmtrain4j.zero.ShardedModule;
 import io.bmtrain4j.zero.ShardedModuleRuntime;
-import java.util.List;
 import javax.annotation.processing.Generated;
 import org.bytedeco.pytorch.LayerNormImpl;
 import org.bytedeco.pytorch.Tensor;
@@ -14,16 +13,6 @@ import org.bytedeco.pytorch.Tensor;
  */
 @Generated("io.bmtrain4j.processor.DistributedProcessor")
 public final class DistributedBlock extends Block implements ShardedModule {
-  /**
-   * The {@code @Distributed} fields, superclass fields first, then declaration order: state-dict keys.
-   */
-  public static final List<String> DISTRIBUTED_FIELDS = List.of("wq", "wk", "proj", "ln1");
-
-  /**
-   * The {@code @Checkpoint} and {@code @BlockList} fields, in the same order.
-   */
-  public static final List<String> BLOCK_FIELDS = List.of();
-
   private ShardedModuleRuntime bmt$runtime;
 
   public DistributedBlock(int hidden, LayerNormImpl norm) {

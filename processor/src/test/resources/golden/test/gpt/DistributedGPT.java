@@ -3,7 +3,6 @@ package test.gpt;
 import io.bmtrain4j.zero.BlockOptions;
 import io.bmtrain4j.zero.ShardedModule;
 import io.bmtrain4j.zero.ShardedModuleRuntime;
-import java.util.List;
 import javax.annotation.processing.Generated;
 import org.bytedeco.pytorch.Tensor;
 
@@ -14,16 +13,6 @@ import org.bytedeco.pytorch.Tensor;
  */
 @Generated("io.bmtrain4j.processor.DistributedProcessor")
 public final class DistributedGPT extends GPT implements ShardedModule {
-  /**
-   * The {@code @Distributed} fields, superclass fields first, then declaration order: state-dict keys.
-   */
-  public static final List<String> DISTRIBUTED_FIELDS = List.of("tokenEmbedding", "positionEmbedding", "lnFinal");
-
-  /**
-   * The {@code @Checkpoint} and {@code @BlockList} fields, in the same order.
-   */
-  public static final List<String> BLOCK_FIELDS = List.of("layers", "head");
-
   private ShardedModuleRuntime bmt$runtime;
 
   public DistributedGPT(GPT.Config c) {
