@@ -1,5 +1,6 @@
 package io.bmtrain4j.processor;
 
+import io.bmtrain4j.processor.ShardedClassDescriptor.BlockOptionsDescriptor;
 import io.bmtrain4j.processor.ShardedClassDescriptor.ExecutableDescriptor;
 import io.bmtrain4j.processor.ShardedClassDescriptor.FieldDescriptor;
 import io.bmtrain4j.processor.ShardedClassDescriptor.FieldKind;
@@ -71,7 +72,7 @@ final class DescriptorFactory {
     String annotation = TypeFacts.fieldAnnotations(field).get(0);
     if (annotation.equals(TypeFacts.DISTRIBUTED)) {
       FieldKind kind = facts.isTensor(field.asType()) ? FieldKind.TENSOR : FieldKind.MODULE;
-      return new FieldDescriptor(name, kind, 0, false, 0, null);
+      return new FieldDescriptor(name, kind, null, null);
     }
     AnnotationMirror mirror = TypeFacts.annotation(field, annotation).orElseThrow();
     int zeroLevel = (Integer) facts.value(mirror, "zeroLevel").getValue();
@@ -89,9 +90,10 @@ final class DescriptorFactory {
       blockType = facts.blockListElement(field.asType()).orElseThrow();
       maxGathered = (Integer) facts.value(mirror, "maxGatheredBlocks").getValue();
     }
+    // Neither annotation sets early stop yet: the runtime's default (on) applies.
+    BlockOptionsDescriptor options = new BlockOptionsDescriptor(zeroLevel, recompute, maxGathered, true);
     TypeElement block = (TypeElement) ((DeclaredType) blockType).asElement();
-    return new FieldDescriptor(
-        name, kind, zeroLevel, recompute, maxGathered, facts.generatedQualifiedName(block));
+    return new FieldDescriptor(name, kind, options, facts.generatedQualifiedName(block));
   }
 
   private ExecutableDescriptor executable(

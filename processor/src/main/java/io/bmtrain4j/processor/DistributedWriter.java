@@ -11,6 +11,7 @@ import com.palantir.javapoet.ParameterSpec;
 import com.palantir.javapoet.TypeName;
 import com.palantir.javapoet.TypeSpec;
 import com.palantir.javapoet.TypeVariableName;
+import io.bmtrain4j.processor.ShardedClassDescriptor.BlockOptionsDescriptor;
 import io.bmtrain4j.processor.ShardedClassDescriptor.ExecutableDescriptor;
 import io.bmtrain4j.processor.ShardedClassDescriptor.FieldDescriptor;
 import io.bmtrain4j.processor.ShardedClassDescriptor.ParameterDescriptor;
@@ -104,9 +105,8 @@ final class DistributedWriter {
         .indent();
     for (FieldDescriptor field : d.fields()) {
       if (field.kind().isBlock()) {
-        chain.add("\n.$L($S, this.$L, new $T($L, $L, $L), $S)", field.kind().builderMethod,
-            field.name(), field.name(), BLOCK_OPTIONS, field.zeroLevel(), field.recompute(),
-            field.maxGatheredBlocks(), field.blockClassName());
+        chain.add("\n.$L($S, this.$L,\n$>$>$L,\n$S)$<$<", field.kind().builderMethod,
+            field.name(), field.name(), blockOptions(field.blockOptions()), field.blockClassName());
       } else {
         chain.add("\n.$L($S, this.$L)", field.kind().builderMethod, field.name(), field.name());
       }
@@ -118,6 +118,13 @@ final class DistributedWriter {
         .addModifiers(Modifier.PRIVATE)
         .addCode(chain.build())
         .build();
+  }
+
+  /** Every option by name, so the generated code reads without the record's parameter order. */
+  private static CodeBlock blockOptions(BlockOptionsDescriptor o) {
+    return CodeBlock.of("$T.builder().zeroLevel($L).recompute($L).maxGatheredBlocks($L)"
+            + ".earlyStop($L).build()",
+        BLOCK_OPTIONS, o.zeroLevel(), o.recompute(), o.maxGatheredBlocks(), o.earlyStop());
   }
 
   private static MethodSpec constructor(ExecutableDescriptor c) {

@@ -57,16 +57,23 @@ record ShardedClassDescriptor(
   /**
    * One annotated field.
    *
+   * @param blockOptions for blocks, the options their annotation sets (defaults filled in); null
+   *     otherwise
    * @param blockClassName for blocks, the generated class of the declared block type (the element
    *     type of a list or array), qualified; null otherwise
    */
   record FieldDescriptor(
       String name,
       FieldKind kind,
+      BlockOptionsDescriptor blockOptions,
+      String blockClassName) {}
+
+  /** What the generated code passes to the runtime's {@code BlockOptions} builder, by name. */
+  record BlockOptionsDescriptor(
       int zeroLevel,
       boolean recompute,
       int maxGatheredBlocks,
-      String blockClassName) {}
+      boolean earlyStop) {}
 
   record ParameterDescriptor(String name, TypeMirror type) {}
 

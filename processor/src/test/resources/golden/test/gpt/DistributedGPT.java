@@ -27,8 +27,12 @@ public final class DistributedGPT extends GPT implements ShardedModule {
     this.bmt$runtime = ShardedModuleRuntime.builder("GPT")
         .tensor("tokenEmbedding", this.tokenEmbedding)
         .tensor("positionEmbedding", this.positionEmbedding)
-        .blockList("layers", this.layers, new BlockOptions(3, true, 3), "test.gpt.DistributedTransformerBlock")
-        .checkpoint("head", this.head, new BlockOptions(2, false, 2), "test.gpt.DistributedTransformerBlock")
+        .blockList("layers", this.layers,
+            BlockOptions.builder().zeroLevel(3).recompute(true).maxGatheredBlocks(3).earlyStop(true).build(),
+            "test.gpt.DistributedTransformerBlock")
+        .checkpoint("head", this.head,
+            BlockOptions.builder().zeroLevel(2).recompute(false).maxGatheredBlocks(2).earlyStop(true).build(),
+            "test.gpt.DistributedTransformerBlock")
         .module("lnFinal", this.lnFinal)
         .build();
   }
