@@ -38,15 +38,18 @@ record ShardedClassDescriptor(
 
   /** How a field is registered with the runtime: the builder method it calls. */
   enum FieldKind {
-    TENSOR("tensor"),
-    MODULE("module"),
-    CHECKPOINT("checkpoint"),
-    BLOCK_LIST("blockList");
+    TENSOR("tensor", "Distributed"),
+    MODULE("module", "Distributed"),
+    CHECKPOINT("checkpoint", "Checkpoint"),
+    BLOCK_LIST("blockList", "BlockList");
 
     final String builderMethod;
+    /** The simple name of the field's annotation, for the generated Javadoc. */
+    final String annotation;
 
-    FieldKind(String builderMethod) {
+    FieldKind(String builderMethod, String annotation) {
       this.builderMethod = builderMethod;
+      this.annotation = annotation;
     }
 
     boolean isBlock() {

@@ -110,6 +110,9 @@ class ProcessorBehaviourTest {
     assertThat(compilation).generatedSourceFile("test.DistributedM").contentsAsUtf8String()
         .contains("BlockOptions.builder().zeroLevel(3).recompute(false).maxGatheredBlocks(2)"
             + ".earlyStop(false).build()");
+    assertThat(compilation).generatedSourceFile("test.DistributedM").contentsAsUtf8String()
+        .contains("{@code head} ({@code @Checkpoint}): ZeRO-2 (kept gathered from forward to backward);\n"
+            + " *       recomputed in backward, early stop off; maxGatheredBlocks 1 (prefetch off)");
   }
 
   @Test
