@@ -7,8 +7,10 @@ import java.lang.annotation.RetentionPolicy;
 import java.lang.annotation.Target;
 
 /**
- * Marks a parameter field as ZeRO-3 sharded: every rank keeps 1/world of it, and it is whole only
- * while a forward (or its recompute) that needs it runs.
+ * Marks a parameter field as sharded (ZeRO-3 across steps): every rank keeps 1/world of it, and it
+ * is whole only while a step needs it, from the forward that reads it until its backward (a block
+ * at ZeRO level 3, see {@link Checkpoint#zeroLevel()}, releases it in between and gathers it again
+ * for backward).
  *
  * <p>The annotated field must be
  * <ul>
