@@ -14,9 +14,10 @@ import java.lang.annotation.Target;
  *
  * <p>Rules the processor enforces: the field is a non-private, non-final, non-static instance
  * field of type {@code List<B>} (or a subtype of {@code List}) or {@code B[]}, where {@code B}
- * declares (or inherits) at least one {@link Distributed} field. At run time, every element must be
- * the generated {@code Distributed<B>} instance when the constructor ends; otherwise construction
- * fails naming the index and the class to construct instead.
+ * declares (or inherits) at least one {@link Distributed} field; {@code zeroLevel} is 2 or 3 and
+ * {@code maxGatheredBlocks} at least 1. At run time, every element must be the generated
+ * {@code Distributed<B>} instance when the constructor ends; otherwise construction fails naming
+ * the index and the class to construct instead.
  */
 @Documented
 @Retention(RetentionPolicy.CLASS)
@@ -30,7 +31,14 @@ public @interface BlockList {
 
   /**
    * How many blocks may hold gathered parameters at once: {@code 2} (the default) lets the next
-   * block's all-gather run while the current block computes; {@code 1} turns prefetch off.
+   * block's all-gather run while the current block computes (in backward, the previous block's);
+   * {@code 1} turns prefetch off. Values above 2 act as 2: one block is prefetched.
    */
   int maxGatheredBlocks() default 2;
+
+  /**
+   * Whether a recompute leaves out each block's last matmul (early stop); see
+   * {@link Checkpoint#earlyStop()}.
+   */
+  boolean earlyStop() default true;
 }

@@ -7,8 +7,10 @@ import java.lang.annotation.RetentionPolicy;
 import java.lang.annotation.Target;
 
 /**
- * Marks a parameter field as ZeRO-3 sharded: every rank keeps 1/world of it, and it is whole only
- * while a forward (or its recompute) that needs it runs.
+ * Marks a parameter field as sharded (ZeRO-3 across steps): every rank keeps 1/world of it, and it
+ * is whole only while a step needs it, from the forward that reads it until its backward (a block
+ * at ZeRO level 3, see {@link Checkpoint#zeroLevel()}, releases it in between and gathers it again
+ * for backward).
  *
  * <p>The annotated field must be
  * <ul>
@@ -20,9 +22,10 @@ import java.lang.annotation.Target;
  *
  * <p>The declaring class must be a non-final, non-private, top-level or static nested class with at
  * least one non-private constructor and one non-private, non-static, non-final {@code forward}
- * method. The processor generates {@code Distributed<Name>} in the same package; construct that
- * class instead of the annotated one. All parameters of a class are packed into one flat,
- * evenly partitioned buffer (one all-gather per class instance).
+ * method. The processor generates the final class {@code Distributed<Name>} in the same package;
+ * construct it instead of the annotated one (to extend the model, subclass the annotated class:
+ * the subclass gets a {@code Distributed<Name>} of its own). All parameters of a class are packed
+ * into one flat, evenly partitioned buffer (one all-gather per class instance).
  *
  * <p>The field is assigned once, by the constructor, and never reassigned: the runtime swaps the
  * tensor's storage between the gathered buffer and an empty one, so references stay valid.

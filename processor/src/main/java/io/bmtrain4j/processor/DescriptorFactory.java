@@ -1,5 +1,6 @@
 package io.bmtrain4j.processor;
 
+import io.bmtrain4j.processor.ShardedClassDescriptor.BlockOptionsDescriptor;
 import io.bmtrain4j.processor.ShardedClassDescriptor.ExecutableDescriptor;
 import io.bmtrain4j.processor.ShardedClassDescriptor.FieldDescriptor;
 import io.bmtrain4j.processor.ShardedClassDescriptor.FieldKind;
@@ -71,27 +72,26 @@ final class DescriptorFactory {
     String annotation = TypeFacts.fieldAnnotations(field).get(0);
     if (annotation.equals(TypeFacts.DISTRIBUTED)) {
       FieldKind kind = facts.isTensor(field.asType()) ? FieldKind.TENSOR : FieldKind.MODULE;
-      return new FieldDescriptor(name, kind, 0, false, 0, null);
+      return new FieldDescriptor(name, kind, null, null);
     }
+    // @Checkpoint and @BlockList have the same attributes, with defaults the same as the runtime's.
     AnnotationMirror mirror = TypeFacts.annotation(field, annotation).orElseThrow();
-    int zeroLevel = (Integer) facts.value(mirror, "zeroLevel").getValue();
-    boolean recompute = (Boolean) facts.value(mirror, "recompute").getValue();
+    BlockOptionsDescriptor options = new BlockOptionsDescriptor(
+        (Integer) facts.value(mirror, "zeroLevel").getValue(),
+        (Boolean) facts.value(mirror, "recompute").getValue(),
+        (Integer) facts.value(mirror, "maxGatheredBlocks").getValue(),
+        (Boolean) facts.value(mirror, "earlyStop").getValue());
     TypeMirror blockType;
     FieldKind kind;
-    int maxGathered;
     if (annotation.equals(TypeFacts.CHECKPOINT)) {
       kind = FieldKind.CHECKPOINT;
       blockType = field.asType();
-      // A single block has no next block to prefetch; the runtime's default bound applies.
-      maxGathered = 2;
     } else {
       kind = FieldKind.BLOCK_LIST;
       blockType = facts.blockListElement(field.asType()).orElseThrow();
-      maxGathered = (Integer) facts.value(mirror, "maxGatheredBlocks").getValue();
     }
     TypeElement block = (TypeElement) ((DeclaredType) blockType).asElement();
-    return new FieldDescriptor(
-        name, kind, zeroLevel, recompute, maxGathered, facts.generatedQualifiedName(block));
+    return new FieldDescriptor(name, kind, options, facts.generatedQualifiedName(block));
   }
 
   private ExecutableDescriptor executable(

@@ -63,8 +63,8 @@ enum Message {
           + " from forward to backward)"),
   MAX_GATHERED_BLOCKS(
       "max-gathered-blocks",
-      "@BlockList(maxGatheredBlocks = %2$d) on field %1$s is less than 1",
-      "use 2 (prefetch the next block while one computes, the default) or 1 (no prefetch)"),
+      "@%1$s(maxGatheredBlocks = %3$d) on field %2$s is less than 1",
+      "use 2 (the default: prefetch the next block while one computes) or 1 (no prefetch)"),
   CLASS_KIND(
       "class-kind",
       "%1$s is %2$s, and bmtrain4j can only shard a class",

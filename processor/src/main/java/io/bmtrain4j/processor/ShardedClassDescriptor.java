@@ -38,15 +38,18 @@ record ShardedClassDescriptor(
 
   /** How a field is registered with the runtime: the builder method it calls. */
   enum FieldKind {
-    TENSOR("tensor"),
-    MODULE("module"),
-    CHECKPOINT("checkpoint"),
-    BLOCK_LIST("blockList");
+    TENSOR("tensor", "Distributed"),
+    MODULE("module", "Distributed"),
+    CHECKPOINT("checkpoint", "Checkpoint"),
+    BLOCK_LIST("blockList", "BlockList");
 
     final String builderMethod;
+    /** The simple name of the field's annotation, for the generated Javadoc. */
+    final String annotation;
 
-    FieldKind(String builderMethod) {
+    FieldKind(String builderMethod, String annotation) {
       this.builderMethod = builderMethod;
+      this.annotation = annotation;
     }
 
     boolean isBlock() {
@@ -57,16 +60,23 @@ record ShardedClassDescriptor(
   /**
    * One annotated field.
    *
+   * @param blockOptions for blocks, the options their annotation sets (defaults filled in); null
+   *     otherwise
    * @param blockClassName for blocks, the generated class of the declared block type (the element
    *     type of a list or array), qualified; null otherwise
    */
   record FieldDescriptor(
       String name,
       FieldKind kind,
+      BlockOptionsDescriptor blockOptions,
+      String blockClassName) {}
+
+  /** What the generated code passes to the runtime's {@code BlockOptions} builder, by name. */
+  record BlockOptionsDescriptor(
       int zeroLevel,
       boolean recompute,
       int maxGatheredBlocks,
-      String blockClassName) {}
+      boolean earlyStop) {}
 
   record ParameterDescriptor(String name, TypeMirror type) {}
 

@@ -121,16 +121,17 @@ final class ShardedClassValidator {
       } else if (!facts.hasDistributedFields(element.get())) {
         report.add(Message.BLOCK_LIST_NOTHING_TO_SHARD, field, mirror, null, name, element.get());
       }
-      int maxGathered = (Integer) facts.value(mirror, "maxGatheredBlocks").getValue();
-      if (maxGathered < 1) {
-        report.add(Message.MAX_GATHERED_BLOCKS, field, mirror,
-            TypeFacts.explicitValue(mirror, "maxGatheredBlocks"), name, maxGathered);
-      }
     }
+    // The runtime's BlockOptions would reject these when the model is constructed; say it now.
     int zeroLevel = (Integer) facts.value(mirror, "zeroLevel").getValue();
     if (zeroLevel != 2 && zeroLevel != 3) {
       AnnotationValue written = TypeFacts.explicitValue(mirror, "zeroLevel");
       report.add(Message.ZERO_LEVEL, field, mirror, written, simple, name, zeroLevel);
+    }
+    int maxGathered = (Integer) facts.value(mirror, "maxGatheredBlocks").getValue();
+    if (maxGathered < 1) {
+      AnnotationValue written = TypeFacts.explicitValue(mirror, "maxGatheredBlocks");
+      report.add(Message.MAX_GATHERED_BLOCKS, field, mirror, written, simple, name, maxGathered);
     }
   }
 

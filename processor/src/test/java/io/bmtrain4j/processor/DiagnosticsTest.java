@@ -136,6 +136,14 @@ class DiagnosticsTest {
   }
 
   @Test
+  void checkpointMaxGatheredBlocksBelowOne() {
+    assertError(model("  @Checkpoint(maxGatheredBlocks = 0) Blk head;"),
+        "[bmtrain4j:max-gathered-blocks] @Checkpoint(maxGatheredBlocks = 0) on field head is less"
+            + " than 1. Fix: use 2",
+        "maxGatheredBlocks = 0", SHARDED_BLOCK);
+  }
+
+  @Test
   void finalClass() {
     JavaFileObject src = source("M",
         "public final class M {",

@@ -95,6 +95,27 @@ class ProcessorBehaviourTest {
   }
 
   @Test
+  void everyBlockOptionOfTheAnnotationsReachesTheGeneratedCode() {
+    JavaFileObject src = source("M",
+        "public class M {",
+        "  @Checkpoint(zeroLevel = 2, maxGatheredBlocks = 1, earlyStop = false) Blk head;",
+        "  @BlockList(recompute = false, earlyStop = false) List<Blk> layers;",
+        "  public Tensor forward(Tensor x) { return x; }",
+        "}");
+    Compilation compilation = compile(src, BLOCK);
+    assertThat(compilation).succeededWithoutWarnings();
+    assertThat(compilation).generatedSourceFile("test.DistributedM").contentsAsUtf8String()
+        .contains("BlockOptions.builder().zeroLevel(2).recompute(true).maxGatheredBlocks(1)"
+            + ".earlyStop(false).build()");
+    assertThat(compilation).generatedSourceFile("test.DistributedM").contentsAsUtf8String()
+        .contains("BlockOptions.builder().zeroLevel(3).recompute(false).maxGatheredBlocks(2)"
+            + ".earlyStop(false).build()");
+    assertThat(compilation).generatedSourceFile("test.DistributedM").contentsAsUtf8String()
+        .contains("{@code head} ({@code @Checkpoint}): ZeRO-2 (kept gathered from forward to backward);\n"
+            + " *       recomputed in backward, early stop off; maxGatheredBlocks 1 (prefetch off)");
+  }
+
+  @Test
   void supportsTheLatestSourceVersion() {
     assertEquals(SourceVersion.latestSupported(),
         new DistributedProcessor().getSupportedSourceVersion());
