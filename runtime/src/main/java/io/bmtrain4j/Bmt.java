@@ -241,12 +241,12 @@ public final class Bmt {
    * (a collective: every rank calls it; rank 0 writes; atomic rename when complete).
    */
   public static void save(Object model, java.nio.file.Path file) {
-    io.bmtrain4j.checkpoint.SafeTensorsCheckpoint.save(runtimeOf(model), file);
+    io.bmtrain4j.store.SafeTensorsCheckpoint.save(runtimeOf(model), file);
   }
 
   /** Loads a safetensors file into every rank's shards (strict: no unexpected keys either). Any world size. */
   public static void load(Object model, java.nio.file.Path file, boolean strict) {
-    io.bmtrain4j.checkpoint.SafeTensorsCheckpoint.load(runtimeOf(model), file, strict);
+    io.bmtrain4j.store.SafeTensorsCheckpoint.load(runtimeOf(model), file, strict);
   }
 
   /**

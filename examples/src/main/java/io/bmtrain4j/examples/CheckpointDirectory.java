@@ -1,6 +1,6 @@
 package io.bmtrain4j.examples;
 
-import io.bmtrain4j.checkpoint.ShardedCheckpoint;
+import io.bmtrain4j.store.ShardedCheckpoint;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;

@@ -12,7 +12,7 @@ import io.bmtrain4j.examples.gpt.GptConfig;
 import io.bmtrain4j.examples.train.LossPlot;
 import io.bmtrain4j.examples.train.Sampler;
 import io.bmtrain4j.examples.train.TrainingProgress;
-import io.bmtrain4j.checkpoint.ShardedCheckpoint;
+import io.bmtrain4j.store.ShardedCheckpoint;
 import io.bmtrain4j.optim.AdamOptimizer;
 import io.bmtrain4j.optim.AdamOptions;
 import io.bmtrain4j.optim.LossScale;

@@ -1,6 +1,6 @@
 package io.bmtrain4j.examples;
 
-import io.bmtrain4j.checkpoint.CheckpointException;
+import io.bmtrain4j.store.CheckpointException;
 import io.bmtrain4j.dist.CollectiveException;
 import io.bmtrain4j.dist.EnvironmentException;
 import io.bmtrain4j.natives.NativeLibraryException;

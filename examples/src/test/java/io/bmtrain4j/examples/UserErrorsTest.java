@@ -4,7 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertSame;
 
-import io.bmtrain4j.checkpoint.CheckpointException;
+import io.bmtrain4j.store.CheckpointException;
 import org.junit.jupiter.api.Test;
 
 /** Which errors the mains report as one line, including those that crossed libtorch's backward as text. */

@@ -1,7 +1,7 @@
 package io.bmtrain4j.examples.behaviour;
 
 import io.bmtrain4j.Bmt;
-import io.bmtrain4j.checkpoint.ShardedCheckpoint;
+import io.bmtrain4j.store.ShardedCheckpoint;
 import io.bmtrain4j.optim.AdamOptimizer;
 import io.bmtrain4j.optim.AdamOptions;
 import io.bmtrain4j.optim.LossScale;

@@ -1,4 +1,4 @@
-package io.bmtrain4j.checkpoint;
+package io.bmtrain4j.store;
 
 import io.bmtrain4j.dist.Communicator;
 import io.bmtrain4j.zero.FlatLayout;

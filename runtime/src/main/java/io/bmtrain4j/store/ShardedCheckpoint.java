@@ -1,4 +1,4 @@
-package io.bmtrain4j.checkpoint;
+package io.bmtrain4j.store;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;

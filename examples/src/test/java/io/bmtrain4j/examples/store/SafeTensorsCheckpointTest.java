@@ -1,4 +1,4 @@
-package io.bmtrain4j.examples.checkpoint;
+package io.bmtrain4j.examples.store;
 
 import static io.bmtrain4j.testing.TensorAsserts.assertClose;
 import static io.bmtrain4j.testing.TensorAsserts.values;
@@ -9,7 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.bmtrain4j.Bmt;
-import io.bmtrain4j.checkpoint.CheckpointException;
+import io.bmtrain4j.store.CheckpointException;
 import io.bmtrain4j.examples.behaviour.CheckpointModels;
 import io.bmtrain4j.testing.RanksAsThreads;
 import java.io.IOException;

@@ -1,11 +1,11 @@
-package io.bmtrain4j.examples.checkpoint;
+package io.bmtrain4j.examples.store;
 
 import static io.bmtrain4j.testing.TensorAsserts.assertClose;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.bmtrain4j.checkpoint.CheckpointException;
+import io.bmtrain4j.store.CheckpointException;
 import io.bmtrain4j.examples.behaviour.ParityWorker;
 import io.bmtrain4j.examples.behaviour.ShardedCheckpointRun;
 import io.bmtrain4j.testing.RanksAsThreads;
@@ -66,7 +66,7 @@ class ShardedCheckpointTest {
       ShardedCheckpointRun run = new ShardedCheckpointRun();
       run.train(0, 1);
       for (long step = 1; step <= 3; step++) {
-        io.bmtrain4j.checkpoint.ShardedCheckpoint.save(ckpt, run.net(), run.manager(), step, 2);
+        io.bmtrain4j.store.ShardedCheckpoint.save(ckpt, run.net(), run.manager(), step, 2);
       }
       return null;
     });
@@ -83,7 +83,7 @@ class ShardedCheckpointTest {
     // step 2 and keeps the newer step 3, which a user may still want to look at.
     RanksAsThreads.run(2, 0, Duration.ofSeconds(60), ctx -> {
       ShardedCheckpointRun run = new ShardedCheckpointRun();
-      io.bmtrain4j.checkpoint.ShardedCheckpoint.save(ckpt, run.net(), run.manager(), 2, 1);
+      io.bmtrain4j.store.ShardedCheckpoint.save(ckpt, run.net(), run.manager(), 2, 1);
       return null;
     });
     try (var entries = Files.list(ckpt)) {

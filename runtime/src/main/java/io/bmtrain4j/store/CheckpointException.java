@@ -1,4 +1,4 @@
-package io.bmtrain4j.checkpoint;
+package io.bmtrain4j.store;
 
 /** A checkpoint cannot be read or does not match the model; the message names the file or key. */
 public final class CheckpointException extends RuntimeException {

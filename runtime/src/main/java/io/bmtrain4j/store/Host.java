@@ -1,4 +1,4 @@
-package io.bmtrain4j.checkpoint;
+package io.bmtrain4j.store;
 
 import org.bytedeco.pytorch.Device;
 import org.bytedeco.pytorch.Tensor;

@@ -1,4 +1,4 @@
-package io.bmtrain4j.checkpoint;
+package io.bmtrain4j.store;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
