@@ -6,15 +6,11 @@ import io.bmtrain4j.dist.DifferentiableCollectives;
 import io.bmtrain4j.dist.DistEnvironment;
 import io.bmtrain4j.dist.ProcessGuards;
 import io.bmtrain4j.dist.ReduceOperation;
-import io.bmtrain4j.zero.FlatLayout;
-import io.bmtrain4j.zero.ParameterGroup;
 import io.bmtrain4j.zero.ShardedModuleRuntime;
 import io.bmtrain4j.zero.ShardedModules;
 import io.bmtrain4j.zero.ShardedParameter;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import org.bytedeco.pytorch.MemoryFormatOptional;
 import org.bytedeco.pytorch.NoGradGuard;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch;
@@ -161,7 +157,7 @@ public final class Bmt {
 
   /** Whole parameters, gathered on every rank (a collective; for tests, saving and inspection). */
   public static Map<String, Tensor> gatherParameters(Object model) {
-    return gatherAll(model, false);
+    return ShardedModules.gatherWhole(model, false);
   }
 
   /**
@@ -169,34 +165,7 @@ public final class Bmt {
    * parameters that received no gradient are absent.
    */
   public static Map<String, Tensor> gatherGradients(Object model) {
-    finishBackward(model);
-    return gatherAll(model, true);
-  }
-
-  private static Map<String, Tensor> gatherAll(Object model, boolean gradients) {
-    Map<String, Tensor> out = new LinkedHashMap<>();
-    for (ShardedModuleRuntime r : runtimeOf(model).tree()) {
-      ParameterGroup g = r.group();
-      if (g == null) {
-        continue;
-      }
-      Tensor local = gradients ? g.shardGrad() : g.shard().forReading();
-      if (local == null) {
-        continue;
-      }
-      try (NoGradGuard ng = new NoGradGuard()) {
-        Tensor full = torch.empty(new long[] {g.shardNumel() * g.communicator().worldSize()}, local.options(), new MemoryFormatOptional());
-        g.communicator().allGather(full, local.contiguous()).await();
-        for (FlatLayout.Member m : g.members()) {
-          if (gradients && !m.requiresGrad()) {
-            continue;
-          }
-          out.put(r.keyPrefix() + m.name(), full.narrow(0, m.offset(), m.numel()).view(m.shape()).clone());
-        }
-        full.close();
-      }
-    }
-    return out;
+    return ShardedModules.gatherWhole(model, true);
   }
 
   /**
@@ -206,34 +175,12 @@ public final class Bmt {
    * issue's.)
    */
   public static Map<String, Tensor> shardStateDict(Object model) {
-    Map<String, Tensor> out = new LinkedHashMap<>();
-    out.put("[world_size]", torch.tensor(new long[] {worldSize()}).reshape(new long[] {}));
-    out.put("[rank]", torch.tensor(new long[] {rank()}).reshape(new long[] {}));
-    for (ShardedModuleRuntime r : runtimeOf(model).tree()) {
-      if (r.group() != null) {
-        out.put(r.keyPrefix() + "[shard]", r.group().shard().forReading().clone()); // a copy: the shard may be freed at the next step
-      }
-    }
-    return out;
+    return io.bmtrain4j.store.ShardStates.stateDict(model);
   }
 
   /** Loads {@link #shardStateDict} saved by the same rank of a job of the same world size. */
   public static void loadShardStateDict(Object model, Map<String, Tensor> state) {
-    long world = io.bmtrain4j.optim.StateDicts.require(state, "[world_size]", new long[] {}).item().toLong();
-    long savedRank = io.bmtrain4j.optim.StateDicts.require(state, "[rank]", new long[] {}).item().toLong();
-    if (world != worldSize() || savedRank != rank()) {
-      throw new IllegalArgumentException("these shards were saved by rank " + savedRank + " of " + world
-          + ", but this is rank " + rank() + " of " + worldSize() + ": load each rank's own file at the same world size");
-    }
-    try (NoGradGuard g = new NoGradGuard()) {
-      for (ShardedModuleRuntime r : runtimeOf(model).tree()) {
-        if (r.group() != null) {
-          Tensor saved = io.bmtrain4j.optim.StateDicts.require(state, r.keyPrefix() + "[shard]",
-              new long[] {r.group().shardNumel()});
-          r.group().shard().forWriting().copy_(saved);
-        }
-      }
-    }
+    io.bmtrain4j.store.ShardStates.load(model, state);
   }
 
   /**
@@ -271,23 +218,8 @@ public final class Bmt {
 
   /** What this rank holds for {@code model} now. */
   public static MemoryReport memoryReport(Object model) {
-    long params = 0;
-    long grads = 0;
-    long gathered = 0;
-    long total = 0;
-    boolean onGpu = false;
-    for (ShardedModuleRuntime r : runtimeOf(model).tree()) {
-      ParameterGroup g = r.group();
-      if (g == null) {
-        continue;
-      }
-      onGpu |= g.device().is_cuda();
-      long[] m = g.memoryBytes();
-      params += m[0];
-      grads += m[1];
-      gathered += m[2];
-      total += g.numel();
-    }
-    return new MemoryReport(rank(), params, grads, gathered, total, onGpu ? DeviceMemory.current() : null);
+    io.bmtrain4j.zero.HeldMemory held = ShardedModules.heldMemory(model);
+    return new MemoryReport(rank(), held.shardBytes(), held.gradientBytes(), held.gatheredBytes(), held.parameters(),
+        held.onGpu() ? DeviceMemory.current() : null);
   }
 }

@@ -59,7 +59,7 @@ public final class GlooCommunicator implements Communicator {
 
   @Override
   public CollectiveHandle allGather(Tensor output, Tensor input) {
-    Collectives.checkSizes("all-gather", output.numel(), input.numel(), worldSize);
+    CollectiveArguments.checkSizes("all-gather", output.numel(), input.numel(), worldSize);
     // Gloo compares each rank's chunk with the input's shape: hand it flat views.
     Tensor out = Native.own(output.view(-1));
     Tensor in = Native.own(input.view(-1));
@@ -68,7 +68,7 @@ public final class GlooCommunicator implements Communicator {
 
   @Override
   public CollectiveHandle reduceScatter(Tensor output, Tensor input, ReduceOperation op) {
-    Collectives.checkSizes("reduce-scatter", input.numel(), output.numel(), worldSize);
+    CollectiveArguments.checkSizes("reduce-scatter", input.numel(), output.numel(), worldSize);
     Tensor out = Native.own(output.view(-1));
     Tensor in = Native.own(input.view(-1));
     ReduceScatterOptions opts = Native.own(new ReduceScatterOptions()).reduceOp(nativeOp(op));
@@ -86,7 +86,7 @@ public final class GlooCommunicator implements Communicator {
 
   @Override
   public CollectiveHandle broadcast(Tensor tensor, int root) {
-    Collectives.checkPeer("broadcast", root, worldSize);
+    CollectiveArguments.checkPeer("broadcast", root, worldSize);
     TensorVector tensors = Native.own(new TensorVector(tensor));
     BroadcastOptions opts = Native.own(new BroadcastOptions()).rootRank(root);
     return start("broadcast from rank " + root, () -> group.broadcast(tensors, opts), List.of(tensor),
@@ -95,14 +95,14 @@ public final class GlooCommunicator implements Communicator {
 
   @Override
   public CollectiveHandle send(Tensor tensor, int peer, int tag) {
-    Collectives.checkPeer("send", peer, worldSize);
+    CollectiveArguments.checkPeer("send", peer, worldSize);
     TensorVector tensors = Native.own(new TensorVector(tensor));
     return start("send to rank " + peer, () -> group.send(tensors, peer, tag), List.of(tensor), List.of(tensors), null);
   }
 
   @Override
   public CollectiveHandle recv(Tensor tensor, int peer, int tag) {
-    Collectives.checkPeer("recv", peer, worldSize);
+    CollectiveArguments.checkPeer("recv", peer, worldSize);
     TensorVector tensors = Native.own(new TensorVector(tensor));
     return start("recv from rank " + peer, () -> group.recv(tensors, peer, tag), List.of(tensor), List.of(tensors), null);
   }

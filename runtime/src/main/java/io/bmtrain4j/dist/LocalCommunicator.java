@@ -19,14 +19,14 @@ public final class LocalCommunicator implements Communicator {
 
   @Override
   public CollectiveHandle allGather(Tensor output, Tensor input) {
-    Collectives.checkSizes("all-gather", output.numel(), input.numel(), 1);
+    CollectiveArguments.checkSizes("all-gather", output.numel(), input.numel(), 1);
     output.copy_(input.view(output.sizes()));
     return CollectiveHandle.completed();
   }
 
   @Override
   public CollectiveHandle reduceScatter(Tensor output, Tensor input, ReduceOperation op) {
-    Collectives.checkSizes("reduce-scatter", input.numel(), output.numel(), 1);
+    CollectiveArguments.checkSizes("reduce-scatter", input.numel(), output.numel(), 1);
     output.copy_(input.view(output.sizes()));
     return CollectiveHandle.completed();
   }
@@ -38,7 +38,7 @@ public final class LocalCommunicator implements Communicator {
 
   @Override
   public CollectiveHandle broadcast(Tensor tensor, int root) {
-    Collectives.checkPeer("broadcast", root, 1);
+    CollectiveArguments.checkPeer("broadcast", root, 1);
     return CollectiveHandle.completed();
   }
 

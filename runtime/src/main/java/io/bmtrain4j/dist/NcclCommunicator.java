@@ -159,14 +159,14 @@ public final class NcclCommunicator implements Communicator {
 
   @Override
   public CollectiveHandle allGather(Tensor output, Tensor input) {
-    Collectives.checkSizes("all-gather", output.numel(), input.numel(), worldSize);
+    CollectiveArguments.checkSizes("all-gather", output.numel(), input.numel(), worldSize);
     int type = dtype(input);
     return enqueue("all-gather", st -> nccl.ncclAllGather(input.data_ptr(), output.data_ptr(), input.numel(), type, comm, st), null);
   }
 
   @Override
   public CollectiveHandle reduceScatter(Tensor output, Tensor input, ReduceOperation o) {
-    Collectives.checkSizes("reduce-scatter", input.numel(), output.numel(), worldSize);
+    CollectiveArguments.checkSizes("reduce-scatter", input.numel(), output.numel(), worldSize);
     int type = dtype(input);
     return enqueue("reduce-scatter",
         st -> nccl.ncclReduceScatter(input.data_ptr(), output.data_ptr(), output.numel(), type, op(o), comm, st),
@@ -183,7 +183,7 @@ public final class NcclCommunicator implements Communicator {
 
   @Override
   public CollectiveHandle broadcast(Tensor tensor, int root) {
-    Collectives.checkPeer("broadcast", root, worldSize);
+    CollectiveArguments.checkPeer("broadcast", root, worldSize);
     int type = dtype(tensor);
     return enqueue("broadcast",
         st -> nccl.ncclBroadcast(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(), type, root, comm, st), null);
@@ -191,14 +191,14 @@ public final class NcclCommunicator implements Communicator {
 
   @Override
   public CollectiveHandle send(Tensor tensor, int peer, int tag) {
-    Collectives.checkPeer("send", peer, worldSize);
+    CollectiveArguments.checkPeer("send", peer, worldSize);
     int type = dtype(tensor);
     return enqueue("send", st -> nccl.ncclSend(tensor.data_ptr(), tensor.numel(), type, peer, comm, st), null);
   }
 
   @Override
   public CollectiveHandle recv(Tensor tensor, int peer, int tag) {
-    Collectives.checkPeer("recv", peer, worldSize);
+    CollectiveArguments.checkPeer("recv", peer, worldSize);
     int type = dtype(tensor);
     return enqueue("recv", st -> nccl.ncclRecv(tensor.data_ptr(), tensor.numel(), type, peer, comm, st), null);
   }

@@ -237,9 +237,9 @@ public final class ParameterGroup {
     shard.freeIfRebuildable();
   }
 
-  /** Bytes of this rank's shard (0 while freed), of its gradient storage (shard and flat) and of gathered storage. */
-  public long[] memoryBytes() {
+  /** What this group holds now: its shard (0 while freed), gradient storage and gathered buffer. */
+  public HeldMemory heldMemory() {
     long gath = gathered == null || comm.worldSize() == 1 ? 0 : gathered.numel() * torch.elementSize(dtype);
-    return new long[] {shard.residentBytes(), gradients.bytes(), gath};
+    return new HeldMemory(shard.residentBytes(), gradients.bytes(), gath, layout.numel(), device.is_cuda());
   }
 }

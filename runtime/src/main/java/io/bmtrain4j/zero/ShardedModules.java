@@ -1,6 +1,9 @@
 package io.bmtrain4j.zero;
 
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import org.bytedeco.pytorch.MemoryFormatOptional;
 import org.bytedeco.pytorch.NoGradGuard;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch;
@@ -68,5 +71,50 @@ public final class ShardedModules {
         }
       }
     }
+  }
+
+  /**
+   * Whole parameters (or whole averaged gradients: frozen parameters and those that received none
+   * are absent), gathered on every rank: a collective, for tests, saving and inspection.
+   */
+  public static Map<String, Tensor> gatherWhole(Object model, boolean gradients) {
+    ShardedModuleRuntime root = runtimeOf(model);
+    if (gradients) {
+      root.finishBackward();
+    }
+    Map<String, Tensor> out = new LinkedHashMap<>();
+    for (ShardedModuleRuntime r : root.tree()) {
+      ParameterGroup g = r.group();
+      if (g == null) {
+        continue;
+      }
+      Tensor local = gradients ? g.shardGrad() : g.shard().forReading();
+      if (local == null) {
+        continue;
+      }
+      try (NoGradGuard ng = new NoGradGuard()) {
+        Tensor full = torch.empty(new long[] {g.layout().paddedNumel()}, local.options(), new MemoryFormatOptional());
+        g.communicator().allGather(full, local.contiguous()).await();
+        for (FlatLayout.Member m : g.members()) {
+          if (gradients && !m.requiresGrad()) {
+            continue;
+          }
+          out.put(r.keyPrefix() + m.name(), full.narrow(0, m.offset(), m.numel()).view(m.shape()).clone());
+        }
+        full.close();
+      }
+    }
+    return out;
+  }
+
+  /** What {@code model} holds on this rank now, summed over its blocks. */
+  public static HeldMemory heldMemory(Object model) {
+    HeldMemory total = HeldMemory.NONE;
+    for (ShardedModuleRuntime r : runtimeOf(model).tree()) {
+      if (r.group() != null) {
+        total = total.plus(r.group().heldMemory());
+      }
+    }
+    return total;
   }
 }

@@ -1,8 +1,8 @@
 package io.bmtrain4j.dist;
 
 /** Argument checks shared by the communicators, so every backend rejects bad input the same way. */
-final class Collectives {
-  private Collectives() {}
+final class CollectiveArguments {
+  private CollectiveArguments() {}
 
   /** {@code whole} must be exactly {@code world} times {@code part}. */
   static void checkSizes(String collective, long whole, long part, int world) {
