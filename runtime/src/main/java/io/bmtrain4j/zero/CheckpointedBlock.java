@@ -90,7 +90,7 @@ final class CheckpointedBlock implements ModuleRole {
       try (NoGradGuard noGrad = new NoGradGuard()) {
         result = callFreeingTemporaries(args, body);
       }
-      call = new BlockCall(this, args, body, rng, null, null, ForwardTape.current());
+      call = new BlockCall(this, args, body, rng, null, null, module.forwardTape());
     } else {
       Object[] leafArgs = TensorTree.detachArgs(args);
       R kept = body.call(leafArgs);
@@ -105,7 +105,7 @@ final class CheckpointedBlock implements ModuleRole {
         values.add(t == null ? null : t.detach());
       }
       result = TensorTree.replace(kept, values);
-      call = new BlockCall(this, args, body, null, keptLeaves, keptOutputs, ForwardTape.current());
+      call = new BlockCall(this, args, body, null, keptLeaves, keptOutputs, module.forwardTape());
     }
     if (options.zeroLevel() == 3) {
       group.release();

@@ -41,10 +41,13 @@ public final class ShardedModuleRuntime {
   record Child(String field, int index, ShardedModuleRuntime runtime) {}
 
   /**
-   * Whether the tree ran a forward since backward was last finished: only then is there
-   * end-of-backward work (gradients to reduce, a prefetch to release).
+   * Where the model tree is in a step: the tape of the forward running now (null outside a
+   * forward: a recompute in backward opens none), and whether a forward ran since backward was
+   * last finished (only then is there end-of-backward work: gradients to reduce, a prefetch to
+   * release).
    */
   private static final class StepProgress {
+    ForwardTape tape;
     boolean finishPending;
   }
 
@@ -213,6 +216,11 @@ public final class ShardedModuleRuntime {
     return comm;
   }
 
+  /** The tape of the model's forward running now, or null outside a forward. */
+  ForwardTape forwardTape() {
+    return step.tape;
+  }
+
   /** How many times this block's forward was recomputed in backward. */
   public long recomputeCount() {
     return recomputes;
@@ -258,7 +266,7 @@ public final class ShardedModuleRuntime {
 
   /** Runs {@code body} (the user's forward) as this module's role requires. */
   public <R> R forward(Object[] args, ForwardBody<R> body) {
-    boolean outermost = ForwardTape.current() == null;
+    boolean outermost = step.tape == null;
     if (outermost && !shapesAgreed) {
       // Before this model's first collective: ranks that built different models would send
       // buffers of different sizes, which Gloo answers with a native abort.
@@ -268,7 +276,7 @@ public final class ShardedModuleRuntime {
       }
     }
     if (outermost) {
-      ForwardTape.begin();
+      step.tape = new ForwardTape();
     }
     // An enclosing block's recompute leaves out only its own last matmul, not a nested module's:
     // a nested block that keeps its graph would otherwise keep a stand-in's garbage.
@@ -283,7 +291,7 @@ public final class ShardedModuleRuntime {
     } finally {
       EarlyStop.end(enclosingRecompute);
       if (outermost) {
-        ForwardTape.end();
+        step.tape = null;
       }
     }
   }
