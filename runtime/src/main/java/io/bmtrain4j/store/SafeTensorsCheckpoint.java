@@ -160,6 +160,7 @@ public final class SafeTensorsCheckpoint {
       }
       for (Param p : params) {
         readShardPart(in, file, header, p);
+        p.member.markInitialised(); // a parameter declared with Bmt.parameter needs no initParameters now
       }
     } catch (IOException e) {
       throw new UncheckedIOException("cannot read " + file, e);

@@ -13,6 +13,7 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 import org.bytedeco.javacpp.BytePointer;
 import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.global.torch;
 
 /** A whole map of tensors as one safetensors file: atomic write, and byte-range reads into existing tensors. */
 public final class SafeTensorsFile {
@@ -136,6 +137,24 @@ public final class SafeTensorsFile {
         throw new CheckpointException(file + " has no entry '" + key + "': the checkpoint is incomplete or from another model");
       }
       return e;
+    }
+
+    /**
+     * As {@link #read}, converting from the file's dtype to {@code target}'s when they differ
+     * (a bf16 file into an fp32 model, say) through a temporary of the file's dtype.
+     */
+    public void readConverting(String key, long from, long count, Tensor target) throws IOException {
+      SafeTensorsHeader.Entry e = entry(key);
+      torch.ScalarType stored = SafeTensorsHeader.scalarType(e.dtype());
+      if (stored.value == target.scalar_type().value) {
+        read(key, from, count, target);
+        return;
+      }
+      try (Tensor raw = torch.empty(new long[] {count}, new org.bytedeco.pytorch.TensorOptions().dtype(
+          new org.bytedeco.pytorch.ScalarTypeOptional(stored)), new org.bytedeco.pytorch.MemoryFormatOptional())) {
+        read(key, from, count, raw);
+        target.copy_(raw);
+      }
     }
 
     /** Copies {@code count} elements of {@code key}, from element {@code from}, into {@code target} (contiguous). */

@@ -79,6 +79,28 @@ public final class SafeTensorsHeader {
     throw new IllegalArgumentException("dtype " + t + " has no safetensors name here");
   }
 
+  /** The libtorch dtype of a safetensors dtype name (the floating and integer types this project writes). */
+  public static torch.ScalarType scalarType(String dtype) {
+    switch (dtype) {
+      case "F32":
+        return torch.ScalarType.Float;
+      case "F16":
+        return torch.ScalarType.Half;
+      case "BF16":
+        return torch.ScalarType.BFloat16;
+      case "F64":
+        return torch.ScalarType.Double;
+      case "I64":
+        return torch.ScalarType.Long;
+      case "I32":
+        return torch.ScalarType.Int;
+      case "U8":
+        return torch.ScalarType.Byte;
+      default:
+        throw new IllegalArgumentException("unsupported safetensors dtype " + dtype);
+    }
+  }
+
   static int elementSize(String dtype) {
     switch (dtype) {
       case "F64":

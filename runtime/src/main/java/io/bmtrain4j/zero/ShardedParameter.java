@@ -74,6 +74,14 @@ public final class ShardedParameter {
   }
 
   /**
+   * Says a loader has written this parameter's values (every rank its own slice): a parameter
+   * declared with {@code Bmt.parameter} then needs no {@code Bmt.initParameters}.
+   */
+  public void markLoaded() {
+    member.markInitialised();
+  }
+
+  /**
    * This rank's slice of the gradient, averaged over ranks; null if the parameter is frozen or has
    * none. The first call after a forward finishes that step's backward (reductions still pending:
    * a collective, so call it on every rank); later calls only read.

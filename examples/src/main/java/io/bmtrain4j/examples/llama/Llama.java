@@ -1,0 +1,74 @@
+package io.bmtrain4j.examples.llama;
+
+import io.bmtrain4j.annotations.BlockList;
+import io.bmtrain4j.annotations.Distributed;
+import io.bmtrain4j.init.DeferredParameters;
+import io.bmtrain4j.init.Initializer;
+import io.bmtrain4j.nn.Linear;
+import io.bmtrain4j.nn.RmsNorm;
+import io.bmtrain4j.nn.RotaryEmbedding;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.Function;
+import org.bytedeco.pytorch.Device;
+import org.bytedeco.pytorch.DeviceOptional;
+import org.bytedeco.pytorch.MemoryFormatOptional;
+import org.bytedeco.pytorch.ScalarTypeOptional;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.TensorOptions;
+import org.bytedeco.pytorch.global.torch;
+
+/**
+ * A LLaMA-family language model as a user of bmtrain4j writes it: a token embedding, a list of
+ * pre-norm blocks, a final RMSNorm and an untied LM head. Construct
+ * {@code new DistributedLlama(config, DistributedLlamaBlock::new)}, then either
+ * {@code Bmt.initParameters(model)} (fresh values, drawn per rank slice) or load a Hugging Face
+ * checkpoint ({@link HuggingFaceLlama#load}). Parameters are declared, not drawn, at construction,
+ * so even an 8B model never exists whole on one rank.
+ */
+public class Llama {
+  @Distributed Tensor embed;
+  @BlockList List<LlamaBlock> layers = new ArrayList<>();
+  @Distributed Tensor norm;
+  @Distributed Tensor head;
+
+  final LlamaConfig config;
+  final RotaryEmbedding rope;
+
+  public Llama(LlamaConfig c, Function<LlamaConfig, LlamaBlock> block) {
+    config = c;
+    embed = parameter(c, Initializer.normal(0.02), c.vocab(), c.dModel());
+    for (int i = 0; i < c.layers(); i++) {
+      layers.add(block.apply(c));
+    }
+    norm = parameter(c, Initializer.ones(), c.dModel());
+    head = parameter(c, Initializer.normal(0.02), c.vocab(), c.dModel());
+    rope = new RotaryEmbedding(c.headDim(), c.ropeTheta(), c.ropeScaling());
+  }
+
+  /**
+   * A parameter of the config's dtype and device whose values {@code Bmt.initParameters} draws
+   * later (or a loader fills): its storage is never written before sharding.
+   */
+  static Tensor parameter(LlamaConfig c, Initializer init, long... shape) {
+    TensorOptions options = new TensorOptions().dtype(new ScalarTypeOptional(c.dtype()))
+        .device(new DeviceOptional(new Device(c.device())));
+    Tensor t = torch.empty(shape, options, new MemoryFormatOptional()).requires_grad_(true);
+    DeferredParameters.register(t, init);
+    return t;
+  }
+
+  /** Logits {@code [batch, seq, vocab]} in the model's dtype, for tokens {@code [batch, seq]} (int64). */
+  public Tensor forward(Tensor tokens) {
+    Tensor x = torch.embedding(embed, tokens);
+    Tensor[] cosSin = rope.cosSin(tokens.size(1), x.device(), x.scalar_type());
+    for (LlamaBlock b : layers) {
+      x = b.forward(x, cosSin[0], cosSin[1]);
+    }
+    return Linear.apply(RmsNorm.apply(x, norm, config.rmsNormEps()), head);
+  }
+
+  public LlamaConfig config() {
+    return config;
+  }
+}
