@@ -4,6 +4,9 @@
       A tiny LLaMA with grouped-query attention, saved by save_pretrained into DIR; EXPECTED
       (safetensors) gets fixed tokens and the logits transformers computes for them in fp32
       (eager attention) from the saved weights.
+  gradients DIR OUT
+      The gradients of the mean cross-entropy of predicting each token + 1 (mod vocab) from the
+      tokens in DIR's EXPECTED file, under Hugging Face names, into OUT (safetensors).
   check DIR JAVA
       Loads DIR (written by the Java side) with from_pretrained and compares, against JAVA
       (safetensors the Java side wrote: the tokens, its logits, and its whole weights under
@@ -45,6 +48,17 @@ def make(args):
     save_file({"tokens": tokens.contiguous(), "logits": logits_of(reference, tokens)}, args.expected)
 
 
+def gradients(args):
+    model = LlamaForCausalLM.from_pretrained(args.dir, dtype=torch.float32, attn_implementation="eager")
+    tokens = load_file(args.expected)["tokens"]
+    logits = model(input_ids=tokens).logits
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), ((tokens + 1) % logits.size(-1)).reshape(-1))
+    loss.backward()
+    out = {name: p.grad.contiguous() for name, p in model.named_parameters()}
+    out["loss"] = loss.detach().reshape(1)
+    save_file(out, args.out)
+
+
 def check(args):
     java = load_file(args.java)
     model = LlamaForCausalLM.from_pretrained(args.dir, dtype=torch.float32, attn_implementation="eager")
@@ -78,8 +92,12 @@ if __name__ == "__main__":
     m.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     m.add_argument("--max-shard-size", default="40KB")
     m.add_argument("--llama3-rope", action="store_true")
+    g = sub.add_parser("gradients")
+    g.add_argument("dir")
+    g.add_argument("expected")
+    g.add_argument("out")
     c = sub.add_parser("check")
     c.add_argument("dir")
     c.add_argument("java")
     a = parser.parse_args()
-    make(a) if a.command == "make" else check(a)
+    {"make": make, "gradients": gradients, "check": check}[a.command](a)

@@ -91,6 +91,39 @@ class HuggingFaceLlamaTest {
     }
   }
 
+  /**
+   * Parity of training, not only of inference: the sharded model's averaged gradients (two ranks,
+   * each on half the batch; blocks recomputed with early stop) equal transformers' autograd on the
+   * whole batch.
+   */
+  @Test
+  void shardedGradientsEqualTransformersAutograd() throws Exception {
+    Path model = reference("float32", true, "40KB");
+    Path expectedFile = dir.resolve(model.getFileName() + "-expected.safetensors");
+    Path reference = dir.resolve("gradients.safetensors");
+    PythonReference.run("llama_reference.py", "gradients", model.toString(), expectedFile.toString(), reference.toString());
+    Map<String, Tensor> want = read(reference);
+    Tensor tokens = read(expectedFile).get("tokens");
+    List<Object[]> got = RanksAsThreads.run(2, 0, Duration.ofSeconds(120), ctx -> {
+      DistributedLlama net = load(model);
+      Tensor mine = tokens.narrow(0, ctx.rank(), 1);
+      Tensor logits = net.forward(mine);
+      Tensor loss = torch.cross_entropy_loss(logits.reshape(-1, 96), mine.add(new Scalar(1)).remainder(new Scalar(96)).reshape(-1));
+      loss.backward();
+      double mean = Bmt.meanLoss(loss);
+      Map<String, float[]> grads = new LinkedHashMap<>();
+      Bmt.gatherGradients(net).forEach((k, v) -> grads.put(HuggingFaceLlama.keyOf(k), values(v)));
+      return new Object[] {mean, grads};
+    });
+    assertEquals(want.get("loss").item_double(), (double) got.get(0)[0], 1e-5, "loss");
+    @SuppressWarnings("unchecked")
+    Map<String, float[]> grads = (Map<String, float[]>) got.get(0)[1];
+    assertEquals(21, grads.size(), grads.keySet().toString());
+    for (Map.Entry<String, float[]> e : grads.entrySet()) {
+      assertClose("gradient of " + e.getKey(), values(want.get(e.getKey())), e.getValue(), 1e-4, 1e-6);
+    }
+  }
+
   @Test
   void whatItTrainsAndSavesTransformersLoadsWithTheSameWeightsAndLogits() throws Exception {
     Path model = reference("float32", true, "40KB");
@@ -172,7 +205,7 @@ class HuggingFaceLlamaTest {
   }
 
   @Test
-  void hugginFaceNamesCoverEveryParameter() {
+  void huggingFaceNamesCoverEveryParameter() {
     LlamaConfig c = LlamaConfig.preset("tiny", 96, 16, torch.ScalarType.Float, "cpu");
     List<String> names = RanksAsThreads.run(1, 0, Duration.ofSeconds(60), ctx -> {
       DistributedLlama net = new DistributedLlama(c, DistributedLlamaBlock::new);
