@@ -36,7 +36,7 @@ import picocli.CommandLine.Option;
  * {@code --nproc N} (the local launcher) each process is one rank. Rank 0 shows a progress bar,
  * writes the loss curve and a checkpoint, and prints a sample from the trained model.
  */
-@Command(name = "train", mixinStandardHelpOptions = true, sortOptions = false,
+@Command(name = "train", mixinStandardHelpOptions = true, sortOptions = false, subcommands = io.bmtrain4j.examples.data.Prepare.class,
     description = "Train the example GPT with bmtrain4j (ZeRO-3 sharded data parallelism).")
 public final class Train implements Callable<Integer> {
   @CommandLine.Spec
@@ -51,7 +51,7 @@ public final class Train implements Callable<Integer> {
   @Option(names = "--dtype", description = "parameter dtype: fp32, bf16 or fp16 (masters stay fp32; fp16 uses a dynamic loss scale) (default ${DEFAULT-VALUE})")
   String dtype = "fp32";
 
-  @Option(names = "--data", description = "synthetic, text:PATH (bytes) or bin:PATH (nanoGPT uint16 tokens) (default ${DEFAULT-VALUE})")
+  @Option(names = "--data", description = "synthetic, text:PATH (bytes), bin:PATH (nanoGPT uint16 tokens) or tokens:PATH (written by the prepare subcommand) (default ${DEFAULT-VALUE})")
   String data = "synthetic";
 
   @Option(names = "--vocab", description = "vocabulary of a bin: data file (default ${DEFAULT-VALUE})")

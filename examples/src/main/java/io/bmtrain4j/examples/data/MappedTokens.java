@@ -13,15 +13,18 @@ import java.util.Random;
 import org.bytedeco.pytorch.Tensor;
 
 /**
- * A token file, memory-mapped (never read whole): bytes of a text (vocabulary 256), or nanoGPT's
- * {@code .bin} of little-endian uint16 tokens. Each sequence starts at an offset drawn from
- * (seed, step, rank), so ranks read different, reproducible windows.
+ * A token file, memory-mapped (never read whole): bytes of a text (vocabulary 256), nanoGPT's
+ * {@code .bin} of little-endian uint16 tokens, or uint32 tokens for vocabularies beyond 65,536
+ * (Llama 3's 128k; see {@link TokenFile}). Files of any size: mapped in 1 GiB windows, since one
+ * mapping holds at most 2 GiB. Each sequence starts at an offset drawn from (seed, step, rank), so
+ * ranks read different, reproducible windows.
  */
 public final class MappedTokens implements TokenSource {
   /** How tokens are stored. */
   public enum Format {
     BYTES(1),
-    UINT16(2);
+    UINT16(2),
+    UINT32(4);
 
     final int width;
 
@@ -30,7 +33,10 @@ public final class MappedTokens implements TokenSource {
     }
   }
 
-  private final MappedByteBuffer map;
+  /** Bytes per mapping: a multiple of every token width, so no token straddles two. */
+  static final long WINDOW = 1L << 30;
+
+  private final MappedByteBuffer[] windows;
   private final Format format;
   private final long tokens;
   private final int vocab;
@@ -40,11 +46,11 @@ public final class MappedTokens implements TokenSource {
   public MappedTokens(Path file, Format format, int vocab, int seq, long seed) {
     try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
       long size = ch.size();
-      if (size > Integer.MAX_VALUE) {
-        throw new IllegalArgumentException(file + " is larger than 2 GiB: split it (one mapping holds 2 GiB)");
+      this.windows = new MappedByteBuffer[(int) ((size + WINDOW - 1) / WINDOW)];
+      for (int w = 0; w < windows.length; w++) {
+        windows[w] = ch.map(FileChannel.MapMode.READ_ONLY, w * WINDOW, Math.min(WINDOW, size - w * WINDOW));
+        windows[w].order(ByteOrder.LITTLE_ENDIAN);
       }
-      this.map = ch.map(FileChannel.MapMode.READ_ONLY, 0, size);
-      this.map.order(ByteOrder.LITTLE_ENDIAN);
       this.tokens = size / format.width;
     } catch (IOException e) {
       throw new UncheckedIOException("cannot map " + file, e);
@@ -58,8 +64,21 @@ public final class MappedTokens implements TokenSource {
     this.seed = seed;
   }
 
-  private long token(long i) {
-    long t = format == Format.BYTES ? Byte.toUnsignedLong(map.get((int) i)) : Short.toUnsignedLong(map.getShort((int) (2 * i)));
+  /** How many tokens the file holds. */
+  public long size() {
+    return tokens;
+  }
+
+  /** Token {@code i} of the file. */
+  public long token(long i) {
+    long at = i * format.width;
+    MappedByteBuffer w = windows[(int) (at / WINDOW)];
+    int in = (int) (at % WINDOW);
+    long t = switch (format) {
+      case BYTES -> Byte.toUnsignedLong(w.get(in));
+      case UINT16 -> Short.toUnsignedLong(w.getShort(in));
+      case UINT32 -> Integer.toUnsignedLong(w.getInt(in));
+    };
     if (t >= vocab) {
       throw new IllegalStateException("token " + t + " at position " + i + " is outside the vocabulary (" + vocab
           + "): pass the right --vocab for this .bin");

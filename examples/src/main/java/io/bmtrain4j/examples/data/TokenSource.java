@@ -25,7 +25,8 @@ public interface TokenSource {
 
   /**
    * Opens {@code spec}: "synthetic" (the repeated-pattern task), "text:PATH" (bytes of a text
-   * file, vocabulary 256) or "bin:PATH" (nanoGPT's uint16 tokens, memory-mapped).
+   * file, vocabulary 256), "bin:PATH" (nanoGPT's uint16 tokens, memory-mapped) or "tokens:PATH"
+   * (a corpus {@code train prepare} tokenized, uint16 or uint32 as its {@code PATH.json} says).
    */
   static TokenSource open(String spec, int seq, long seed, int binVocab) {
     if (spec.equals("synthetic")) {
@@ -37,7 +38,10 @@ public interface TokenSource {
     if (spec.startsWith("bin:")) {
       return new MappedTokens(java.nio.file.Path.of(spec.substring(4)), MappedTokens.Format.UINT16, binVocab, seq, seed);
     }
-    throw new IllegalArgumentException("unknown data source '" + spec + "': use synthetic, text:PATH or bin:PATH");
+    if (spec.startsWith("tokens:")) {
+      return TokenFile.open(java.nio.file.Path.of(spec.substring(7)), seq, seed);
+    }
+    throw new IllegalArgumentException("unknown data source '" + spec + "': use synthetic, text:PATH, bin:PATH or tokens:PATH");
   }
 
   /** Why {@code spec} cannot be opened (to follow "--data "), or null if it looks usable. */
@@ -50,8 +54,14 @@ public interface TokenSource {
       path = spec.substring(5);
     } else if (spec.startsWith("bin:")) {
       path = spec.substring(4);
+    } else if (spec.startsWith("tokens:")) {
+      path = spec.substring(7);
+      if (!java.nio.file.Files.isRegularFile(TokenFile.sidecar(java.nio.file.Path.of(path)))) {
+        return "names " + path + ", which has no " + TokenFile.sidecar(java.nio.file.Path.of(path)).getFileName()
+            + " beside it: tokens: reads files that 'train prepare' wrote (a nanoGPT .bin is bin:PATH)";
+      }
     } else {
-      return "must be synthetic, text:PATH or bin:PATH, got '" + spec + "'";
+      return "must be synthetic, text:PATH, bin:PATH or tokens:PATH, got '" + spec + "'";
     }
     java.nio.file.Path p = java.nio.file.Path.of(path);
     if (!java.nio.file.Files.exists(p)) {
