@@ -13,10 +13,10 @@ import java.util.List;
  */
 public final class AdamOffloadOptimizer extends AdamOptimizer {
   public AdamOffloadOptimizer(List<ShardedParameter> parameters, AdamOptions options) {
-    super(List.of(ParamGroup.of(parameters, options.weightDecay())), options, true);
+    super(List.of(HyperparameterGroup.of(parameters, options.weightDecay())), options, true);
   }
 
-  public AdamOffloadOptimizer(AdamOptions options, ParamGroup... groups) {
+  public AdamOffloadOptimizer(AdamOptions options, HyperparameterGroup... groups) {
     super(List.of(groups), options, true);
   }
 }

@@ -54,15 +54,15 @@ public class AdamOptimizer extends ShardedOptimizer {
 
   /** One group: every parameter with the options' weight decay. */
   public AdamOptimizer(List<ShardedParameter> parameters, AdamOptions options) {
-    this(List.of(ParamGroup.of(parameters, options.weightDecay())), options, false);
+    this(List.of(HyperparameterGroup.of(parameters, options.weightDecay())), options, false);
   }
 
   /** Groups with their own lr scale and weight decay (BMTrain's grouped_parameters). */
-  public AdamOptimizer(AdamOptions options, ParamGroup... groups) {
+  public AdamOptimizer(AdamOptions options, HyperparameterGroup... groups) {
     this(List.of(groups), options, false);
   }
 
-  protected AdamOptimizer(List<ParamGroup> groups, AdamOptions options, boolean offload) {
+  protected AdamOptimizer(List<HyperparameterGroup> groups, AdamOptions options, boolean offload) {
     super(groups, options.lr());
     this.options = options;
     this.offload = offload;
@@ -166,7 +166,7 @@ public class AdamOptimizer extends ShardedOptimizer {
   }
 
   /** One parameter taking a step: its options' group and its state. */
-  private record Stepping(ParamGroup group, ShardedParameter parameter, State state) {}
+  private record Stepping(HyperparameterGroup group, ShardedParameter parameter, State state) {}
 
   @Override
   public void step(double gradScale) {
@@ -175,7 +175,7 @@ public class AdamOptimizer extends ShardedOptimizer {
     try (PointerScope temporaries = new PointerScope(); NoGradGuard g = new NoGradGuard()) {
       Map<ParameterGroup, List<Stepping>> byBlock = new LinkedHashMap<>();
       List<Tensor> allSteps = new ArrayList<>();
-      for (ParamGroup group : groups) {
+      for (HyperparameterGroup group : groups) {
         for (ShardedParameter p : group.parameters()) {
           Tensor grad = p.requiresGrad() ? p.grad() : null;
           if (grad == null) {
@@ -264,14 +264,14 @@ public class AdamOptimizer extends ShardedOptimizer {
   /** Updates these parameters: one fused call per options group, then the masters copied back. */
   private void stepParameters(List<Stepping> stepping, Map<ParameterGroup, Tensor> fp32Grads, double gradScale,
       double baseLr) {
-    Map<ParamGroup, List<Stepping>> byOptions = new LinkedHashMap<>();
+    Map<HyperparameterGroup, List<Stepping>> byOptions = new LinkedHashMap<>();
     for (Stepping st : stepping) {
       byOptions.computeIfAbsent(st.group(), k -> new ArrayList<>()).add(st);
     }
     List<Tensor> roundedDestinations = new ArrayList<>();
     List<Tensor> roundedSources = new ArrayList<>();
-    for (Map.Entry<ParamGroup, List<Stepping>> e : byOptions.entrySet()) {
-      ParamGroup group = e.getKey();
+    for (Map.Entry<HyperparameterGroup, List<Stepping>> e : byOptions.entrySet()) {
+      HyperparameterGroup group = e.getKey();
       List<Tensor> params = new ArrayList<>();
       List<Tensor> grads = new ArrayList<>();
       List<Tensor> expAvgs = new ArrayList<>();

@@ -13,19 +13,19 @@ import org.bytedeco.pytorch.Tensor;
 /**
  * An optimizer over this rank's parameter slices ({@link ShardedParameter}): each rank updates
  * only what it owns, with gradients already averaged over ranks. Subclasses implement the update;
- * this class holds the groups, the learning rate the scheduler sets, and the step count.
+ * this class holds the hyperparameter groups, the learning rate the scheduler sets, and the step count.
  */
 public abstract class ShardedOptimizer implements AutoCloseable, LearningRateTarget {
-  protected final List<ParamGroup> groups;
+  protected final List<HyperparameterGroup> groups;
   private double lr;
   protected long steps;
 
-  protected ShardedOptimizer(List<ParamGroup> groups, double lr) {
+  protected ShardedOptimizer(List<HyperparameterGroup> groups, double lr) {
     this.groups = List.copyOf(groups);
     this.lr = lr;
     Map<ShardedParameter, Boolean> seen = new IdentityHashMap<>();
     Map<String, Boolean> names = new LinkedHashMap<>();
-    for (ParamGroup g : groups) {
+    for (HyperparameterGroup g : groups) {
       for (ShardedParameter p : g.parameters()) {
         if (seen.put(p, true) != null || names.put(p.name(), true) != null) {
           throw new IllegalArgumentException("parameter " + p.name()
@@ -38,7 +38,7 @@ public abstract class ShardedOptimizer implements AutoCloseable, LearningRateTar
   /** Every parameter of every group. */
   public List<ShardedParameter> parameters() {
     List<ShardedParameter> out = new ArrayList<>();
-    for (ParamGroup g : groups) {
+    for (HyperparameterGroup g : groups) {
       out.addAll(g.parameters());
     }
     return out;
@@ -62,7 +62,8 @@ public abstract class ShardedOptimizer implements AutoCloseable, LearningRateTar
     return covered == block.layout().parameterElementsOnThisRank();
   }
 
-  public List<ParamGroup> groups() {
+  /** The hyperparameter groups, in the order given. */
+  public List<HyperparameterGroup> groups() {
     return groups;
   }
 
