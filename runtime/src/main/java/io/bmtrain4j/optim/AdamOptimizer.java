@@ -24,6 +24,12 @@ import org.bytedeco.pytorch.global.torch;
  * here, updated, then copied back (rounded) into the parameter.
  */
 public class AdamOptimizer extends ShardedOptimizer {
+  /** State-dict key suffixes, after the parameter's name: the names checkpoints hold. */
+  private static final String STEP = "step";
+  private static final String EXP_AVG = "exp_avg";
+  private static final String EXP_AVG_SQ = "exp_avg_sq";
+  private static final String MASTER = "master";
+
   private final AdamOptions options;
   private final boolean offload;
   private final Map<ShardedParameter, State> states = new IdentityHashMap<>();
@@ -327,11 +333,25 @@ public class AdamOptimizer extends ShardedOptimizer {
     out.put("steps", torch.tensor(new long[] {steps}).reshape(new long[] {}));
     for (ShardedParameter p : parameters()) {
       State s = states.get(p);
-      out.put(p.name() + ".step", s.step);
-      out.put(p.name() + ".exp_avg", s.expAvg);
-      out.put(p.name() + ".exp_avg_sq", s.expAvgSq);
+      out.put(stateKey(p, STEP), s.step);
+      out.put(stateKey(p, EXP_AVG), s.expAvg);
+      out.put(stateKey(p, EXP_AVG_SQ), s.expAvgSq);
       if (s.separateMaster) {
-        out.put(p.name() + ".master", s.master);
+        out.put(stateKey(p, MASTER), s.master);
+      }
+    }
+    return out;
+  }
+
+  /** The moments and separate masters: one value per slice element (the step counts are scalars). */
+  @Override
+  public Map<String, ShardedParameter> perElementKeys() {
+    Map<String, ShardedParameter> out = new LinkedHashMap<>();
+    for (ShardedParameter p : parameters()) {
+      out.put(stateKey(p, EXP_AVG), p);
+      out.put(stateKey(p, EXP_AVG_SQ), p);
+      if (states.get(p).separateMaster) {
+        out.put(stateKey(p, MASTER), p);
       }
     }
     return out;
@@ -344,11 +364,11 @@ public class AdamOptimizer extends ShardedOptimizer {
       for (ShardedParameter p : parameters()) {
         State s = states.get(p);
         long n = s.expAvg.numel();
-        s.step.copy_(StateDicts.require(state, p.name() + ".step", new long[] {}));
-        s.expAvg.copy_(StateDicts.require(state, p.name() + ".exp_avg", new long[] {n}));
-        s.expAvgSq.copy_(StateDicts.require(state, p.name() + ".exp_avg_sq", new long[] {n}));
+        s.step.copy_(StateDicts.require(state, stateKey(p, STEP), new long[] {}));
+        s.expAvg.copy_(StateDicts.require(state, stateKey(p, EXP_AVG), new long[] {n}));
+        s.expAvgSq.copy_(StateDicts.require(state, stateKey(p, EXP_AVG_SQ), new long[] {n}));
         if (s.separateMaster) {
-          s.master.copy_(StateDicts.require(state, p.name() + ".master", new long[] {n}));
+          s.master.copy_(StateDicts.require(state, stateKey(p, MASTER), new long[] {n}));
           if (!rebuilds(p.group())) {
             p.sliceOf(p.group().shard().forOptimizerUpdate()).copy_(s.master); // its own parameter: see stepParameters
           }

@@ -99,6 +99,21 @@ public abstract class ShardedOptimizer implements AutoCloseable, LearningRateTar
   /** Restores {@link #stateDict()}; fails naming the key on a missing key or a shape mismatch. */
   public abstract void loadStateDict(Map<String, Tensor> state);
 
+  /**
+   * The keys of {@link #stateDict()} that hold one value per element of a parameter's slice on
+   * this rank (moments, master weights), each with its parameter. A sharded checkpoint saves
+   * these from every rank and, at another world size, reslices them like the parameter; every
+   * other key is the same on every rank and is saved once. None unless an optimizer says so.
+   */
+  public Map<String, ShardedParameter> perElementKeys() {
+    return Map.of();
+  }
+
+  /** The state-dict key {@code <parameter name>.<suffix>}: how optimizers name a parameter's state. */
+  protected static String stateKey(ShardedParameter parameter, String suffix) {
+    return parameter.name() + "." + suffix;
+  }
+
   @Override
   public void close() {}
 }
