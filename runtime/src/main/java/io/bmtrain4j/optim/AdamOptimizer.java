@@ -10,10 +10,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import org.bytedeco.javacpp.PointerScope;
-import org.bytedeco.pytorch.Device;
-import org.bytedeco.pytorch.DeviceOptional;
 import org.bytedeco.pytorch.NoGradGuard;
-import org.bytedeco.pytorch.ScalarTypeOptional;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.TensorOptions;
 import org.bytedeco.pytorch.global.torch;
@@ -31,7 +28,7 @@ public class AdamOptimizer extends ShardedOptimizer {
   private static final String MASTER = "master";
 
   private final AdamOptions options;
-  private final boolean offload;
+  private final StatePlacement placement;
   private final Map<ShardedParameter, State> states = new IdentityHashMap<>();
   /** This optimizer's parameters with separate masters, by block, and each block's write count they reflect. */
   private final Map<ParameterGroup, List<ShardedParameter>> withMasters = new LinkedHashMap<>();
@@ -46,37 +43,37 @@ public class AdamOptimizer extends ShardedOptimizer {
     final Tensor expAvg;
     final Tensor expAvgSq;
     final Tensor step;
-    final Tensor gradBuffer; // offload only: where the gradient is copied to
 
-    State(Tensor master, boolean separateMaster, Tensor expAvg, Tensor expAvgSq, Tensor step, Tensor gradBuffer) {
+    State(Tensor master, boolean separateMaster, Tensor expAvg, Tensor expAvgSq, Tensor step) {
       this.master = master;
       this.separateMaster = separateMaster;
       this.expAvg = expAvg;
       this.expAvgSq = expAvgSq;
       this.step = step;
-      this.gradBuffer = gradBuffer;
     }
   }
 
   /** One group: every parameter with the options' weight decay. */
   public AdamOptimizer(List<ShardedParameter> parameters, AdamOptions options) {
-    this(List.of(HyperparameterGroup.of(parameters, options.weightDecay())), options, false);
+    this(List.of(HyperparameterGroup.of(parameters, options.weightDecay())), options, new DeviceStatePlacement());
   }
 
   /** Groups with their own lr scale and weight decay (BMTrain's grouped_parameters). */
   public AdamOptimizer(AdamOptions options, HyperparameterGroup... groups) {
-    this(List.of(groups), options, false);
+    this(List.of(groups), options, new DeviceStatePlacement());
   }
 
-  protected AdamOptimizer(List<HyperparameterGroup> groups, AdamOptions options, boolean offload) {
+  /** With its state where {@code placement} keeps it (see {@link AdamOffloadOptimizer}). */
+  AdamOptimizer(List<HyperparameterGroup> groups, AdamOptions options, StatePlacement placement) {
     super(groups, options.lr());
     this.options = options;
-    this.offload = offload;
+    this.placement = placement;
     try (NoGradGuard g = new NoGradGuard()) {
       for (ShardedParameter p : parameters()) {
         states.put(p, newState(p));
       }
     }
+    placement.reserveGradients(parameters());
     // A block's parameters share its dtype, so they have separate masters all or none.
     byBlock(parameters()).forEach((block, params) -> {
       if (states.get(params.get(0)).separateMaster) {
@@ -99,7 +96,7 @@ public class AdamOptimizer extends ShardedOptimizer {
    * another optimizer, offloaded masters and fp32 parameters keep their shard.
    */
   private void registerShardSources() {
-    if (offload) {
+    if (!placement.mastersRebuildShards()) {
       return;
     }
     for (Map.Entry<ParameterGroup, List<ShardedParameter>> e : withMasters.entrySet()) {
@@ -137,8 +134,8 @@ public class AdamOptimizer extends ShardedOptimizer {
 
   private State newState(ShardedParameter p) {
     boolean fp32 = p.group().dtype().value == torch.ScalarType.Float.value;
-    boolean separate = offload || !fp32;
-    TensorOptions host = hostOptions(p.group().device());
+    boolean separate = !(fp32 && placement.fp32ShardIsItsOwnMaster());
+    TensorOptions host = placement.fp32Options(p.group().device());
     Tensor master;
     if (separate) {
       // The view is closed at once: left to the GC, it pinned the shard's first storage (2 bytes
@@ -153,22 +150,7 @@ public class AdamOptimizer extends ShardedOptimizer {
     Tensor expAvg = Native.own(torch.zeros(new long[] {n}, host));
     Tensor expAvgSq = Native.own(torch.zeros(new long[] {n}, host));
     Tensor step = Native.own(torch.zeros(new long[] {}, host));
-    Tensor gradBuffer = offload ? Native.own(torch.zeros(new long[] {n}, host)) : null;
-    return new State(master, separate, expAvg, expAvgSq, step, gradBuffer);
-  }
-
-  /** fp32 on the parameters' device, or on the host (pinned when the parameters are on a GPU) when offloading. */
-  private TensorOptions hostOptions(Device device) {
-    TensorOptions o = new TensorOptions().dtype(new ScalarTypeOptional(torch.ScalarType.Float));
-    if (offload) {
-      o = o.device(new DeviceOptional(new Device("cpu")));
-      if (device.is_cuda()) {
-        o = o.pinned_memory(new org.bytedeco.pytorch.BoolOptional(true));
-      }
-    } else {
-      o = o.device(new DeviceOptional(device));
-    }
-    return o;
+    return new State(master, separate, expAvg, expAvgSq, step);
   }
 
   /** One parameter taking a step: its options' group and its state. */
@@ -220,15 +202,12 @@ public class AdamOptimizer extends ShardedOptimizer {
     }
     try (PointerScope chunkScope = new PointerScope()) {
       List<Stepping> stepping = new ArrayList<>();
-      Map<ParameterGroup, Tensor> fp32Grads = new IdentityHashMap<>();
       for (ParameterGroup block : blocks) {
         stepping.addAll(byBlock.get(block));
-        if (!offload) {
-          fp32Grads.put(block, fp32Gradient(block.shardGrad(), gradScale));
-        }
       }
+      StatePlacement.StepGradients gradients = placement.gradients(blocks, gradScale);
       adoptExternalWrites(blocks);
-      stepParameters(stepping, fp32Grads, gradScale, baseLr);
+      stepParameters(stepping, gradients, baseLr);
       for (ParameterGroup block : blocks) {
         if (rebuilds(block)) {
           block.shardSourceUpdated();
@@ -268,8 +247,7 @@ public class AdamOptimizer extends ShardedOptimizer {
   }
 
   /** Updates these parameters: one fused call per options group, then the masters copied back. */
-  private void stepParameters(List<Stepping> stepping, Map<ParameterGroup, Tensor> fp32Grads, double gradScale,
-      double baseLr) {
+  private void stepParameters(List<Stepping> stepping, StatePlacement.StepGradients gradients, double baseLr) {
     Map<HyperparameterGroup, List<Stepping>> byOptions = new LinkedHashMap<>();
     for (Stepping st : stepping) {
       byOptions.computeIfAbsent(st.group(), k -> new ArrayList<>()).add(st);
@@ -278,20 +256,14 @@ public class AdamOptimizer extends ShardedOptimizer {
     List<Tensor> roundedSources = new ArrayList<>();
     for (Map.Entry<HyperparameterGroup, List<Stepping>> e : byOptions.entrySet()) {
       HyperparameterGroup group = e.getKey();
+      List<ShardedParameter> stepped = new ArrayList<>();
       List<Tensor> params = new ArrayList<>();
-      List<Tensor> grads = new ArrayList<>();
       List<Tensor> expAvgs = new ArrayList<>();
       List<Tensor> expAvgSqs = new ArrayList<>();
       List<Tensor> updatedSteps = new ArrayList<>();
-      List<Tensor> offloadSources = new ArrayList<>();
       for (Stepping st : e.getValue()) {
         State s = st.state();
-        if (offload) {
-          grads.add(s.gradBuffer); // filled from the device below, fp32
-          offloadSources.add(st.parameter().sliceOf(st.parameter().group().shardGrad()));
-        } else {
-          grads.add(st.parameter().sliceOf(fp32Grads.get(st.parameter().group())));
-        }
+        stepped.add(st.parameter());
         params.add(s.master);
         expAvgs.add(s.expAvg);
         expAvgSqs.add(s.expAvgSq);
@@ -303,27 +275,11 @@ public class AdamOptimizer extends ShardedOptimizer {
           roundedSources.add(s.master);
         }
       }
-      if (offload) {
-        MultiTensorOps.copy(grads, offloadSources);
-        if (gradScale != 1.0) {
-          MultiTensorOps.divide(grads, gradScale);
-        }
-      }
+      List<Tensor> grads = gradients.of(stepped);
       FusedAdamW.step(params, grads, expAvgs, expAvgSqs, updatedSteps, baseLr * group.lrScale(), options.beta1(),
           options.beta2(), group.weightDecay(), options.eps());
     }
     MultiTensorOps.copyByDestinationType(roundedDestinations, roundedSources);
-  }
-
-  /** A block's shard gradient as fp32 with the loss scale removed: a new tensor unless it already is one (scale 1). */
-  private static Tensor fp32Gradient(Tensor shardGrad, double gradScale) {
-    boolean fp32 = shardGrad.scalar_type().value == torch.ScalarType.Float.value;
-    Tensor g = fp32 ? shardGrad : shardGrad.to(torch.ScalarType.Float);
-    if (gradScale == 1.0) {
-      return g;
-    }
-    org.bytedeco.pytorch.Scalar scale = new org.bytedeco.pytorch.Scalar(gradScale);
-    return fp32 ? g.div(scale) : g.div_(scale); // never divide the shard gradient itself in place
   }
 
   @Override
@@ -393,10 +349,8 @@ public class AdamOptimizer extends ShardedOptimizer {
       s.expAvg.close();
       s.expAvgSq.close();
       s.step.close();
-      if (s.gradBuffer != null) {
-        s.gradBuffer.close();
-      }
     }
     states.clear();
+    placement.close();
   }
 }
