@@ -16,10 +16,11 @@ import org.bytedeco.pytorch.global.torch;
 
 /**
  * Adam with decoupled weight decay over this rank's slices, on libtorch's fused multi-tensor
- * kernel. The kernel updates fp32 {@link MasterWeights}: fp32 parameters in place, fp16/bf16
- * parameters through fp32 copies whose rounding then becomes the parameter. This class keeps only
- * Adam's own state, the moments and step counts, beside the masters ({@link StatePlacement}:
- * on the parameters' device here, on the host in {@link AdamOffloadOptimizer}).
+ * kernel. The kernel updates fp32 master weights ({@code MasterWeights}): fp32 parameters in
+ * place, fp16/bf16 parameters through fp32 copies whose rounding then becomes the parameter. This
+ * class keeps only Adam's own state, the moments and step counts, beside the masters (where a
+ * {@code StatePlacement} keeps them: on the parameters' device here, on the host in {@link
+ * AdamOffloadOptimizer}).
  */
 public class AdamOptimizer extends ShardedOptimizer {
   /** State-dict key suffixes, after the parameter's name: the names checkpoints hold. */
