@@ -6,17 +6,15 @@ import java.util.List;
 /**
  * {@link AdamOptimizer} with master weights and moments in host memory (pinned when the parameters
  * are on a GPU): each step copies the gradients to the host, updates there, and copies the
- * parameters back. Frees the device of 12 bytes per parameter slice element.
- *
- * <p>The copies run group by group, synchronously; overlapping one group's copies with the next
- * group's update belongs with the GPU runtime (CUDA streams), and is not done yet.
+ * parameters back. Frees the device of 12 bytes per parameter slice element. The same Adam; only
+ * where its state lives differs ({@code HostStatePlacement}, which says how the copies run).
  */
 public final class AdamOffloadOptimizer extends AdamOptimizer {
   public AdamOffloadOptimizer(List<ShardedParameter> parameters, AdamOptions options) {
-    super(List.of(ParamGroup.of(parameters, options.weightDecay())), options, true);
+    super(List.of(HyperparameterGroup.of(parameters, options.weightDecay())), options, new HostStatePlacement());
   }
 
-  public AdamOffloadOptimizer(AdamOptions options, ParamGroup... groups) {
-    super(List.of(groups), options, true);
+  public AdamOffloadOptimizer(AdamOptions options, HyperparameterGroup... groups) {
+    super(List.of(groups), options, new HostStatePlacement());
   }
 }

@@ -1,172 +1,74 @@
 package io.bmtrain4j.optim;
 
-import io.bmtrain4j.zero.LocalShard;
+import io.bmtrain4j.internal.Native;
 import io.bmtrain4j.zero.ParameterGroup;
 import io.bmtrain4j.zero.ShardedParameter;
-import io.bmtrain4j.internal.Native;
 import java.util.ArrayList;
 import java.util.IdentityHashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import org.bytedeco.javacpp.PointerScope;
-import org.bytedeco.pytorch.Device;
-import org.bytedeco.pytorch.DeviceOptional;
 import org.bytedeco.pytorch.NoGradGuard;
-import org.bytedeco.pytorch.ScalarTypeOptional;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.TensorOptions;
 import org.bytedeco.pytorch.global.torch;
 
 /**
  * Adam with decoupled weight decay over this rank's slices, on libtorch's fused multi-tensor
- * kernel. fp32 parameters are updated in place; fp16/bf16 parameters get fp32 master weights kept
- * here, updated, then copied back (rounded) into the parameter.
+ * kernel. The kernel updates fp32 master weights ({@code MasterWeights}): fp32 parameters in
+ * place, fp16/bf16 parameters through fp32 copies whose rounding then becomes the parameter. This
+ * class keeps only Adam's own state, the moments and step counts, beside the masters (where a
+ * {@code StatePlacement} keeps them: on the parameters' device here, on the host in {@link
+ * AdamOffloadOptimizer}).
  */
 public class AdamOptimizer extends ShardedOptimizer {
+  /** State-dict key suffixes, after the parameter's name: the names checkpoints hold. */
+  private static final String STEP = "step";
+  private static final String EXP_AVG = "exp_avg";
+  private static final String EXP_AVG_SQ = "exp_avg_sq";
+
   private final AdamOptions options;
-  private final boolean offload;
-  private final Map<ShardedParameter, State> states = new IdentityHashMap<>();
-  /** This optimizer's parameters with separate masters, by block, and each block's write count they reflect. */
-  private final Map<ParameterGroup, List<ShardedParameter>> withMasters = new LinkedHashMap<>();
-  private final Map<ParameterGroup, Long> writesSeen = new IdentityHashMap<>();
-  /** The sources this optimizer offered for blocks it could rebuild: see registerShardSources. */
-  private final Map<ParameterGroup, LocalShard.ShardSource> sources = new IdentityHashMap<>();
+  private final StatePlacement placement;
+  private final MasterWeights masters;
+  private final Map<ShardedParameter, Moments> moments = new IdentityHashMap<>();
 
-  /** Per-parameter state: the fp32 weights the kernel updates, its moments and step. */
-  static final class State {
-    final Tensor master; // the parameter slice itself (fp32, not offloaded) or an fp32 copy
-    final boolean separateMaster;
-    final Tensor expAvg;
-    final Tensor expAvgSq;
-    final Tensor step;
-    final Tensor gradBuffer; // offload only: where the gradient is copied to
-
-    State(Tensor master, boolean separateMaster, Tensor expAvg, Tensor expAvgSq, Tensor step, Tensor gradBuffer) {
-      this.master = master;
-      this.separateMaster = separateMaster;
-      this.expAvg = expAvg;
-      this.expAvgSq = expAvgSq;
-      this.step = step;
-      this.gradBuffer = gradBuffer;
-    }
-  }
+  /** A parameter's Adam state, fp32 beside its master: the two moments and its step count. */
+  private record Moments(Tensor expAvg, Tensor expAvgSq, Tensor step) {}
 
   /** One group: every parameter with the options' weight decay. */
   public AdamOptimizer(List<ShardedParameter> parameters, AdamOptions options) {
-    this(List.of(ParamGroup.of(parameters, options.weightDecay())), options, false);
+    this(List.of(HyperparameterGroup.of(parameters, options.weightDecay())), options, new DeviceStatePlacement());
   }
 
   /** Groups with their own lr scale and weight decay (BMTrain's grouped_parameters). */
-  public AdamOptimizer(AdamOptions options, ParamGroup... groups) {
-    this(List.of(groups), options, false);
+  public AdamOptimizer(AdamOptions options, HyperparameterGroup... groups) {
+    this(List.of(groups), options, new DeviceStatePlacement());
   }
 
-  protected AdamOptimizer(List<ParamGroup> groups, AdamOptions options, boolean offload) {
+  /** With its state where {@code placement} keeps it (see {@link AdamOffloadOptimizer}). */
+  AdamOptimizer(List<HyperparameterGroup> groups, AdamOptions options, StatePlacement placement) {
     super(groups, options.lr());
     this.options = options;
-    this.offload = offload;
-    try (NoGradGuard g = new NoGradGuard()) {
+    this.placement = placement;
+    this.masters = new MasterWeights(parameters(), placement);
+    try (PointerScope scope = new PointerScope()) {
       for (ShardedParameter p : parameters()) {
-        states.put(p, newState(p));
+        TensorOptions fp32 = placement.fp32Options(p.group().device());
+        long n = p.localLength();
+        moments.put(p, new Moments(Native.own(torch.zeros(new long[] {n}, fp32)),
+            Native.own(torch.zeros(new long[] {n}, fp32)), Native.own(torch.zeros(new long[] {}, fp32))));
       }
     }
-    // A block's parameters share its dtype, so they have separate masters all or none.
-    byBlock(parameters()).forEach((block, params) -> {
-      if (states.get(params.get(0)).separateMaster) {
-        withMasters.put(block, params);
-      }
-    });
-    registerShardSources();
-    withMasters.keySet().forEach(this::noteWritesSeen);
-  }
-
-  /** The masters now reflect everything written into {@code block}'s shard so far. */
-  private void noteWritesSeen(ParameterGroup block) {
-    writesSeen.put(block, block.shard().version());
-  }
-
-  /**
-   * A block all of whose elements on this rank have device masters here needs no low-precision
-   * shard between gathers: it is rebuilt from the masters (LocalShard's [Note: a shard the
-   * optimizer can rebuild]), as FSDP2 casts its fp32 shards at each gather. Blocks shared with
-   * another optimizer, offloaded masters and fp32 parameters keep their shard.
-   */
-  private void registerShardSources() {
-    if (offload) {
-      return;
-    }
-    for (Map.Entry<ParameterGroup, List<ShardedParameter>> e : withMasters.entrySet()) {
-      ParameterGroup block = e.getKey();
-      List<ShardedParameter> params = e.getValue();
-      if (!coverShard(block, params)) {
-        continue;
-      }
-      LocalShard.ShardSource source = shard -> {
-        List<Tensor> slices = new ArrayList<>();
-        List<Tensor> masters = new ArrayList<>();
-        for (ShardedParameter p : params) {
-          if (p.localLength() > 0) {
-            slices.add(p.sliceOf(shard));
-            masters.add(states.get(p).master);
-          }
-        }
-        MultiTensorOps.copy(slices, masters); // rounds fp32 to the shard's dtype
-      };
-      if (block.shard().offerSource(source)) {
-        sources.put(block, source);
-      }
-    }
-  }
-
-  /** Whether this optimizer's masters rebuild {@code block}'s shard now (another optimizer over it turns that off). */
-  private boolean rebuilds(ParameterGroup block) {
-    LocalShard.ShardSource source = sources.get(block);
-    return source != null && block.shard().rebuiltFrom(source);
+    placement.reserveGradients(parameters());
   }
 
   public AdamOptions options() {
     return options;
   }
 
-  private State newState(ShardedParameter p) {
-    boolean fp32 = p.group().dtype().value == torch.ScalarType.Float.value;
-    boolean separate = offload || !fp32;
-    TensorOptions host = hostOptions(p.group().device());
-    Tensor master;
-    if (separate) {
-      // The view is closed at once: left to the GC, it pinned the shard's first storage (2 bytes
-      // per parameter, 2.45 GiB at 1.3B) after the shard had been freed for rebuilding.
-      Tensor local = p.readLocal();
-      master = Native.own(local.to(host, false, true, new org.bytedeco.pytorch.MemoryFormatOptional()));
-      local.close();
-    } else {
-      master = Native.own(p.local()); // an fp32 shard is its own master, updated in place
-    }
-    long n = p.localLength();
-    Tensor expAvg = Native.own(torch.zeros(new long[] {n}, host));
-    Tensor expAvgSq = Native.own(torch.zeros(new long[] {n}, host));
-    Tensor step = Native.own(torch.zeros(new long[] {}, host));
-    Tensor gradBuffer = offload ? Native.own(torch.zeros(new long[] {n}, host)) : null;
-    return new State(master, separate, expAvg, expAvgSq, step, gradBuffer);
-  }
-
-  /** fp32 on the parameters' device, or on the host (pinned when the parameters are on a GPU) when offloading. */
-  private TensorOptions hostOptions(Device device) {
-    TensorOptions o = new TensorOptions().dtype(new ScalarTypeOptional(torch.ScalarType.Float));
-    if (offload) {
-      o = o.device(new DeviceOptional(new Device("cpu")));
-      if (device.is_cuda()) {
-        o = o.pinned_memory(new org.bytedeco.pytorch.BoolOptional(true));
-      }
-    } else {
-      o = o.device(new DeviceOptional(device));
-    }
-    return o;
-  }
-
-  /** One parameter taking a step: its options' group and its state. */
-  private record Stepping(ParamGroup group, ShardedParameter parameter, State state) {}
+  /** One parameter taking a step, with its hyperparameters. */
+  private record Stepping(HyperparameterGroup settings, ShardedParameter parameter) {}
 
   @Override
   public void step(double gradScale) {
@@ -175,16 +77,15 @@ public class AdamOptimizer extends ShardedOptimizer {
     try (PointerScope temporaries = new PointerScope(); NoGradGuard g = new NoGradGuard()) {
       Map<ParameterGroup, List<Stepping>> byBlock = new LinkedHashMap<>();
       List<Tensor> allSteps = new ArrayList<>();
-      for (ParamGroup group : groups) {
-        for (ShardedParameter p : group.parameters()) {
+      for (HyperparameterGroup settings : groups) {
+        for (ShardedParameter p : settings.parameters()) {
           Tensor grad = p.requiresGrad() ? p.grad() : null;
           if (grad == null) {
             continue;
           }
-          State s = states.get(p);
-          allSteps.add(s.step);
+          allSteps.add(moments.get(p).step());
           if (grad.numel() != 0) { // an empty slice on this rank still counts the step with the other ranks (resharding)
-            byBlock.computeIfAbsent(p.group(), block -> new ArrayList<>()).add(new Stepping(group, p, s));
+            byBlock.computeIfAbsent(p.group(), block -> new ArrayList<>()).add(new Stepping(settings, p));
           }
         }
       }
@@ -214,126 +115,68 @@ public class AdamOptimizer extends ShardedOptimizer {
     }
     try (PointerScope chunkScope = new PointerScope()) {
       List<Stepping> stepping = new ArrayList<>();
-      Map<ParameterGroup, Tensor> fp32Grads = new IdentityHashMap<>();
+      List<ShardedParameter> updated = new ArrayList<>();
       for (ParameterGroup block : blocks) {
-        stepping.addAll(byBlock.get(block));
-        if (!offload) {
-          fp32Grads.put(block, fp32Gradient(block.shardGrad(), gradScale));
+        for (Stepping st : byBlock.get(block)) {
+          stepping.add(st);
+          updated.add(st.parameter());
         }
       }
-      adoptExternalWrites(blocks);
-      stepParameters(stepping, fp32Grads, gradScale, baseLr);
-      for (ParameterGroup block : blocks) {
-        if (rebuilds(block)) {
-          block.shardSourceUpdated();
-        }
-      }
+      StatePlacement.StepGradients gradients = placement.gradients(blocks, gradScale);
+      masters.adoptExternalWrites(blocks);
+      update(stepping, gradients, baseLr);
+      masters.updated(updated);
     }
   }
 
-  /**
-   * A shard handed out for writing since this optimizer last synchronised with it (a loader, an
-   * initialiser, a user, another optimizer) may hold values the masters lack. Every element that
-   * differs from its master's rounding was written: the master takes it, so the update starts
-   * from it and neither the copy-back nor a rebuild undoes it, as with an optimizer that updates
-   * the parameter in place. Elements that were only read keep their master's full precision.
-   * Offloaded masters compare on the host.
-   */
-  private void adoptExternalWrites(java.util.Collection<ParameterGroup> blocks) {
-    for (ParameterGroup block : blocks) {
-      List<ShardedParameter> params = withMasters.get(block);
-      Long seen = writesSeen.get(block);
-      if (params == null || seen == null || seen == block.shard().version()) {
-        continue;
-      }
-      try (PointerScope scope = new PointerScope(); NoGradGuard g = new NoGradGuard()) {
-        Tensor shard = block.shard().forReading();
-        for (ShardedParameter p : params) {
-          if (p.localLength() > 0) {
-            Tensor master = states.get(p).master;
-            Tensor slice = p.sliceOf(shard);
-            Tensor current = slice.is_cuda() && !master.is_cuda() ? slice.cpu() : slice; // offloaded masters: on the host
-            master.copy_(torch.where(current.eq(master.to(current.scalar_type())), master, current.to(torch.ScalarType.Float)));
-          }
-        }
-      }
-      noteWritesSeen(block);
-    }
-  }
-
-  /** Updates these parameters: one fused call per options group, then the masters copied back. */
-  private void stepParameters(List<Stepping> stepping, Map<ParameterGroup, Tensor> fp32Grads, double gradScale,
-      double baseLr) {
-    Map<ParamGroup, List<Stepping>> byOptions = new LinkedHashMap<>();
+  /** Updates these parameters' masters and moments: one fused call per hyperparameter group. */
+  private void update(List<Stepping> stepping, StatePlacement.StepGradients gradients, double baseLr) {
+    Map<HyperparameterGroup, List<ShardedParameter>> bySettings = new LinkedHashMap<>();
     for (Stepping st : stepping) {
-      byOptions.computeIfAbsent(st.group(), k -> new ArrayList<>()).add(st);
+      bySettings.computeIfAbsent(st.settings(), k -> new ArrayList<>()).add(st.parameter());
     }
-    List<Tensor> roundedDestinations = new ArrayList<>();
-    List<Tensor> roundedSources = new ArrayList<>();
-    for (Map.Entry<ParamGroup, List<Stepping>> e : byOptions.entrySet()) {
-      ParamGroup group = e.getKey();
-      List<Tensor> params = new ArrayList<>();
-      List<Tensor> grads = new ArrayList<>();
+    for (Map.Entry<HyperparameterGroup, List<ShardedParameter>> e : bySettings.entrySet()) {
+      HyperparameterGroup settings = e.getKey();
+      List<Tensor> weights = new ArrayList<>();
       List<Tensor> expAvgs = new ArrayList<>();
       List<Tensor> expAvgSqs = new ArrayList<>();
       List<Tensor> updatedSteps = new ArrayList<>();
-      List<Tensor> offloadSources = new ArrayList<>();
-      for (Stepping st : e.getValue()) {
-        State s = st.state();
-        if (offload) {
-          grads.add(s.gradBuffer); // filled from the device below, fp32
-          offloadSources.add(st.parameter().sliceOf(st.parameter().group().shardGrad()));
-        } else {
-          grads.add(st.parameter().sliceOf(fp32Grads.get(st.parameter().group())));
-        }
-        params.add(s.master);
-        expAvgs.add(s.expAvg);
-        expAvgSqs.add(s.expAvgSq);
-        updatedSteps.add(s.step);
-        if (s.separateMaster && !rebuilds(st.parameter().group())) {
-          // Rounds to the parameter's dtype (host -> device when offloading). Written through
-          // forOptimizerUpdate: this optimizer's own update, not a write another optimizer's masters lack.
-          roundedDestinations.add(st.parameter().sliceOf(st.parameter().group().shard().forOptimizerUpdate()));
-          roundedSources.add(s.master);
-        }
+      for (ShardedParameter p : e.getValue()) {
+        Moments m = moments.get(p);
+        weights.add(masters.of(p));
+        expAvgs.add(m.expAvg());
+        expAvgSqs.add(m.expAvgSq());
+        updatedSteps.add(m.step());
       }
-      if (offload) {
-        MultiTensorOps.copy(grads, offloadSources);
-        if (gradScale != 1.0) {
-          MultiTensorOps.divide(grads, gradScale);
-        }
-      }
-      FusedAdamW.step(params, grads, expAvgs, expAvgSqs, updatedSteps, baseLr * group.lrScale(), options.beta1(),
-          options.beta2(), group.weightDecay(), options.eps());
+      FusedAdamW.step(weights, gradients.of(e.getValue()), expAvgs, expAvgSqs, updatedSteps,
+          baseLr * settings.lrScale(), options.beta1(), options.beta2(), settings.weightDecay(), options.eps());
     }
-    MultiTensorOps.copyByDestinationType(roundedDestinations, roundedSources);
-  }
-
-  /** A block's shard gradient as fp32 with the loss scale removed: a new tensor unless it already is one (scale 1). */
-  private static Tensor fp32Gradient(Tensor shardGrad, double gradScale) {
-    boolean fp32 = shardGrad.scalar_type().value == torch.ScalarType.Float.value;
-    Tensor g = fp32 ? shardGrad : shardGrad.to(torch.ScalarType.Float);
-    if (gradScale == 1.0) {
-      return g;
-    }
-    org.bytedeco.pytorch.Scalar scale = new org.bytedeco.pytorch.Scalar(gradScale);
-    return fp32 ? g.div(scale) : g.div_(scale); // never divide the shard gradient itself in place
   }
 
   @Override
   public Map<String, Tensor> stateDict() {
-    adoptExternalWrites(withMasters.keySet()); // the saved masters must hold what was written into the shards
+    masters.adoptExternalWrites(); // the saved masters must hold what was written into the shards
     Map<String, Tensor> out = new LinkedHashMap<>();
     out.put("steps", torch.tensor(new long[] {steps}).reshape(new long[] {}));
     for (ShardedParameter p : parameters()) {
-      State s = states.get(p);
-      out.put(p.name() + ".step", s.step);
-      out.put(p.name() + ".exp_avg", s.expAvg);
-      out.put(p.name() + ".exp_avg_sq", s.expAvgSq);
-      if (s.separateMaster) {
-        out.put(p.name() + ".master", s.master);
-      }
+      Moments m = moments.get(p);
+      out.put(stateKey(p, STEP), m.step());
+      out.put(stateKey(p, EXP_AVG), m.expAvg());
+      out.put(stateKey(p, EXP_AVG_SQ), m.expAvgSq());
+      masters.save(p, out);
     }
+    return out;
+  }
+
+  /** The moments and separate masters: one value per slice element (the step counts are scalars). */
+  @Override
+  public Map<String, ShardedParameter> perElementKeys() {
+    Map<String, ShardedParameter> out = new LinkedHashMap<>();
+    for (ShardedParameter p : parameters()) {
+      out.put(stateKey(p, EXP_AVG), p);
+      out.put(stateKey(p, EXP_AVG_SQ), p);
+    }
+    out.putAll(masters.perElementKeys());
     return out;
   }
 
@@ -342,41 +185,26 @@ public class AdamOptimizer extends ShardedOptimizer {
     steps = StateDicts.require(state, "steps", new long[] {}).item().toLong();
     try (NoGradGuard g = new NoGradGuard()) {
       for (ShardedParameter p : parameters()) {
-        State s = states.get(p);
-        long n = s.expAvg.numel();
-        s.step.copy_(StateDicts.require(state, p.name() + ".step", new long[] {}));
-        s.expAvg.copy_(StateDicts.require(state, p.name() + ".exp_avg", new long[] {n}));
-        s.expAvgSq.copy_(StateDicts.require(state, p.name() + ".exp_avg_sq", new long[] {n}));
-        if (s.separateMaster) {
-          s.master.copy_(StateDicts.require(state, p.name() + ".master", new long[] {n}));
-          if (!rebuilds(p.group())) {
-            p.sliceOf(p.group().shard().forOptimizerUpdate()).copy_(s.master); // its own parameter: see stepParameters
-          }
-        }
+        Moments m = moments.get(p);
+        long n = m.expAvg().numel();
+        m.step().copy_(StateDicts.require(state, stateKey(p, STEP), new long[] {}));
+        m.expAvg().copy_(StateDicts.require(state, stateKey(p, EXP_AVG), new long[] {n}));
+        m.expAvgSq().copy_(StateDicts.require(state, stateKey(p, EXP_AVG_SQ), new long[] {n}));
+        masters.load(p, state);
       }
-      for (ParameterGroup block : sources.keySet()) {
-        if (rebuilds(block)) {
-          block.shardSourceUpdated(); // the shard is rebuilt from the loaded masters at the next gather
-        }
-      }
-      withMasters.keySet().forEach(this::noteWritesSeen);
+      masters.loaded();
     }
   }
 
   @Override
   public void close() {
-    // The model outlives its optimizer: rebuilt shards are made whole again and kept from now on.
-    sources.forEach((block, source) -> block.shard().withdrawSource(source));
-    sources.clear();
-    for (State s : states.values()) {
-      s.master.close(); // a copy, or the owned view of an fp32 shard
-      s.expAvg.close();
-      s.expAvgSq.close();
-      s.step.close();
-      if (s.gradBuffer != null) {
-        s.gradBuffer.close();
-      }
+    masters.close(); // first: the model keeps its shards from now on
+    for (Moments m : moments.values()) {
+      m.expAvg().close();
+      m.expAvgSq().close();
+      m.step().close();
     }
-    states.clear();
+    moments.clear();
+    placement.close();
   }
 }

@@ -38,7 +38,7 @@ public final class LibtorchOptimizer extends ShardedOptimizer {
    */
   public LibtorchOptimizer(List<ShardedParameter> parameters, double lr, Function<TensorVector, Optimizer> factory,
       java.util.function.DoubleConsumer setLr) {
-    super(List.of(ParamGroup.of(parameters, 0)), lr);
+    super(List.of(HyperparameterGroup.of(parameters, 0)), lr);
     for (Map.Entry<ParameterGroup, List<ShardedParameter>> e : byBlock(parameters).entrySet()) {
       ParameterGroup block = e.getKey();
       shardGroups.add(block);

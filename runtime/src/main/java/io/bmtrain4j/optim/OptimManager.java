@@ -194,12 +194,32 @@ public final class OptimManager {
     out.put("manager.skipped_steps", torch.tensor(new long[] {skippedSteps}).reshape(new long[] {}));
     out.put("manager.rng", torch.getDefaultCPUGenerator().get_state());
     for (int i = 0; i < optimizers.size(); i++) {
-      out.putAll(StateDicts.prefixed("optimizer." + i + ".", optimizers.get(i).stateDict()));
+      out.putAll(StateDicts.prefixed(optimizerPrefix(i), optimizers.get(i).stateDict()));
       if (schedulers.get(i) != null) {
         out.putAll(StateDicts.prefixed("scheduler." + i + ".", schedulers.get(i).stateDict()));
       }
     }
     return out;
+  }
+
+  /**
+   * The keys of {@link #stateDict()} that hold one value per element of a parameter's slice on
+   * this rank, each with its parameter: every optimizer's {@link ShardedOptimizer#perElementKeys()},
+   * under the same prefix as in the state dict. A sharded checkpoint saves them from every rank
+   * and reslices them at another world size.
+   */
+  public Map<String, ShardedParameter> perElementKeys() {
+    Map<String, ShardedParameter> out = new LinkedHashMap<>();
+    for (int i = 0; i < optimizers.size(); i++) {
+      String prefix = optimizerPrefix(i);
+      optimizers.get(i).perElementKeys().forEach((key, parameter) -> out.put(prefix + key, parameter));
+    }
+    return out;
+  }
+
+  /** Where optimizer {@code i}'s entries live in the state dict. */
+  private static String optimizerPrefix(int i) {
+    return "optimizer." + i + ".";
   }
 
   public void loadStateDict(Map<String, Tensor> state) {
@@ -212,7 +232,7 @@ public final class OptimManager {
     }
     torch.getDefaultCPUGenerator().set_state(rng);
     for (int i = 0; i < optimizers.size(); i++) {
-      optimizers.get(i).loadStateDict(StateDicts.under("optimizer." + i + ".", state));
+      optimizers.get(i).loadStateDict(StateDicts.under(optimizerPrefix(i), state));
       if (schedulers.get(i) != null) {
         schedulers.get(i).loadStateDict(StateDicts.under("scheduler." + i + ".", state));
       }

@@ -13,19 +13,19 @@ import org.bytedeco.pytorch.Tensor;
 /**
  * An optimizer over this rank's parameter slices ({@link ShardedParameter}): each rank updates
  * only what it owns, with gradients already averaged over ranks. Subclasses implement the update;
- * this class holds the groups, the learning rate the scheduler sets, and the step count.
+ * this class holds the hyperparameter groups, the learning rate the scheduler sets, and the step count.
  */
 public abstract class ShardedOptimizer implements AutoCloseable, LearningRateTarget {
-  protected final List<ParamGroup> groups;
+  protected final List<HyperparameterGroup> groups;
   private double lr;
   protected long steps;
 
-  protected ShardedOptimizer(List<ParamGroup> groups, double lr) {
+  protected ShardedOptimizer(List<HyperparameterGroup> groups, double lr) {
     this.groups = List.copyOf(groups);
     this.lr = lr;
     Map<ShardedParameter, Boolean> seen = new IdentityHashMap<>();
     Map<String, Boolean> names = new LinkedHashMap<>();
-    for (ParamGroup g : groups) {
+    for (HyperparameterGroup g : groups) {
       for (ShardedParameter p : g.parameters()) {
         if (seen.put(p, true) != null || names.put(p.name(), true) != null) {
           throw new IllegalArgumentException("parameter " + p.name()
@@ -38,7 +38,7 @@ public abstract class ShardedOptimizer implements AutoCloseable, LearningRateTar
   /** Every parameter of every group. */
   public List<ShardedParameter> parameters() {
     List<ShardedParameter> out = new ArrayList<>();
-    for (ParamGroup g : groups) {
+    for (HyperparameterGroup g : groups) {
       out.addAll(g.parameters());
     }
     return out;
@@ -62,7 +62,8 @@ public abstract class ShardedOptimizer implements AutoCloseable, LearningRateTar
     return covered == block.layout().parameterElementsOnThisRank();
   }
 
-  public List<ParamGroup> groups() {
+  /** The hyperparameter groups, in the order given. */
+  public List<HyperparameterGroup> groups() {
     return groups;
   }
 
@@ -97,6 +98,21 @@ public abstract class ShardedOptimizer implements AutoCloseable, LearningRateTar
 
   /** Restores {@link #stateDict()}; fails naming the key on a missing key or a shape mismatch. */
   public abstract void loadStateDict(Map<String, Tensor> state);
+
+  /**
+   * The keys of {@link #stateDict()} that hold one value per element of a parameter's slice on
+   * this rank (moments, master weights), each with its parameter. A sharded checkpoint saves
+   * these from every rank and, at another world size, reslices them like the parameter; every
+   * other key is the same on every rank and is saved once. None unless an optimizer says so.
+   */
+  public Map<String, ShardedParameter> perElementKeys() {
+    return Map.of();
+  }
+
+  /** The state-dict key {@code <parameter name>.<suffix>}: how optimizers name a parameter's state. */
+  protected static String stateKey(ShardedParameter parameter, String suffix) {
+    return parameter.name() + "." + suffix;
+  }
 
   @Override
   public void close() {}

@@ -39,9 +39,6 @@ import org.bytedeco.pytorch.global.torch;
  */
 public final class ShardedCheckpoint {
   private static final ObjectMapper JSON = new ObjectMapper();
-  /** Optimizer state keys {@code <parameter>.<suffix>} that hold one value per slice element. */
-  private static final List<String> PER_ELEMENT = List.of("exp_avg", "exp_avg_sq", "master");
-
   private ShardedCheckpoint() {}
 
   /** The name {@code latest} may hold: a step directory directly under the checkpoint directory. */
@@ -94,8 +91,9 @@ public final class ShardedCheckpoint {
       }
       if (manager != null) {
         Map<String, Tensor> train = manager.stateDict();
+        Map<String, ShardedParameter> perElement = perElementKeys(manager, params);
         for (Map.Entry<String, Tensor> e : train.entrySet()) {
-          if (perElementOwner(e.getKey(), params) != null || rank == 0) {
+          if (perElement.containsKey(e.getKey()) || rank == 0) {
             mine.put("train/" + e.getKey(), e.getValue());
           }
         }
@@ -298,6 +296,7 @@ public final class ShardedCheckpoint {
                   + " is not supported)");
             }
             gather(readers, pm.get("slices"), "model/" + p.name(), p.offsetInParameter(), p.local());
+            p.markLoaded(); // a parameter declared with Bmt.parameter needs no initParameters now
             boolean finite;
             try (Tensor isFinite = torch.isfinite(p.local()); Tensor all = isFinite.all()) {
               finite = all.item_bool();
@@ -310,10 +309,11 @@ public final class ShardedCheckpoint {
           }
           if (manager != null) {
             Map<String, Tensor> wanted = manager.stateDict();
+            Map<String, ShardedParameter> perElement = perElementKeys(manager, params);
             Map<String, Tensor> state = new LinkedHashMap<>();
             for (Map.Entry<String, Tensor> e : wanted.entrySet()) {
               String key = e.getKey();
-              ShardedParameter owner = perElementOwner(key, params);
+              ShardedParameter owner = perElement.get(key);
               if (owner != null) {
                 Tensor t = torch.empty(new long[] {owner.localLength()}, e.getValue().options(), new MemoryFormatOptional());
                 gather(readers, ps.get(owner.name()).get("slices"), "train/" + key, owner.offsetInParameter(), t);
@@ -473,15 +473,23 @@ public final class ShardedCheckpoint {
     }
   }
 
-  private static ShardedParameter perElementOwner(String key, List<ShardedParameter> params) {
-    for (ShardedParameter p : params) {
-      for (String suffix : PER_ELEMENT) {
-        if (key.endsWith("." + p.name() + "." + suffix)) {
-          return p;
-        }
+  /**
+   * The manager's state keys that hold one value per slice element (as its optimizers declare
+   * them), each with the model's parameter of that name: saved by every rank, resliced on load.
+   * {@code meta.json} describes the model's parameters only, so state of any other parameter is
+   * kept whole, by rank 0, like the world-independent state.
+   */
+  private static Map<String, ShardedParameter> perElementKeys(OptimManager manager, List<ShardedParameter> params) {
+    Map<String, ShardedParameter> modelByName = new LinkedHashMap<>();
+    params.forEach(p -> modelByName.put(p.name(), p));
+    Map<String, ShardedParameter> out = new LinkedHashMap<>();
+    manager.perElementKeys().forEach((key, parameter) -> {
+      ShardedParameter inModel = modelByName.get(parameter.name());
+      if (inModel != null) {
+        out.put(key, inModel);
       }
-    }
-    return null;
+    });
+    return out;
   }
 
   /**

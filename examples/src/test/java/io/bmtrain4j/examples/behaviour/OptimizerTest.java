@@ -235,7 +235,8 @@ class OptimizerTest {
       List<ShardedParameter> frozenByLr = all.stream().filter(p -> p.name().startsWith("layers.0.")).toList();
       List<ShardedParameter> rest = all.stream().filter(p -> !p.name().startsWith("layers.0.")).toList();
       AdamOptimizer adam = new AdamOptimizer(AdamOptions.builder().lr(LR).holdSteps(2).build(),
-          new io.bmtrain4j.optim.ParamGroup(frozenByLr, 0.0, 0.0), new io.bmtrain4j.optim.ParamGroup(rest, 1.0, 0.1));
+          new io.bmtrain4j.optim.HyperparameterGroup(frozenByLr, 0.0, 0.0),
+          new io.bmtrain4j.optim.HyperparameterGroup(rest, 1.0, 0.1));
       OptimManager manager = new OptimManager(LossScale.none()).add(adam, null);
       Map<String, Tensor> start = Bmt.gatherParameters(net);
       boolean[] out = new boolean[3];
