@@ -20,10 +20,10 @@ from safetensors.torch import load_file, save_file
 from transformers import LlamaConfig, LlamaForCausalLM
 
 
-def tiny_config(llama3_rope):
+def tiny_config(llama3_rope, vocab=96):
     rope = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
             "original_max_position_embeddings": 16} if llama3_rope else None
-    return LlamaConfig(vocab_size=96, hidden_size=64, intermediate_size=172, num_hidden_layers=2,
+    return LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=172, num_hidden_layers=2,
                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
                        rms_norm_eps=1e-5, rope_theta=10000.0, rope_scaling=rope, tie_word_embeddings=False,
                        attention_bias=False, mlp_bias=False)
@@ -36,7 +36,7 @@ def logits_of(model, tokens):
 
 def make(args):
     torch.manual_seed(0)
-    model = LlamaForCausalLM(tiny_config(args.llama3_rope))
+    model = LlamaForCausalLM(tiny_config(args.llama3_rope, args.vocab))
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "norm" in name:  # norms start at one: move them so a swapped norm shows
@@ -57,6 +57,21 @@ def gradients(args):
     out = {name: p.grad.contiguous() for name, p in model.named_parameters()}
     out["loss"] = loss.detach().reshape(1)
     save_file(out, args.out)
+
+
+def loads(args):
+    """DIR (saved by the Java side after fine-tuning ORIGINAL) loads in transformers, tokenizer too."""
+    from transformers import AutoTokenizer
+    model = LlamaForCausalLM.from_pretrained(args.dir, dtype=torch.float32)
+    original = LlamaForCausalLM.from_pretrained(args.original, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(args.dir)
+    ids = tokenizer("the quick brown fox", return_tensors="pt").input_ids
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, original.state_dict()[k])]
+    if not torch.isfinite(logits).all() or not changed:
+        sys.exit(f"loaded, but finite logits: {bool(torch.isfinite(logits).all())}, weights changed: {len(changed)}")
+    print(f"OK loads: {len(changed)} of {len(model.state_dict())} weights changed by fine-tuning, logits {tuple(logits.shape)}")
 
 
 def check(args):
@@ -92,6 +107,10 @@ if __name__ == "__main__":
     m.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     m.add_argument("--max-shard-size", default="40KB")
     m.add_argument("--llama3-rope", action="store_true")
+    m.add_argument("--vocab", type=int, default=96)
+    v = sub.add_parser("loads")
+    v.add_argument("dir")
+    v.add_argument("original")
     g = sub.add_parser("gradients")
     g.add_argument("dir")
     g.add_argument("expected")
@@ -100,4 +119,4 @@ if __name__ == "__main__":
     c.add_argument("dir")
     c.add_argument("java")
     a = parser.parse_args()
-    {"make": make, "gradients": gradients, "check": check}[a.command](a)
+    {"make": make, "gradients": gradients, "check": check, "loads": loads}[a.command](a)

@@ -9,6 +9,7 @@ import io.bmtrain4j.examples.data.TokenSource;
 import io.bmtrain4j.examples.gpt.DistributedGpt;
 import io.bmtrain4j.examples.gpt.DistributedTransformerBlock;
 import io.bmtrain4j.examples.gpt.GptConfig;
+import io.bmtrain4j.examples.train.LanguageModel;
 import io.bmtrain4j.examples.train.LossPlot;
 import io.bmtrain4j.examples.train.Sampler;
 import io.bmtrain4j.examples.train.TrainingProgress;
@@ -45,8 +46,20 @@ public final class Train implements Callable<Integer> {
   @Option(names = "--nproc", description = "start this many ranks on this machine (local launcher); default ${DEFAULT-VALUE}: run as the launcher's environment says")
   int nproc = 0;
 
+  @Option(names = "--arch", description = "model family: gpt or llama (default ${DEFAULT-VALUE})")
+  String arch = "gpt";
+
   @Option(names = "--model", description = "preset: ${COMPLETION-CANDIDATES} (default ${DEFAULT-VALUE})", completionCandidates = Presets.class)
   String model = "tiny";
+
+  @Option(names = "--hf-model", description = "fine-tune this Hugging Face model directory (config.json and safetensors weights; --arch llama): its shape replaces --model")
+  Path hfModel;
+
+  @Option(names = "--save-hf", description = "at the end, also save the model as a Hugging Face directory here (--arch llama), with the tokenizer files of --hf-model")
+  Path saveHf;
+
+  @Option(names = "--tokenizer", description = "tokenizer.json (or a model directory holding one) to show samples as text; default: that of --hf-model, if any")
+  Path tokenizer;
 
   @Option(names = "--dtype", description = "parameter dtype: fp32, bf16 or fp16 (masters stay fp32; fp16 uses a dynamic loss scale) (default ${DEFAULT-VALUE})")
   String dtype = "fp32";
@@ -125,7 +138,13 @@ public final class Train implements Callable<Integer> {
     private static final long serialVersionUID = 1L;
 
     public Presets() {
-      super(GptConfig.PRESETS);
+      super(concat(GptConfig.PRESETS, io.bmtrain4j.examples.llama.LlamaConfig.PRESETS));
+    }
+
+    private static List<String> concat(List<String> a, List<String> b) {
+      List<String> out = new ArrayList<>(a);
+      b.stream().filter(n -> !out.contains(n)).forEach(out::add);
+      return out;
     }
   }
 
@@ -200,13 +219,13 @@ public final class Train implements Callable<Integer> {
     torch.set_num_threads(threads > 0 ? threads : Threads.perRank());
     TokenSource source = TokenSource.open(data, seq, seed, vocab);
     torch.ScalarType type = scalarType(dtype);
-    GptConfig config = GptConfig.preset(model, source.vocab(), seq, dropout, type).on(device);
     org.bytedeco.pytorch.Device dev = new org.bytedeco.pytorch.Device(device);
-    DistributedGpt gpt = new DistributedGpt(config, DistributedTransformerBlock::new);
-    Bmt.printRank("GPT %s: %,d parameters, %s, %d rank(s); %s", model, config.parameterCount(), dtype, Bmt.worldSize(),
-        Bmt.memoryReport(gpt));
+    Built built = arch.equals("gpt") ? buildGpt(source, type) : buildLlama(source, type);
+    Bmt.printRank("%s: %,d parameters, %s, %d rank(s); %s", built.description(), built.parameters(), dtype, Bmt.worldSize(),
+        Bmt.memoryReport(built.model()));
 
-    try (AdamOptimizer adam = new AdamOptimizer(Bmt.parameters(gpt),
+    LanguageModel lm = built.model();
+    try (AdamOptimizer adam = new AdamOptimizer(Bmt.parameters(lm),
         AdamOptions.builder().lr(lr).weightDecay(weightDecay).build())) {
       OptimManager manager = new OptimManager(type == torch.ScalarType.Half ? LossScale.dynamic(1024) : LossScale.none())
           .add(adam, LrSchedulers.create(schedule, adam, lr, warmup, steps, 0.99));
@@ -217,7 +236,7 @@ public final class Train implements Callable<Integer> {
           throw new UserErrors.UserException("--steps " + steps + " is not beyond the checkpoint's step " + saved
               + " in " + checkpointDir + ": give --steps greater than " + saved + " to continue training");
         }
-        first = (int) ShardedCheckpoint.load(checkpointDir, gpt, manager);
+        first = (int) ShardedCheckpoint.load(checkpointDir, lm, manager);
         Bmt.printRank("resumed from %s at step %d", checkpointDir, first);
       }
       List<Double> losses = new ArrayList<>();
@@ -234,8 +253,8 @@ public final class Train implements Callable<Integer> {
               // next micro-batch and the optimizer need the memory.
               try (PointerScope microBatchScope = new PointerScope()) {
                 Tensor[] b = source.batch(step * gradAccum + m, Bmt.rank(), microBatch);
-                Tensor logits = gpt.forward(b[0].to(dev, torch.ScalarType.Long)).to(torch.ScalarType.Float);
-                Tensor l = torch.cross_entropy_loss(logits.reshape(-1, source.vocab()),
+                Tensor logits = lm.forward(b[0].to(dev, torch.ScalarType.Long)).to(torch.ScalarType.Float);
+                Tensor l = torch.cross_entropy_loss(logits.reshape(-1, logits.size(-1)),
                     b[1].to(dev, torch.ScalarType.Long).reshape(-1));
                 manager.backward(l.div(new Scalar((double) gradAccum)));
                 loss += Bmt.meanLoss(l) / gradAccum;
@@ -266,12 +285,15 @@ public final class Train implements Callable<Integer> {
           progress.update(step + 1, String.format("loss %.4f | %,.0f tok/s | lr %.1e | scale %.0f",
               loss, tokensPerStep / seconds, adam.learningRate(), manager.lossScale()));
           if (checkpointEvery > 0 && (step + 1) % checkpointEvery == 0 && step + 1 < steps && divergedAt < 0) {
-            ShardedCheckpoint.save(checkpointDir, gpt, manager, step + 1, keepLast);
+            ShardedCheckpoint.save(checkpointDir, lm, manager, step + 1, keepLast);
           }
         }
       }
       if (divergedAt < 0) {
-        ShardedCheckpoint.save(checkpointDir, gpt, manager, steps, keepLast);
+        ShardedCheckpoint.save(checkpointDir, lm, manager, steps, keepLast);
+        if (saveHf != null) {
+          saveHuggingFace(built);
+        }
       } else {
         Bmt.printRank("checkpoint not saved: training diverged at step %d; %s", divergedAt, lastGoodCheckpoint());
       }
@@ -280,7 +302,7 @@ public final class Train implements Callable<Integer> {
         if (Bmt.rank() == 0) {
           Path png = checkpointDir.resolve("loss.png");
           try {
-            LossPlot.write(png, first, losses, "bmtrain4j: GPT " + model + " on " + data + ", " + Bmt.worldSize() + " rank(s)");
+            LossPlot.write(png, first, losses, "bmtrain4j: " + built.description() + " on " + data + ", " + Bmt.worldSize() + " rank(s)");
             System.out.println("wrote " + png + (divergedAt < 0 ? " and the sharded checkpoint " + checkpointDir + "/latest" : ""));
           } catch (java.io.IOException | LinkageError e) {
             // A JRE without font libraries (a jlink'd runtime, say) cannot draw: the run itself is fine.
@@ -288,9 +310,53 @@ public final class Train implements Callable<Integer> {
           }
         }
       }
-      printSample(gpt, source, config);
+      printSample(lm, source, built.maxSeq());
     }
     return 0;
+  }
+
+  /** The model this run trains, how to describe it, and what it was built from. */
+  private record Built(LanguageModel model, String description, long parameters, int maxSeq,
+      io.bmtrain4j.examples.llama.LlamaConfig llamaConfig) {}
+
+  private Built buildGpt(TokenSource source, torch.ScalarType type) {
+    GptConfig config = GptConfig.preset(model, source.vocab(), seq, dropout, type).on(device);
+    DistributedGpt gpt = new DistributedGpt(config, DistributedTransformerBlock::new);
+    return new Built(gpt, "GPT " + model, config.parameterCount(), config.maxSeq(), null);
+  }
+
+  /** A LLaMA from a preset (values drawn per rank slice) or from --hf-model (each rank reads its slices). */
+  private Built buildLlama(TokenSource source, torch.ScalarType type) {
+    io.bmtrain4j.examples.llama.LlamaConfig config = hfModel != null
+        ? io.bmtrain4j.examples.llama.HuggingFaceLlama.readConfig(hfModel, seq, type, device)
+        : io.bmtrain4j.examples.llama.LlamaConfig.preset(model, source.vocab(), seq, type, device);
+    if (source.vocab() > config.vocab()) {
+      throw new UserErrors.UserException("the data's vocabulary (" + source.vocab() + ") is larger than the model's ("
+          + config.vocab() + "): tokenize the corpus with the model's own tokenizer (train prepare --tokenizer ...)");
+    }
+    io.bmtrain4j.examples.llama.DistributedLlama llama =
+        new io.bmtrain4j.examples.llama.DistributedLlama(config, io.bmtrain4j.examples.llama.DistributedLlamaBlock::new);
+    if (hfModel != null) {
+      io.bmtrain4j.examples.llama.HuggingFaceLlama.load(llama, hfModel);
+    } else {
+      Bmt.initParameters(llama);
+    }
+    String what = hfModel != null ? "LLaMA from " + hfModel : "LLaMA " + model;
+    return new Built(llama, what, config.parameterCount(), config.maxSeq(), config);
+  }
+
+  /** --save-hf: the model as transformers would save it, with the tokenizer files of --hf-model beside it. */
+  private void saveHuggingFace(Built built) throws java.io.IOException {
+    io.bmtrain4j.examples.llama.HuggingFaceLlama.save(built.model(), built.llamaConfig(), saveHf,
+        io.bmtrain4j.examples.llama.HuggingFaceLlama.DEFAULT_MAX_FILE_BYTES);
+    if (Bmt.rank() == 0 && hfModel != null) {
+      for (String f : List.of("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json")) {
+        if (java.nio.file.Files.isRegularFile(hfModel.resolve(f))) {
+          java.nio.file.Files.copy(hfModel.resolve(f), saveHf.resolve(f), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+        }
+      }
+    }
+    Bmt.printRank("saved the model as a Hugging Face directory in %s", saveHf);
   }
 
   /** Where the last checkpoint saved before a divergence is, for the messages that say none was saved after it. */
@@ -325,7 +391,14 @@ public final class Train implements Callable<Integer> {
     require(cl, threads >= 0, "--threads must be 0 (automatic) or more, got " + threads);
     require(cl, vocab >= 2, "--vocab must be at least 2, got " + vocab);
     require(cl, List.of("fp32", "bf16", "fp16").contains(dtype), "--dtype must be fp32, bf16 or fp16, got " + dtype);
-    require(cl, GptConfig.PRESETS.contains(model), "--model must be one of " + GptConfig.PRESETS + ", got " + model);
+    require(cl, arch.equals("gpt") || arch.equals("llama"), "--arch must be gpt or llama, got " + arch);
+    List<String> presets = arch.equals("gpt") ? GptConfig.PRESETS : io.bmtrain4j.examples.llama.LlamaConfig.PRESETS;
+    require(cl, presets.contains(model), "--model must be one of " + presets + " with --arch " + arch + ", got " + model);
+    require(cl, arch.equals("llama") || (hfModel == null && saveHf == null), "--hf-model and --save-hf need --arch llama");
+    require(cl, arch.equals("gpt") || dropout == 0, "--dropout applies to --arch gpt (LLaMA has none)");
+    require(cl, hfModel == null || java.nio.file.Files.isRegularFile(hfModel.resolve("config.json")),
+        "--hf-model " + hfModel + " holds no config.json: give a Hugging Face model directory");
+    require(cl, tokenizer == null || java.nio.file.Files.exists(tokenizer), "--tokenizer " + tokenizer + " does not exist");
     require(cl, LrSchedulers.NAMES.contains(schedule), "--lr-schedule must be one of " + LrSchedulers.NAMES + ", got " + schedule);
     require(cl, device.equals("cpu") || device.equals("cuda") || device.matches("cuda:\\d{1,4}"),
         "--device must be cpu, cuda or cuda:N, got " + device);
@@ -346,21 +419,27 @@ public final class Train implements Callable<Integer> {
   }
 
   /** A prompt, and what the model makes of it (greedy). Every rank runs it; rank 0 prints. */
-  private void printSample(DistributedGpt gpt, TokenSource source, GptConfig config) {
+  private void printSample(LanguageModel lm, TokenSource source, int maxSeq) {
     Tensor[] b = source.batch(1_000_000, 0, 1);
     long[] all = toLongs(b[0]);
     int promptLength = source instanceof RepeatedPatternTask ? ((RepeatedPatternTask) source).period() + 2 : Math.min(16, seq / 2);
     long[] prompt = java.util.Arrays.copyOf(all, promptLength);
     int count = Math.min(seq - promptLength, 24);
-    long[] out = Sampler.greedy(gpt, prompt, count, config.maxSeq(), config.device());
+    long[] out = Sampler.greedy(lm, prompt, count, maxSeq, device);
     long[] continuation = java.util.Arrays.copyOfRange(out, promptLength, out.length);
     long[] expected = java.util.Arrays.copyOfRange(all, promptLength, promptLength + count);
     int right = 0;
     for (int i = 0; i < count; i++) {
       right += continuation[i] == expected[i] ? 1 : 0;
     }
+    java.util.function.Function<long[], String> decode = source::decode;
+    Path tokenizerFile = tokenizer != null ? tokenizer : hfModel;
+    if (tokenizerFile != null && source instanceof io.bmtrain4j.examples.data.MappedTokens) {
+      io.bmtrain4j.examples.data.TextTokenizer tok = io.bmtrain4j.examples.data.TextTokenizer.open(tokenizerFile);
+      decode = ids -> '"' + tok.decode(ids) + '"';
+    }
     Bmt.printRank("sample: prompt   %s%n        model    %s%n        data     %s  (%d/%d tokens as in the data)",
-        source.decode(prompt), source.decode(continuation), source.decode(expected), right, count);
+        decode.apply(prompt), decode.apply(continuation), decode.apply(expected), right, count);
   }
 
   private static long[] toLongs(Tensor t) {

@@ -17,7 +17,7 @@ import org.bytedeco.pytorch.global.torch;
  * {@code new DistributedGpt(config, DistributedTransformerBlock::new)} for the sharded model, or
  * {@code new Gpt(config, TransformerBlock::new)} for a plain single-process one.
  */
-public class Gpt {
+public class Gpt implements io.bmtrain4j.examples.train.LanguageModel {
   @Distributed Tensor tokenEmbedding;
   @Distributed Tensor positionEmbedding;
   @Distributed LayerNormImpl finalNorm;
@@ -54,6 +54,7 @@ public class Gpt {
   }
 
   /** Dropout on (training) or off (evaluation) in every block. */
+  @Override
   public void train(boolean on) {
     for (TransformerBlock b : layers) {
       b.training = on;

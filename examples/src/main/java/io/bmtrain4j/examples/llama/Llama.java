@@ -26,7 +26,7 @@ import org.bytedeco.pytorch.global.torch;
  * checkpoint ({@link HuggingFaceLlama#load}). Parameters are declared, not drawn, at construction,
  * so even an 8B model never exists whole on one rank.
  */
-public class Llama {
+public class Llama implements io.bmtrain4j.examples.train.LanguageModel {
   @Distributed Tensor embed;
   @BlockList List<LlamaBlock> layers = new ArrayList<>();
   @Distributed Tensor norm;
@@ -59,6 +59,7 @@ public class Llama {
   }
 
   /** Logits {@code [batch, seq, vocab]} in the model's dtype, for tokens {@code [batch, seq]} (int64). */
+  @Override
   public Tensor forward(Tensor tokens) {
     Tensor x = torch.embedding(embed, tokens);
     Tensor[] cosSin = rope.cosSin(tokens.size(1), x.device(), x.scalar_type());
@@ -67,6 +68,10 @@ public class Llama {
     }
     return Linear.apply(RmsNorm.apply(x, norm, config.rmsNormEps()), head);
   }
+
+  /** LLaMA has no dropout: training and evaluation compute the same. */
+  @Override
+  public void train(boolean on) {}
 
   public LlamaConfig config() {
     return config;

@@ -1,6 +1,5 @@
 package io.bmtrain4j.examples.train;
 
-import io.bmtrain4j.examples.gpt.Gpt;
 import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.NoGradGuard;
 import org.bytedeco.pytorch.Tensor;
@@ -11,7 +10,7 @@ public final class Sampler {
   private Sampler() {}
 
   /** Appends {@code count} greedily chosen tokens to {@code prompt}; returns prompt + continuation. */
-  public static long[] greedy(Gpt model, long[] prompt, int count, int maxSeq, String device) {
+  public static long[] greedy(LanguageModel model, long[] prompt, int count, int maxSeq, String device) {
     long[] seq = java.util.Arrays.copyOf(prompt, prompt.length + count);
     model.train(false);
     try (NoGradGuard g = new NoGradGuard()) {
