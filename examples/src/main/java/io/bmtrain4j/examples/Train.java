@@ -253,9 +253,7 @@ public final class Train implements Callable<Integer> {
               // next micro-batch and the optimizer need the memory.
               try (PointerScope microBatchScope = new PointerScope()) {
                 Tensor[] b = source.batch(step * gradAccum + m, Bmt.rank(), microBatch);
-                Tensor logits = lm.forward(b[0].to(dev, torch.ScalarType.Long)).to(torch.ScalarType.Float);
-                Tensor l = torch.cross_entropy_loss(logits.reshape(-1, logits.size(-1)),
-                    b[1].to(dev, torch.ScalarType.Long).reshape(-1));
+                Tensor l = lm.loss(b[0].to(dev, torch.ScalarType.Long), b[1].to(dev, torch.ScalarType.Long));
                 manager.backward(l.div(new Scalar((double) gradAccum)));
                 loss += Bmt.meanLoss(l) / gradAccum;
               }
