@@ -208,9 +208,9 @@ public final class Bmt {
   }
 
   /**
-   * Draws every deferred parameter of {@code model}: one parameter at a time, the whole logical
-   * tensor from a generator seeded by the job's seed and the parameter's path (so the values are
-   * the same at every world size), of which each rank keeps only its slice.
+   * Draws every deferred parameter of {@code model}: each rank only its own slices, on their
+   * device, keyed by the job's seed and each parameter's path, so the values are the same at every
+   * world size (see {@link io.bmtrain4j.init.Initializer}).
    */
   public static void initParameters(Object model) {
     ShardedModules.initParameters(model, DistContext.current().seed());

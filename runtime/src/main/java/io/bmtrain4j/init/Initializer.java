@@ -8,48 +8,112 @@ import org.bytedeco.pytorch.global.torch;
 
 /**
  * How a deferred parameter gets its values ({@code Bmt.parameter(init, shape...)} declares it,
- * {@code Bmt.initParameters(model)} runs it). It fills the whole logical parameter from a
- * generator seeded by the job's seed and the parameter's path, so the values do not depend on the
- * world size; each rank then keeps only its slice.
+ * {@code Bmt.initParameters(model)} runs it), the same at every world size.
+ *
+ * <p>The built-in ones ({@link #normal}, {@link #uniform}, {@link #xavierUniform}, {@link #zeros},
+ * {@link #ones}) draw from {@link CounterRandom}: each rank computes only its own slice, on its
+ * device, with no whole parameter ever on the host. A user function ({@link #of}) fills the whole
+ * parameter on the CPU from a generator seeded by the job's seed and the parameter's path, and
+ * each rank keeps its slice.
  */
 @FunctionalInterface
 public interface Initializer {
   /** Fills {@code full} (fp32, the parameter's whole shape) in place, drawing only from {@code generator}. */
   void fill(Tensor full, Generator generator);
 
+  /**
+   * Fills {@code slice} with elements {@code [offset, offset + slice.numel())} of the flattened
+   * parameter of {@code shape}. By default: the whole parameter on the CPU by {@link #fill}, then
+   * the slice copied out (one parameter at a time).
+   */
+  default void fillSlice(Tensor slice, long[] shape, long offset, long seed, String path) {
+    try (org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope(); NoGradGuard ng = new NoGradGuard()) {
+      Tensor full = torch.empty(shape);
+      fill(full, generatorFor(seed, path));
+      slice.copy_(full.reshape(-1).narrow(0, offset, slice.numel()));
+    }
+  }
+
+  /** Draws slices from the parameter's {@link CounterRandom} stream, on the slice's device. */
+  abstract class CounterBased implements Initializer {
+    /** Values (fp64) for elements {@code [offset, offset + count)} of a parameter of {@code shape}. */
+    abstract Tensor values(CounterRandom random, long[] shape, long offset, long count, org.bytedeco.pytorch.Device device);
+
+    @Override
+    public void fillSlice(Tensor slice, long[] shape, long offset, long seed, String path) {
+      if (slice.numel() == 0) {
+        return;
+      }
+      CounterRandom random = CounterRandom.forParameter(seed, path);
+      // In chunks: drawing takes some tens of bytes of int64 and fp64 temporaries per element.
+      long chunk = slice.is_cuda() ? 1L << 22 : 1L << 16;
+      try (org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope(); NoGradGuard ng = new NoGradGuard()) {
+        Tensor flat = slice.view(-1);
+        for (long from = 0; from < flat.numel(); from += chunk) {
+          try (org.bytedeco.javacpp.PointerScope part = new org.bytedeco.javacpp.PointerScope()) {
+            long count = Math.min(chunk, flat.numel() - from);
+            // Rounded to fp32 first, whatever the parameter's dtype: the values do not depend on it either.
+            flat.narrow(0, from, count).copy_(values(random, shape, offset + from, count, slice.device()).to(torch.ScalarType.Float));
+          }
+        }
+      }
+    }
+
+    /** The whole parameter, from a stream keyed by the generator's seed (a plain model's use). */
+    @Override
+    public void fill(Tensor full, Generator generator) {
+      fillSlice(full, full.sizes().vec().get(), 0, generator.current_seed(), "");
+    }
+  }
+
   static Initializer normal(double std) {
-    return (t, g) -> {
-      try (NoGradGuard ng = new NoGradGuard()) {
-        t.normal_(0.0, std, new org.bytedeco.pytorch.GeneratorOptional(g));
+    return new CounterBased() {
+      @Override
+      Tensor values(CounterRandom random, long[] shape, long offset, long count, org.bytedeco.pytorch.Device device) {
+        return random.normal(offset, count, device).mul(new Scalar(std));
       }
     };
   }
 
   static Initializer uniform(double from, double to) {
-    return (t, g) -> {
-      try (NoGradGuard ng = new NoGradGuard()) {
-        t.uniform_(from, to, new org.bytedeco.pytorch.GeneratorOptional(g));
+    return new CounterBased() {
+      @Override
+      Tensor values(CounterRandom random, long[] shape, long offset, long count, org.bytedeco.pytorch.Device device) {
+        return random.uniform(offset, count, device).mul(new Scalar(to - from)).add(new Scalar(from));
       }
     };
   }
 
   /** Glorot/Xavier uniform for a {@code [fanIn, fanOut]} (or {@code [fanOut, fanIn]}) matrix: U(-a, a), a = sqrt(6 / (fanIn + fanOut)). */
   static Initializer xavierUniform() {
-    return (t, g) -> {
-      if (t.dim() < 2) {
-        throw new IllegalArgumentException("xavierUniform needs a matrix, got " + t.dim() + " dimensions");
+    return new CounterBased() {
+      @Override
+      Tensor values(CounterRandom random, long[] shape, long offset, long count, org.bytedeco.pytorch.Device device) {
+        if (shape.length < 2) {
+          throw new IllegalArgumentException("xavierUniform needs a matrix, got " + shape.length + " dimensions");
+        }
+        double a = Math.sqrt(6.0 / (shape[0] + shape[1]));
+        return random.uniform(offset, count, device).mul(new Scalar(2 * a)).sub(new Scalar(a));
       }
-      double a = Math.sqrt(6.0 / (t.size(0) + t.size(1)));
-      uniform(-a, a).fill(t, g);
     };
   }
 
   static Initializer zeros() {
-    return (t, g) -> t.zero_();
+    return constant(0.0);
   }
 
   static Initializer ones() {
-    return (t, g) -> t.fill_(new Scalar(1.0));
+    return constant(1.0);
+  }
+
+  private static Initializer constant(double value) {
+    return new CounterBased() {
+      @Override
+      Tensor values(CounterRandom random, long[] shape, long offset, long count, org.bytedeco.pytorch.Device device) {
+        return torch.full(new long[] {count}, new Scalar(value), new org.bytedeco.pytorch.TensorOptions()
+            .dtype(new org.bytedeco.pytorch.ScalarTypeOptional(torch.ScalarType.Double)).device(new org.bytedeco.pytorch.DeviceOptional(device)));
+      }
+    };
   }
 
   /** A user function; it must draw randomness only from the generator it is given. */

@@ -40,9 +40,9 @@ public final class ShardedModules {
   }
 
   /**
-   * Draws every deferred parameter of {@code model}: one parameter at a time, the whole logical
-   * tensor from a generator seeded by {@code seed} and the parameter's path (so the values are
-   * the same at every world size), of which each rank keeps only its slice.
+   * Draws every deferred parameter of {@code model}: each rank only its own slices, keyed by
+   * {@code seed} and the parameter's path, so the values are the same at every world size (see
+   * {@link io.bmtrain4j.init.Initializer}).
    */
   public static void initParameters(Object model, long seed) {
     try (NoGradGuard g = new NoGradGuard()) {
@@ -57,14 +57,11 @@ public final class ShardedModules {
             continue;
           }
           String path = r.keyPrefix() + m.name();
-          // One whole parameter at a time; the scope frees it (and its views) before the next.
-          try (org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope()) {
-            Tensor full = torch.empty(m.shape());
-            init.fill(full, io.bmtrain4j.init.Initializer.generatorFor(seed, path));
-            Overlap o = group.layout().overlap(m);
-            if (!o.isEmpty()) {
-              group.shard().forWriting().narrow(0, o.offsetInShard(), o.length())
-                  .copy_(full.reshape(-1).narrow(0, o.offsetInParameter(), o.length()));
+          Overlap o = group.layout().overlap(m);
+          if (!o.isEmpty()) {
+            try (org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope()) {
+              init.fillSlice(group.shard().forWriting().narrow(0, o.offsetInShard(), o.length()), m.shape(),
+                  o.offsetInParameter(), seed, path);
             }
           }
           m.markInitialised();

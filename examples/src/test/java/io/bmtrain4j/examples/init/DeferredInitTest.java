@@ -74,7 +74,7 @@ class DeferredInitTest {
     List<String> lines = Collections.synchronizedList(new ArrayList<>());
     int code = LocalLauncher.launch(LaunchSpec.of(4, InitMemoryWorker.class.getName()).withOutput(lines::add));
     assertEquals(0, code, String.join("\n", lines));
-    Pattern p = Pattern.compile("peak growth ([0-9.]+) MiB, model ([0-9.]+) MiB, shard ([0-9.]+) MiB, block ([0-9.]+) MiB");
+    Pattern p = Pattern.compile("peak growth (-?[0-9.]+) MiB, model ([0-9.]+) MiB, shard ([0-9.]+) MiB, block ([0-9.]+) MiB");
     int seen = 0;
     for (String line : lines) {
       Matcher m = p.matcher(line);
