@@ -106,6 +106,9 @@ public final class Train implements Callable<Integer> {
   @Option(names = "--checkpoint-every", description = "also save every N steps; 0: only at the end (default ${DEFAULT-VALUE})")
   int checkpointEvery = 0;
 
+  @Option(names = "--async-checkpoints", description = "write the --checkpoint-every saves in the background while training goes on (the next save, and the end, wait for them)")
+  boolean asyncCheckpoints;
+
   @Option(names = "--resume", description = "continue from the checkpoint in --checkpoint-dir (saved at any number of ranks)")
   boolean resume;
 
@@ -283,10 +286,15 @@ public final class Train implements Callable<Integer> {
           progress.update(step + 1, String.format("loss %.4f | %,.0f tok/s | lr %.1e | scale %.0f",
               loss, tokensPerStep / seconds, adam.learningRate(), manager.lossScale()));
           if (checkpointEvery > 0 && (step + 1) % checkpointEvery == 0 && step + 1 < steps && divergedAt < 0) {
-            ShardedCheckpoint.save(checkpointDir, lm, manager, step + 1, keepLast);
+            if (asyncCheckpoints) {
+              ShardedCheckpoint.saveAsync(checkpointDir, lm, manager, step + 1, keepLast);
+            } else {
+              ShardedCheckpoint.save(checkpointDir, lm, manager, step + 1, keepLast);
+            }
           }
         }
       }
+      ShardedCheckpoint.awaitPendingSave(); // a background save still being written
       if (divergedAt < 0) {
         ShardedCheckpoint.save(checkpointDir, lm, manager, steps, keepLast);
         if (saveHf != null) {

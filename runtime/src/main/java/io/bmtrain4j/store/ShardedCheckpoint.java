@@ -63,79 +63,209 @@ public final class ShardedCheckpoint {
    * pruning failure is only a warning).
    */
   public static void save(Path dir, Object model, OptimManager manager, long step, int keepLast) {
+    awaitPendingSave();
+    prepare(dir, model, manager, step, keepLast, false).write();
+  }
+
+  /**
+   * As {@link #save(Path, Object, OptimManager, long, int)}, but returns once this rank's part
+   * is copied to host memory (pinned when it comes from a GPU): the files are written on a
+   * background thread while training goes on. The next save, or {@link #awaitPendingSave()}
+   * (call it before the process ends), waits for it and reports its failure. A crash during
+   * the write leaves the previous checkpoint what {@code latest} names, as with a blocking save.
+   */
+  public static PendingSave saveAsync(Path dir, Object model, OptimManager manager, long step, int keepLast) {
+    awaitPendingSave();
+    Write write = prepare(dir, model, manager, step, keepLast, true);
+    PendingSave pending = new PendingSave(write);
+    PENDING.set(pending);
+    return pending;
+  }
+
+  /** The asynchronous save of this thread's job still being written, if any (one at a time). */
+  private static final InheritableThreadLocal<PendingSave> PENDING = new InheritableThreadLocal<>();
+
+  /** Waits for the asynchronous save still being written, if any; rethrows its failure. */
+  public static void awaitPendingSave() {
+    PendingSave p = PENDING.get();
+    if (p != null) {
+      PENDING.remove();
+      p.await();
+    }
+  }
+
+  /** An asynchronous save in flight: {@link #await()} waits for it and rethrows what stopped it. */
+  public static final class PendingSave {
+    private final Thread writer;
+    private volatile RuntimeException failure;
+
+    private PendingSave(Write write) {
+      this.writer = new Thread(() -> {
+        try {
+          write.write();
+        } catch (RuntimeException e) {
+          failure = e;
+        }
+      }, "checkpoint-writer-" + write.stepDir.getFileName());
+      writer.start();
+    }
+
+    public boolean isDone() {
+      return !writer.isAlive();
+    }
+
+    public void await() {
+      try {
+        writer.join();
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new IllegalStateException("interrupted while waiting for the checkpoint to be written", e);
+      }
+      if (PENDING.get() == this) {
+        PENDING.remove();
+      }
+      if (failure != null) {
+        throw failure;
+      }
+    }
+  }
+
+  /**
+   * What one rank writes for one save, taken on the training thread: its tensors (copies when
+   * the write happens later, since training goes on changing them), the layout for
+   * {@code meta.json}, and the store rounds, opened in the same order on every rank. The write
+   * itself uses only the store, never a collective, so it may run beside training's collectives.
+   */
+  private static final class Write {
+    final Path dir;
+    final Path stepDir;
+    final Path staging;
+    final String name;
+    final long step;
+    final int keepLast;
+    final int rank;
+    final int world;
+    final Map<String, Tensor> tensors;
+    final ObjectNode parameters;
+    final io.bmtrain4j.dist.StoreRound ready;
+    final io.bmtrain4j.dist.StoreRound digests;
+    final io.bmtrain4j.dist.StoreRound status;
+    final boolean ownsCopies;
+
+    Write(Path dir, long step, int keepLast, int rank, int world, Map<String, Tensor> tensors, ObjectNode parameters,
+        io.bmtrain4j.dist.DistContext ctx, boolean ownsCopies) {
+      this.dir = dir;
+      this.step = step;
+      this.keepLast = keepLast;
+      this.name = String.format("step-%09d", step);
+      this.stepDir = dir.resolve(name);
+      this.staging = dir.resolve(name + ".partial");
+      this.rank = rank;
+      this.world = world;
+      this.tensors = tensors;
+      this.parameters = parameters;
+      this.ready = ctx.storeRound("checkpoint-ready");
+      this.digests = ctx.storeRound("checkpoint-digest");
+      this.status = ctx.storeRound("checkpoint-status");
+      this.ownsCopies = ownsCopies;
+    }
+
+    void write() {
+      try {
+        writeFiles();
+      } finally {
+        if (ownsCopies) {
+          tensors.values().forEach(Tensor::close);
+        }
+      }
+    }
+
+    private void writeFiles() {
+      if (rank == 0) {
+        try {
+          deleteTree(staging); // a save that crashed here before
+          Files.createDirectories(staging);
+          ready.publish(0, "ok");
+        } catch (IOException e) {
+          ready.publish(0, "error: cannot prepare " + staging + ": " + e);
+          throw new UncheckedIOException("cannot prepare " + staging, e);
+        }
+      } else {
+        String prepared = ready.get(0); // the staging directory is fresh before anyone writes into it
+        if (!prepared.equals("ok")) {
+          throw new CheckpointException(prepared.substring("error: ".length()));
+        }
+      }
+      try (NoGradGuard g = new NoGradGuard()) {
+        SafeTensorsFile.Digest d = SafeTensorsFile.write(staging.resolve(rankFile(rank)), tensors,
+            Map.of("rank", String.valueOf(rank), "world_size", String.valueOf(world)));
+        digests.publish(rank, d.bytes() + " " + d.crcHex());
+      } catch (IOException | RuntimeException e) {
+        digests.publish(rank, "error: " + e.getMessage());
+        if (rank != 0) {
+          throw unchecked(e, stepDir);
+        }
+      }
+      if (rank == 0) {
+        try {
+          List<String> all = new ArrayList<>();
+          for (int q = 0; q < world; q++) {
+            String v = digests.get(q);
+            if (v.startsWith("error: ")) {
+              throw new CheckpointException("rank " + q + " could not write its part of " + stepDir + ": " + v.substring(7));
+            }
+            all.add(v);
+          }
+          writeMeta(staging, parameters, world, step, all);
+          moveIntoPlace(staging, stepDir);
+          writeDurably(dir.resolve("latest"), name.getBytes(StandardCharsets.UTF_8));
+        } catch (IOException | RuntimeException e) {
+          status.publish(0, "error: " + (e instanceof CheckpointException ? e.getMessage() : "cannot write checkpoint " + stepDir + ": " + e));
+          throw unchecked(e, stepDir);
+        }
+        status.publish(0, "ok");
+        try {
+          prune(dir, step, keepLast);
+        } catch (IOException | RuntimeException e) {
+          System.err.println("warning: checkpoint " + stepDir + " is saved, but pruning older ones failed: " + e);
+        }
+      } else {
+        String outcome = status.get(0);
+        if (!outcome.equals("ok")) {
+          throw new CheckpointException(outcome.substring("error: ".length()));
+        }
+      }
+    }
+  }
+
+  /** Everything a save needs from the model and the manager, taken now (copied to host memory when {@code copy}). */
+  private static Write prepare(Path dir, Object model, OptimManager manager, long step, int keepLast, boolean copy) {
     if (step < 0 || keepLast < 0) {
       throw new IllegalArgumentException("step and keepLast must be 0 or more, got " + step + " and " + keepLast);
     }
     io.bmtrain4j.dist.DistContext ctx = io.bmtrain4j.dist.DistContext.current();
     Communicator comm = ctx.communicator();
     int rank = comm.rank();
-    String name = String.format("step-%09d", step);
-    Path stepDir = dir.resolve(name);
-    Path staging = dir.resolve(name + ".partial");
-    io.bmtrain4j.dist.StoreRound digests = ctx.storeRound("checkpoint-digest");
-    io.bmtrain4j.dist.StoreRound status = ctx.storeRound("checkpoint-status");
-    if (rank == 0) {
-      try {
-        deleteTree(staging); // a save that crashed here before
-        Files.createDirectories(staging);
-      } catch (IOException e) {
-        throw new UncheckedIOException("cannot prepare " + staging, e);
-      }
+    Map<String, Tensor> mine = new LinkedHashMap<>();
+    List<ShardedParameter> params = ShardedModules.parameters(model);
+    for (ShardedParameter p : params) {
+      mine.put("model/" + p.name(), p.readLocal());
     }
-    comm.barrier(); // the staging directory is fresh before anyone writes into it
-    try {
-      Map<String, Tensor> mine = new LinkedHashMap<>();
-      List<ShardedParameter> params = ShardedModules.parameters(model);
-      for (ShardedParameter p : params) {
-        mine.put("model/" + p.name(), p.readLocal());
-      }
-      if (manager != null) {
-        Map<String, Tensor> train = manager.stateDict();
-        Map<String, ShardedParameter> perElement = perElementKeys(manager, params);
-        for (Map.Entry<String, Tensor> e : train.entrySet()) {
-          if (perElement.containsKey(e.getKey()) || rank == 0) {
-            mine.put("train/" + e.getKey(), e.getValue());
-          }
+    if (manager != null) {
+      Map<String, Tensor> train = manager.stateDict();
+      Map<String, ShardedParameter> perElement = perElementKeys(manager, params);
+      for (Map.Entry<String, Tensor> e : train.entrySet()) {
+        if (perElement.containsKey(e.getKey()) || rank == 0) {
+          mine.put("train/" + e.getKey(), e.getValue());
         }
       }
-      SafeTensorsFile.Digest d = SafeTensorsFile.write(staging.resolve(rankFile(rank)), mine,
-          Map.of("rank", String.valueOf(rank), "world_size", String.valueOf(comm.worldSize())));
-      digests.publish(rank, d.bytes() + " " + d.crcHex());
-    } catch (IOException | RuntimeException e) {
-      digests.publish(rank, "error: " + e.getMessage());
-      if (rank != 0) {
-        throw unchecked(e, stepDir);
+    }
+    if (copy) {
+      try (NoGradGuard g = new NoGradGuard()) {
+        mine.replaceAll((k, t) -> io.bmtrain4j.internal.Native.own(Host.snapshot(t)));
       }
     }
-    if (rank == 0) {
-      try {
-        List<String> all = new ArrayList<>();
-        for (int q = 0; q < comm.worldSize(); q++) {
-          String v = digests.get(q);
-          if (v.startsWith("error: ")) {
-            throw new CheckpointException("rank " + q + " could not write its part of " + stepDir + ": " + v.substring(7));
-          }
-          all.add(v);
-        }
-        writeMeta(staging, model, comm.worldSize(), step, all);
-        moveIntoPlace(staging, stepDir);
-        writeDurably(dir.resolve("latest"), name.getBytes(StandardCharsets.UTF_8));
-      } catch (IOException | RuntimeException e) {
-        status.publish(0, "error: " + (e instanceof CheckpointException ? e.getMessage() : "cannot write checkpoint " + stepDir + ": " + e));
-        throw unchecked(e, stepDir);
-      }
-      status.publish(0, "ok");
-      try {
-        prune(dir, step, keepLast);
-      } catch (IOException | RuntimeException e) {
-        System.err.println("warning: checkpoint " + stepDir + " is saved, but pruning older ones failed: " + e);
-      }
-    } else {
-      String outcome = status.get(0);
-      if (!outcome.equals("ok")) {
-        throw new CheckpointException(outcome.substring("error: ".length()));
-      }
-    }
+    return new Write(dir, step, keepLast, rank, comm.worldSize(), mine, parameterLayout(model, comm.worldSize()), ctx, copy);
   }
 
   private static RuntimeException unchecked(Exception e, Path stepDir) {
@@ -157,12 +287,9 @@ public final class ShardedCheckpoint {
     }
   }
 
-  private static void writeMeta(Path stepDir, Object model, int world, long step, List<String> digests) throws IOException {
-    ObjectNode root = JSON.createObjectNode();
-    root.put("format", "bmtrain4j-sharded-1");
-    root.put("world_size", world);
-    root.put("step", step);
-    ObjectNode ps = root.putObject("parameters");
+  /** Every parameter's shape, dtype and every rank's slice, for {@code meta.json}. */
+  private static ObjectNode parameterLayout(Object model, int world) {
+    ObjectNode ps = JSON.createObjectNode();
     for (io.bmtrain4j.zero.ShardedModuleRuntime r : ShardedModules.runtimeOf(model).tree()) {
       ParameterGroup g = r.group();
       if (g == null) {
@@ -179,6 +306,15 @@ public final class ShardedCheckpoint {
         }
       }
     }
+    return ps;
+  }
+
+  private static void writeMeta(Path stepDir, ObjectNode parameters, int world, long step, List<String> digests) throws IOException {
+    ObjectNode root = JSON.createObjectNode();
+    root.put("format", "bmtrain4j-sharded-1");
+    root.put("world_size", world);
+    root.put("step", step);
+    root.set("parameters", parameters);
     ObjectNode files = root.putObject("files");
     for (int q = 0; q < world; q++) {
       String[] d = digests.get(q).trim().split(" ");

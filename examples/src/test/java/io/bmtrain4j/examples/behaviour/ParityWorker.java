@@ -42,7 +42,11 @@ public final class ParityWorker {
           break;
         }
         case "save-forever": {
-          ShardedCheckpointRun.saveForever(java.nio.file.Path.of(args[1]));
+          ShardedCheckpointRun.saveForever(java.nio.file.Path.of(args[1]), false);
+          break;
+        }
+        case "save-forever-async": {
+          ShardedCheckpointRun.saveForever(java.nio.file.Path.of(args[1]), true);
           break;
         }
         case "die": {

@@ -77,13 +77,30 @@ public final class ShardedCheckpointRun {
     return CheckpointModels.evalOutputs(net);
   }
 
-  /** For the kill test: save checkpoints 1, 2, 3, ... under {@code dir} until killed. */
-  public static void saveForever(Path dir) {
+  /**
+   * For the kill tests: save checkpoints 1, 2, 3, ... under {@code dir} until killed; with
+   * {@code async}, each save is written in the background while the next step trains ("saved N"
+   * once the next save has waited for it).
+   */
+  public static void saveForever(Path dir, boolean async) {
     ShardedCheckpointRun run = new ShardedCheckpointRun();
     run.train(0, 1);
     for (long step = 1; ; step++) {
-      run.save(dir, step);
-      System.out.println("saved " + step);
+      if (async) {
+        ShardedCheckpoint.saveAsync(dir, run.net, run.manager, step, 0);
+        run.train((int) step, (int) step + 1);
+        if (step > 1) {
+          System.out.println("saved " + (step - 1)); // saveAsync waited for it before starting this one
+        }
+      } else {
+        run.save(dir, step);
+        System.out.println("saved " + step);
+      }
     }
+  }
+
+  /** Starts saving step {@code step} in the background (see {@link ShardedCheckpoint#saveAsync}). */
+  public ShardedCheckpoint.PendingSave saveAsync(Path dir, long step) {
+    return ShardedCheckpoint.saveAsync(dir, net, manager, step, 0);
   }
 }

@@ -57,6 +57,46 @@ class ShardedCheckpointTest {
   }
 
   @Test
+  void anAsynchronousSaveWrittenWhileTrainingGoesOnResumesBitForBit() {
+    Path ckpt = dir.resolve("async");
+    List<Object[]> first = RanksAsThreads.run(2, 0, Duration.ofSeconds(120), ctx -> {
+      ShardedCheckpointRun run = new ShardedCheckpointRun();
+      run.train(0, 3);
+      io.bmtrain4j.store.ShardedCheckpoint.PendingSave pending = run.saveAsync(ckpt, 3);
+      List<Double> after = run.train(3, 6); // changes every shard and moment while the files are written
+      pending.await();
+      return new Object[] {after};
+    });
+    List<Object[]> resumed = RanksAsThreads.run(2, 0, Duration.ofSeconds(120), ctx -> {
+      ShardedCheckpointRun run = new ShardedCheckpointRun();
+      long step = run.load(ckpt);
+      return new Object[] {step, run.train((int) step, 6)};
+    });
+    for (int r = 0; r < 2; r++) {
+      assertEquals(3L, resumed.get(r)[0]);
+      assertEquals(first.get(r)[0], resumed.get(r)[1], "rank " + r + ": the same losses as the run that went on");
+    }
+  }
+
+  @Test
+  void aProcessKilledWhileAnAsynchronousSaveIsWrittenLeavesTheLastCompleteCheckpoint() throws Exception {
+    Path ckpt = dir.resolve("async-kill");
+    Path log = dir.resolve("async-saver.log");
+    ProcessBuilder pb = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+        "-cp", System.getProperty("java.class.path"), ParityWorker.class.getName(), "save-forever-async", ckpt.toString());
+    pb.redirectErrorStream(true).redirectOutput(log.toFile());
+    Process p = pb.start();
+    long deadline = System.nanoTime() + 60_000_000_000L;
+    while (System.nanoTime() < deadline && !(Files.exists(log) && Files.readString(log).contains("saved 3"))) {
+      Thread.sleep(50);
+    }
+    assertTrue(Files.readString(log).contains("saved 3"), Files.readString(log));
+    p.destroyForcibly().waitFor(); // SIGKILL, most likely while a background write is under way
+    long step = RanksAsThreads.run(2, 0, Duration.ofSeconds(60), ctx -> new ShardedCheckpointRun().load(ckpt)).get(0);
+    assertTrue(step >= 3, "loaded step " + step);
+  }
+
+  @Test
   void aSaveRemovesWhatInterruptedSavesLeftAndKeepsTheNewestOnes() throws Exception {
     Path ckpt = dir.resolve("litter");
     Path unfinished = ckpt.resolve("step-000000099");
