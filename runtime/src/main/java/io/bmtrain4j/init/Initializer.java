@@ -46,7 +46,8 @@ public interface Initializer {
       }
       CounterRandom random = CounterRandom.forParameter(seed, path);
       // In chunks: drawing takes some tens of bytes of int64 and fp64 temporaries per element.
-      long chunk = slice.is_cuda() ? 1L << 22 : 1L << 16;
+      // On a GPU, few large chunks (each is some 30 kernel launches); the GPU is nearly empty at init.
+      long chunk = slice.is_cuda() ? 1L << 25 : 1L << 16;
       try (org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope(); NoGradGuard ng = new NoGradGuard()) {
         Tensor flat = slice.view(-1);
         for (long from = 0; from < flat.numel(); from += chunk) {

@@ -15,18 +15,28 @@ final class Host {
   }
 
   /**
-   * A contiguous CPU copy of {@code t} that later changes to {@code t} do not reach: in pinned
-   * memory when {@code t} is on a GPU, so the copy runs at full speed.
+   * A contiguous CPU copy of {@code t} that later changes to {@code t} do not reach, in
+   * {@code buffers.get(key)} when that one has its shape and dtype (else a new one, kept there):
+   * pinned memory when {@code t} is on a GPU, so the copy runs at full speed. The copy is complete
+   * when this returns.
    */
-  static Tensor snapshot(Tensor t) {
+  static Tensor snapshotInto(java.util.Map<String, Tensor> buffers, String key, Tensor t) {
     Tensor d = t.detach();
-    if (!d.is_cuda()) {
-      return d.contiguous().clone();
+    Tensor host = buffers.get(key);
+    if (host == null || host.scalar_type().value != d.scalar_type().value
+        || !java.util.Arrays.equals(host.sizes().vec().get(), d.sizes().vec().get())) {
+      if (host != null) {
+        host.close();
+      }
+      org.bytedeco.pytorch.TensorOptions options = new org.bytedeco.pytorch.TensorOptions()
+          .dtype(new org.bytedeco.pytorch.ScalarTypeOptional(d.scalar_type()));
+      if (d.is_cuda()) {
+        options = options.pinned_memory(new org.bytedeco.pytorch.BoolOptional(true));
+      }
+      host = io.bmtrain4j.internal.Native.own(torch.empty(d.sizes().vec().get(), options, new org.bytedeco.pytorch.MemoryFormatOptional()));
+      buffers.put(key, host);
     }
-    Tensor host = torch.empty(d.sizes().vec().get(), new org.bytedeco.pytorch.TensorOptions()
-        .dtype(new org.bytedeco.pytorch.ScalarTypeOptional(d.scalar_type()))
-        .pinned_memory(new org.bytedeco.pytorch.BoolOptional(true)), new org.bytedeco.pytorch.MemoryFormatOptional());
-    host.copy_(d); // blocking: the copy is complete when training changes t again
+    host.copy_(d); // blocking: complete before training changes t again
     return host;
   }
 

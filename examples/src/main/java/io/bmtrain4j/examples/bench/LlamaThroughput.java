@@ -148,6 +148,11 @@ public final class LlamaThroughput implements Callable<Integer> {
     double waited = (System.nanoTime() - waitStart) / 1e9;
     Bmt.printRank("checkpoint: blocking save %.2f s; saveAsync blocked training %.2f s (host copies), then 3 steps took %.2f s"
         + " while it was written, and %.2f s more were waited for at the end", blocking, handedOff, threeSteps, waited);
+    start = synchronizedNanos();
+    ShardedCheckpoint.saveAsync(saveDir, llama, manager, 3, 1);
+    double again = (synchronizedNanos() - start) / 1e9;
+    ShardedCheckpoint.awaitPendingSave();
+    Bmt.printRank("checkpoint: a second saveAsync, into the host buffers the first one made, blocked training %.2f s", again);
   }
 
   /** {@code count} steps on random tokens; the last loss. */
