@@ -15,6 +15,14 @@ import java.util.Map;
  * runs), so ids match Python's exactly.
  */
 public final class TextTokenizer implements AutoCloseable {
+  static {
+    // DJL logs its platform probing (a GPU count it cannot read on CPU machines, the native it
+    // found) at INFO and WARN on every rank; only its errors concern a user here.
+    if (System.getProperty("org.slf4j.simpleLogger.log.ai.djl") == null) {
+      System.setProperty("org.slf4j.simpleLogger.log.ai.djl", "error");
+    }
+  }
+
   private final HuggingFaceTokenizer tokenizer;
   private final Path file;
   private final long vocab;
