@@ -58,6 +58,9 @@ public final class Train implements Callable<Integer> {
   @Option(names = "--save-hf", description = "at the end, also save the model as a Hugging Face directory here (--arch llama), with the tokenizer files of --hf-model")
   Path saveHf;
 
+  @Option(names = "--loss-chunk", description = "--arch llama: tokens whose logits the loss computes at once; 0: the whole logits, faster when memory allows (default: about 1 GiB of fp32 logits)")
+  long lossChunk = -1;
+
   @Option(names = "--tokenizer", description = "tokenizer.json (or a model directory holding one) to show samples as text; default: that of --hf-model, if any")
   Path tokenizer;
 
@@ -342,6 +345,9 @@ public final class Train implements Callable<Integer> {
     }
     io.bmtrain4j.examples.llama.DistributedLlama llama =
         new io.bmtrain4j.examples.llama.DistributedLlama(config, io.bmtrain4j.examples.llama.DistributedLlamaBlock::new);
+    if (lossChunk >= 0) {
+      llama.setLossChunkTokens(lossChunk);
+    }
     if (hfModel != null) {
       io.bmtrain4j.examples.llama.HuggingFaceLlama.load(llama, hfModel);
     } else {
@@ -402,6 +408,8 @@ public final class Train implements Callable<Integer> {
     require(cl, presets.contains(model), "--model must be one of " + presets + " with --arch " + arch + ", got " + model);
     require(cl, arch.equals("llama") || (hfModel == null && saveHf == null), "--hf-model and --save-hf need --arch llama");
     require(cl, arch.equals("gpt") || dropout == 0, "--dropout applies to --arch gpt (LLaMA has none)");
+    require(cl, lossChunk >= -1, "--loss-chunk must be 0 (whole logits) or more tokens, got " + lossChunk);
+    require(cl, arch.equals("llama") || lossChunk == -1, "--loss-chunk applies to --arch llama");
     require(cl, hfModel == null || java.nio.file.Files.isRegularFile(hfModel.resolve("config.json")),
         "--hf-model " + hfModel + " holds no config.json: give a Hugging Face model directory");
     require(cl, tokenizer == null || java.nio.file.Files.exists(tokenizer), "--tokenizer " + tokenizer + " does not exist");

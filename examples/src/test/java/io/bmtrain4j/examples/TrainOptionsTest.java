@@ -75,6 +75,13 @@ class TrainOptionsTest {
     rejected("--lr-schedule", "--lr-schedule", "sawtooth");
     rejected("--on-nonfinite", "--on-nonfinite", "ignore");
     rejected("--data", "--data", "parquet:x");
+    rejected("--arch", "--arch", "mamba");
+    rejected("--model", "--arch", "llama", "--model", "1.3b"); // a GPT preset
+    rejected("--loss-chunk", "--loss-chunk", "8"); // LLaMA only
+    rejected("--loss-chunk", "--arch", "llama", "--loss-chunk", "-3");
+    rejected("--hf-model", "--hf-model", "/tmp"); // LLaMA only
+    rejected("--hf-model", "--arch", "llama", "--hf-model", "/no/such/dir");
+    rejected("--dropout", "--arch", "llama", "--dropout", "0.1");
   }
 
   @Test
