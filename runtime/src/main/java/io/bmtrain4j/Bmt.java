@@ -208,6 +208,22 @@ public final class Bmt {
   }
 
   /**
+   * As {@link #parameter(io.bmtrain4j.init.Initializer, long...)}, for a parameter of
+   * {@code dtype} on {@code device} (a GPU, say). Its stand-in has the parameter's shape but every
+   * stride 0, so it holds one element: constructing a model allocates nothing of its
+   * parameters, and only each rank's shard ever exists on {@code device}. (A {@code meta} tensor
+   * would do the same, but libtorch refuses to swap its data for a real device's later.)
+   */
+  public static Tensor parameter(io.bmtrain4j.init.Initializer init, torch.ScalarType dtype, org.bytedeco.pytorch.Device device,
+      long... shape) {
+    Tensor t = torch.empty_strided(shape, new long[shape.length], new org.bytedeco.pytorch.TensorOptions()
+        .dtype(new org.bytedeco.pytorch.ScalarTypeOptional(dtype)).device(new org.bytedeco.pytorch.DeviceOptional(device)))
+        .requires_grad_(true);
+    io.bmtrain4j.init.DeferredParameters.register(t, init);
+    return t;
+  }
+
+  /**
    * Draws every deferred parameter of {@code model}: each rank only its own slices, on their
    * device, keyed by the job's seed and each parameter's path, so the values are the same at every
    * world size (see {@link io.bmtrain4j.init.Initializer}).

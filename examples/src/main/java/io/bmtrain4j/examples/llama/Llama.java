@@ -4,7 +4,6 @@ import io.bmtrain4j.annotations.BlockList;
 import io.bmtrain4j.annotations.Distributed;
 import io.bmtrain4j.annotations.EntryPoint;
 import io.bmtrain4j.nn.ChunkedCrossEntropy;
-import io.bmtrain4j.init.DeferredParameters;
 import io.bmtrain4j.init.Initializer;
 import io.bmtrain4j.nn.Linear;
 import io.bmtrain4j.nn.RmsNorm;
@@ -13,11 +12,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.function.Function;
 import org.bytedeco.pytorch.Device;
-import org.bytedeco.pytorch.DeviceOptional;
-import org.bytedeco.pytorch.MemoryFormatOptional;
-import org.bytedeco.pytorch.ScalarTypeOptional;
 import org.bytedeco.pytorch.Tensor;
-import org.bytedeco.pytorch.TensorOptions;
 import org.bytedeco.pytorch.global.torch;
 
 /**
@@ -53,14 +48,11 @@ public class Llama implements io.bmtrain4j.examples.train.LanguageModel {
 
   /**
    * A parameter of the config's dtype and device whose values {@code Bmt.initParameters} draws
-   * later (or a loader fills): its storage is never written before sharding.
+   * later (or a loader fills): declared on the meta device, so constructing even an 8B model
+   * allocates nothing but each rank's shards.
    */
   static Tensor parameter(LlamaConfig c, Initializer init, long... shape) {
-    TensorOptions options = new TensorOptions().dtype(new ScalarTypeOptional(c.dtype()))
-        .device(new DeviceOptional(new Device(c.device())));
-    Tensor t = torch.empty(shape, options, new MemoryFormatOptional()).requires_grad_(true);
-    DeferredParameters.register(t, init);
-    return t;
+    return io.bmtrain4j.Bmt.parameter(init, c.dtype(), new Device(c.device()), shape);
   }
 
   /** Logits {@code [batch, seq, vocab]} in the model's dtype, for tokens {@code [batch, seq]} (int64). */
