@@ -4,11 +4,18 @@ import io.bmtrain4j.dist.Backend;
 import io.bmtrain4j.Bmt;
 import io.bmtrain4j.InitOptions;
 import io.bmtrain4j.dist.DistEnvironment;
+import io.bmtrain4j.examples.data.MappedTokens;
+import io.bmtrain4j.examples.data.Prepare;
 import io.bmtrain4j.examples.data.RepeatedPatternTask;
+import io.bmtrain4j.examples.data.TextTokenizer;
 import io.bmtrain4j.examples.data.TokenSource;
 import io.bmtrain4j.examples.gpt.DistributedGpt;
 import io.bmtrain4j.examples.gpt.DistributedTransformerBlock;
 import io.bmtrain4j.examples.gpt.GptConfig;
+import io.bmtrain4j.examples.llama.DistributedLlama;
+import io.bmtrain4j.examples.llama.DistributedLlamaBlock;
+import io.bmtrain4j.examples.llama.HuggingFaceLlama;
+import io.bmtrain4j.examples.llama.LlamaConfig;
 import io.bmtrain4j.examples.train.LanguageModel;
 import io.bmtrain4j.examples.train.LossPlot;
 import io.bmtrain4j.examples.train.Sampler;
@@ -20,7 +27,9 @@ import io.bmtrain4j.optim.LossScale;
 import io.bmtrain4j.optim.OptimManager;
 import io.bmtrain4j.optim.lr.LrSchedulers;
 import io.bmtrain4j.natives.NativeLibraries;
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.Callable;
@@ -37,7 +46,7 @@ import picocli.CommandLine.Option;
  * {@code --nproc N} (the local launcher) each process is one rank. Rank 0 shows a progress bar,
  * writes the loss curve and a checkpoint, and prints a sample from the trained model.
  */
-@Command(name = "train", mixinStandardHelpOptions = true, sortOptions = false, subcommands = io.bmtrain4j.examples.data.Prepare.class,
+@Command(name = "train", mixinStandardHelpOptions = true, sortOptions = false, subcommands = Prepare.class,
     description = "Train the example GPT with bmtrain4j (ZeRO-3 sharded data parallelism).")
 public final class Train implements Callable<Integer> {
   @CommandLine.Spec
@@ -144,7 +153,7 @@ public final class Train implements Callable<Integer> {
     private static final long serialVersionUID = 1L;
 
     public Presets() {
-      super(concat(GptConfig.PRESETS, io.bmtrain4j.examples.llama.LlamaConfig.PRESETS));
+      super(concat(GptConfig.PRESETS, LlamaConfig.PRESETS));
     }
 
     private static List<String> concat(List<String> a, List<String> b) {
@@ -326,7 +335,7 @@ public final class Train implements Callable<Integer> {
 
   /** The model this run trains, how to describe it, and what it was built from. */
   private record Built(LanguageModel model, String description, long parameters, int maxSeq,
-      io.bmtrain4j.examples.llama.LlamaConfig llamaConfig) {}
+      LlamaConfig llamaConfig) {}
 
   private Built buildGpt(TokenSource source, torch.ScalarType type) {
     GptConfig config = GptConfig.preset(model, source.vocab(), seq, dropout, type).on(device);
@@ -336,20 +345,20 @@ public final class Train implements Callable<Integer> {
 
   /** A LLaMA from a preset (values drawn per rank slice) or from --hf-model (each rank reads its slices). */
   private Built buildLlama(TokenSource source, torch.ScalarType type) {
-    io.bmtrain4j.examples.llama.LlamaConfig config = hfModel != null
-        ? io.bmtrain4j.examples.llama.HuggingFaceLlama.readConfig(hfModel, seq, type, device)
-        : io.bmtrain4j.examples.llama.LlamaConfig.preset(model, source.vocab(), seq, type, device);
+    LlamaConfig config = hfModel != null
+        ? HuggingFaceLlama.readConfig(hfModel, seq, type, device)
+        : LlamaConfig.preset(model, source.vocab(), seq, type, device);
     if (source.vocab() > config.vocab()) {
       throw new UserErrors.UserException("the data's vocabulary (" + source.vocab() + ") is larger than the model's ("
           + config.vocab() + "): tokenize the corpus with the model's own tokenizer (train prepare --tokenizer ...)");
     }
-    io.bmtrain4j.examples.llama.DistributedLlama llama =
-        new io.bmtrain4j.examples.llama.DistributedLlama(config, io.bmtrain4j.examples.llama.DistributedLlamaBlock::new);
+    DistributedLlama llama =
+        new DistributedLlama(config, DistributedLlamaBlock::new);
     if (lossChunk >= 0) {
       llama.setLossChunkTokens(lossChunk);
     }
     if (hfModel != null) {
-      io.bmtrain4j.examples.llama.HuggingFaceLlama.load(llama, hfModel);
+      HuggingFaceLlama.load(llama, hfModel);
     } else {
       Bmt.initParameters(llama);
     }
@@ -359,12 +368,12 @@ public final class Train implements Callable<Integer> {
 
   /** --save-hf: the model as transformers would save it, with the tokenizer files of --hf-model beside it. */
   private void saveHuggingFace(Built built) throws java.io.IOException {
-    io.bmtrain4j.examples.llama.HuggingFaceLlama.save(built.model(), built.llamaConfig(), saveHf,
-        io.bmtrain4j.examples.llama.HuggingFaceLlama.DEFAULT_MAX_FILE_BYTES);
+    HuggingFaceLlama.save(built.model(), built.llamaConfig(), saveHf,
+        HuggingFaceLlama.DEFAULT_MAX_FILE_BYTES);
     if (Bmt.rank() == 0 && hfModel != null) {
       for (String f : List.of("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json")) {
-        if (java.nio.file.Files.isRegularFile(hfModel.resolve(f))) {
-          java.nio.file.Files.copy(hfModel.resolve(f), saveHf.resolve(f), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+        if (Files.isRegularFile(hfModel.resolve(f))) {
+          Files.copy(hfModel.resolve(f), saveHf.resolve(f), StandardCopyOption.REPLACE_EXISTING);
         }
       }
     }
@@ -404,15 +413,15 @@ public final class Train implements Callable<Integer> {
     require(cl, vocab >= 2, "--vocab must be at least 2, got " + vocab);
     require(cl, List.of("fp32", "bf16", "fp16").contains(dtype), "--dtype must be fp32, bf16 or fp16, got " + dtype);
     require(cl, arch.equals("gpt") || arch.equals("llama"), "--arch must be gpt or llama, got " + arch);
-    List<String> presets = arch.equals("gpt") ? GptConfig.PRESETS : io.bmtrain4j.examples.llama.LlamaConfig.PRESETS;
+    List<String> presets = arch.equals("gpt") ? GptConfig.PRESETS : LlamaConfig.PRESETS;
     require(cl, presets.contains(model), "--model must be one of " + presets + " with --arch " + arch + ", got " + model);
     require(cl, arch.equals("llama") || (hfModel == null && saveHf == null), "--hf-model and --save-hf need --arch llama");
     require(cl, arch.equals("gpt") || dropout == 0, "--dropout applies to --arch gpt (LLaMA has none)");
     require(cl, lossChunk >= -1, "--loss-chunk must be 0 (whole logits) or more tokens, got " + lossChunk);
     require(cl, arch.equals("llama") || lossChunk == -1, "--loss-chunk applies to --arch llama");
-    require(cl, hfModel == null || java.nio.file.Files.isRegularFile(hfModel.resolve("config.json")),
+    require(cl, hfModel == null || Files.isRegularFile(hfModel.resolve("config.json")),
         "--hf-model " + hfModel + " holds no config.json: give a Hugging Face model directory");
-    require(cl, tokenizer == null || java.nio.file.Files.exists(tokenizer), "--tokenizer " + tokenizer + " does not exist");
+    require(cl, tokenizer == null || Files.exists(tokenizer), "--tokenizer " + tokenizer + " does not exist");
     require(cl, LrSchedulers.NAMES.contains(schedule), "--lr-schedule must be one of " + LrSchedulers.NAMES + ", got " + schedule);
     require(cl, device.equals("cpu") || device.equals("cuda") || device.matches("cuda:\\d{1,4}"),
         "--device must be cpu, cuda or cuda:N, got " + device);
@@ -448,8 +457,8 @@ public final class Train implements Callable<Integer> {
     }
     java.util.function.Function<long[], String> decode = source::decode;
     Path tokenizerFile = tokenizer != null ? tokenizer : hfModel;
-    if (tokenizerFile != null && source instanceof io.bmtrain4j.examples.data.MappedTokens) {
-      io.bmtrain4j.examples.data.TextTokenizer tok = io.bmtrain4j.examples.data.TextTokenizer.open(tokenizerFile);
+    if (tokenizerFile != null && source instanceof MappedTokens) {
+      TextTokenizer tok = TextTokenizer.open(tokenizerFile);
       decode = ids -> '"' + tok.decode(ids) + '"';
     }
     Bmt.printRank("sample: prompt   %s%n        model    %s%n        data     %s  (%d/%d tokens as in the data)",
