@@ -257,56 +257,61 @@ public final class Train implements Callable<Integer> {
       List<Double> losses = new ArrayList<>();
       int divergedAt = -1; // the step whose loss was not finite, under --on-nonfinite continue
       long tokensPerStep = (long) Bmt.worldSize() * microBatch * gradAccum * seq;
-      try (TrainingProgress progress = progress(first)) {
-        for (int step = first; step < steps; step++) {
-          long t0 = System.nanoTime();
-          double loss = 0;
-          try (PointerScope scope = new PointerScope()) {
-            manager.zeroGrad();
-            for (int m = 0; m < gradAccum; m++) {
-              // Each micro-batch's logits and hidden states die with its own scope, before the
-              // next micro-batch and the optimizer need the memory.
-              try (PointerScope microBatchScope = new PointerScope()) {
-                Tensor[] b = source.batch(step * gradAccum + m, Bmt.rank(), microBatch);
-                Tensor l = lm.loss(b[0].to(dev, torch.ScalarType.Long), b[1].to(dev, torch.ScalarType.Long));
-                manager.backward(l.div(new Scalar((double) gradAccum)));
-                loss += Bmt.meanLoss(l) / gradAccum;
+      try {
+        try (TrainingProgress progress = progress(first)) {
+          for (int step = first; step < steps; step++) {
+            long t0 = System.nanoTime();
+            double loss = 0;
+            try (PointerScope scope = new PointerScope()) {
+              manager.zeroGrad();
+              for (int m = 0; m < gradAccum; m++) {
+                // Each micro-batch's logits and hidden states die with its own scope, before the
+                // next micro-batch and the optimizer need the memory.
+                try (PointerScope microBatchScope = new PointerScope()) {
+                  Tensor[] b = source.batch(step * gradAccum + m, Bmt.rank(), microBatch);
+                  Tensor l = lm.loss(b[0].to(dev, torch.ScalarType.Long), b[1].to(dev, torch.ScalarType.Long));
+                  manager.backward(l.div(new Scalar((double) gradAccum)));
+                  loss += Bmt.meanLoss(l) / gradAccum;
+                }
               }
+              double norm = manager.clipGradNorm(clip);
+              if (!manager.lossScaleEnabled() && !(Double.isFinite(loss) && Double.isFinite(norm))) {
+                // Every rank sees the same averaged loss and global norm, so all take the same branch.
+                String what = String.format("step %d: the loss is %s and the gradient norm %s", step + 1, loss, norm);
+                if (onNonFinite == NonFinite.stop) {
+                  throw new UserErrors.UserException(what + "; stopping without a checkpoint (" + lastGoodCheckpoint()
+                      + "). Lower --lr, or pass --on-nonfinite skip to drop such steps.");
+                }
+                if (onNonFinite == NonFinite.skip) {
+                  Bmt.printRank("%s; step skipped (--on-nonfinite skip)", what);
+                  manager.zeroGrad();
+                  continue;
+                }
+                if (divergedAt < 0) {
+                  Bmt.printRank("%s; continuing (--on-nonfinite continue), and no longer saving checkpoints", what);
+                  divergedAt = step + 1;
+                }
+              }
+              manager.step();
             }
-            double norm = manager.clipGradNorm(clip);
-            if (!manager.lossScaleEnabled() && !(Double.isFinite(loss) && Double.isFinite(norm))) {
-              // Every rank sees the same averaged loss and global norm, so all take the same branch.
-              String what = String.format("step %d: the loss is %s and the gradient norm %s", step + 1, loss, norm);
-              if (onNonFinite == NonFinite.stop) {
-                throw new UserErrors.UserException(what + "; stopping without a checkpoint (" + lastGoodCheckpoint()
-                    + "). Lower --lr, or pass --on-nonfinite skip to drop such steps.");
+            losses.add(loss);
+            double seconds = (System.nanoTime() - t0) / 1e9;
+            progress.update(step + 1, String.format("loss %.4f | %,.0f tok/s | lr %.1e | scale %.0f",
+                loss, tokensPerStep / seconds, adam.learningRate(), manager.lossScale()));
+            if (checkpointEvery > 0 && (step + 1) % checkpointEvery == 0 && step + 1 < steps && divergedAt < 0) {
+              if (asyncCheckpoints) {
+                ShardedCheckpoint.saveAsync(checkpointDir, lm, manager, step + 1, keepLast);
+              } else {
+                ShardedCheckpoint.save(checkpointDir, lm, manager, step + 1, keepLast);
               }
-              if (onNonFinite == NonFinite.skip) {
-                Bmt.printRank("%s; step skipped (--on-nonfinite skip)", what);
-                manager.zeroGrad();
-                continue;
-              }
-              if (divergedAt < 0) {
-                Bmt.printRank("%s; continuing (--on-nonfinite continue), and no longer saving checkpoints", what);
-                divergedAt = step + 1;
-              }
-            }
-            manager.step();
-          }
-          losses.add(loss);
-          double seconds = (System.nanoTime() - t0) / 1e9;
-          progress.update(step + 1, String.format("loss %.4f | %,.0f tok/s | lr %.1e | scale %.0f",
-              loss, tokensPerStep / seconds, adam.learningRate(), manager.lossScale()));
-          if (checkpointEvery > 0 && (step + 1) % checkpointEvery == 0 && step + 1 < steps && divergedAt < 0) {
-            if (asyncCheckpoints) {
-              ShardedCheckpoint.saveAsync(checkpointDir, lm, manager, step + 1, keepLast);
-            } else {
-              ShardedCheckpoint.save(checkpointDir, lm, manager, step + 1, keepLast);
             }
           }
         }
+      } finally {
+        // Whatever ends the loop (a divergence, an error), a background save still being written
+        // completes before the process exits: it may be the last good checkpoint.
+        finishBackgroundSave();
       }
-      ShardedCheckpoint.awaitPendingSave(); // a background save still being written
       if (divergedAt < 0) {
         ShardedCheckpoint.save(checkpointDir, lm, manager, steps, keepLast);
         if (saveHf != null) {
@@ -331,6 +336,15 @@ public final class Train implements Callable<Integer> {
       printSample(lm, source, built.maxSeq());
     }
     return 0;
+  }
+
+  /** Waits for a background save; a failure is reported, not thrown over the error that ended training. */
+  private static void finishBackgroundSave() {
+    try {
+      ShardedCheckpoint.awaitPendingSave();
+    } catch (RuntimeException e) {
+      Bmt.printRank("the background checkpoint save failed: %s", e.getMessage());
+    }
   }
 
   /** The model this run trains, how to describe it, and what it was built from. */
@@ -369,7 +383,7 @@ public final class Train implements Callable<Integer> {
   /** --save-hf: the model as transformers would save it, with the tokenizer files of --hf-model beside it. */
   private void saveHuggingFace(Built built) throws java.io.IOException {
     HuggingFaceLlama.save(built.model(), built.llamaConfig(), saveHf,
-        HuggingFaceLlama.DEFAULT_MAX_FILE_BYTES);
+        HuggingFaceLlama.DEFAULT_MAX_FILE_BYTES, hfModel);
     if (Bmt.rank() == 0 && hfModel != null) {
       for (String f : List.of("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json")) {
         if (Files.isRegularFile(hfModel.resolve(f))) {

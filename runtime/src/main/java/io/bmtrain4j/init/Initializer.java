@@ -45,9 +45,9 @@ public interface Initializer {
         return;
       }
       CounterRandom random = CounterRandom.forParameter(seed, path);
-      // In chunks: drawing takes some tens of bytes of int64 and fp64 temporaries per element.
-      // On a GPU, few large chunks (each is some 30 kernel launches); the GPU is nearly empty at init.
-      long chunk = slice.is_cuda() ? 1L << 25 : 1L << 16;
+      // In chunks: a normal draw holds about 350 bytes of int64 and fp64 temporaries per element
+      // until its chunk's scope closes. On a GPU, 4M-element chunks: about 1.4 GiB, some 60 launches.
+      long chunk = slice.is_cuda() ? 1L << 22 : 1L << 16;
       try (org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope(); NoGradGuard ng = new NoGradGuard()) {
         Tensor flat = slice.view(-1);
         for (long from = 0; from < flat.numel(); from += chunk) {
@@ -60,10 +60,19 @@ public interface Initializer {
       }
     }
 
-    /** The whole parameter, from a stream keyed by the generator's seed (a plain model's use). */
+    /**
+     * The whole parameter, from a stream keyed by a number drawn from {@code generator}, which
+     * advances it: several tensors filled from one generator get different values.
+     */
     @Override
     public void fill(Tensor full, Generator generator) {
-      fillSlice(full, full.sizes().vec().get(), 0, generator.current_seed(), "");
+      long key;
+      try (Tensor draw = torch.empty(new long[] {1}, new org.bytedeco.pytorch.TensorOptions()
+          .dtype(new org.bytedeco.pytorch.ScalarTypeOptional(torch.ScalarType.Long)), new org.bytedeco.pytorch.MemoryFormatOptional())) {
+        draw.random_(new org.bytedeco.pytorch.GeneratorOptional(generator));
+        key = draw.item().toLong();
+      }
+      fillSlice(full, full.sizes().vec().get(), 0, key, "");
     }
   }
 

@@ -37,9 +37,10 @@ public final class ChunkedCrossEntropy {
 
     /**
      * Mean over the targets, -100 ignored, no class weights, chunks of about 1 GiB of fp32 logits
-     * (2,093 tokens at a 128k vocabulary): large enough that each chunk's matmuls keep a GPU busy
-     * (chunks of 64 MiB made a 1.5B LLaMA's step 1.9x slower on an H200), small enough that the
-     * whole logits' many GiB never exist.
+     * (2,093 tokens at a 128k vocabulary; a chunk's backward holds about 3.5 GiB: bf16 and fp32
+     * logits, the softmax and its bf16 gradient): large enough that each chunk's matmuls keep a
+     * GPU busy (chunks of 64 MiB made a 1.5B LLaMA's step 1.9x slower on an H200), small enough
+     * that the whole logits' many GiB never exist.
      */
     public static Options defaults(long vocab) {
       return new Options(-100, null, Reduction.MEAN, Math.max(1, (256L << 20) / vocab));
@@ -63,6 +64,12 @@ public final class ChunkedCrossEntropy {
     if (flatTargets.size(0) != rows.size(0)) {
       throw new IllegalArgumentException(rows.size(0) + " hidden rows but " + flatTargets.size(0) + " targets");
     }
+    if (!org.bytedeco.pytorch.GradMode.is_enabled() || !(rows.requires_grad() || weight.requires_grad())) {
+      try (NoGradGuard g = new NoGradGuard()) { // no backward will come: nothing to keep for one
+        Tensor[] summed = forward(rows, weight, flatTargets, options);
+        return options.reduction() == Reduction.MEAN ? summed[0].div(summed[1]) : summed[0];
+      }
+    }
     Tensor lossSum;
     double denominator;
     try (NoGradGuard g = new NoGradGuard()) {
@@ -71,14 +78,20 @@ public final class ChunkedCrossEntropy {
       denominator = options.reduction() == Reduction.MEAN ? summed[1].item_double() : 1.0;
     }
     Tensor loss = lossSum.div(new Scalar(denominator));
+    // Owned handles: backward may run after the caller's scope holding these has closed.
     Tensor keptTargets = io.bmtrain4j.internal.Native.own(flatTargets.detach().clone());
+    Tensor keptRows = io.bmtrain4j.internal.Native.own(rows.detach());
+    Tensor keptWeight = io.bmtrain4j.internal.Native.own(weight.detach());
     CustomBackward.Backward backward = gradOutputs -> {
       try {
         Tensor g = gradOutputs.get(0);
-        double scale = (g == null ? 1.0 : g.item_double()) / denominator;
-        return backward(rows.detach(), weight.detach(), keptTargets, options, scale);
+        // No gradient, or nothing counted (every target ignored): zero gradients, as cross_entropy's.
+        double scale = g == null || denominator == 0 ? 0.0 : g.item_double() / denominator;
+        return backward(keptRows, keptWeight, keptTargets, options, scale);
       } finally {
         keptTargets.close();
+        keptRows.close();
+        keptWeight.close();
       }
     };
     return CustomBackward.apply(List.of(rows, weight), List.of(loss), backward).get(0);

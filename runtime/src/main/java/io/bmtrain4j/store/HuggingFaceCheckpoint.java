@@ -100,7 +100,10 @@ public final class HuggingFaceCheckpoint {
       for (ShardedParameter p : params) {
         if (p.localLength() > 0) {
           String key = keyMap.apply(p.name());
-          reader(open, fileOf.get(key)).readConverting(key, p.offsetInParameter(), p.localLength(), p.local());
+          // Scoped: the slice view would otherwise keep the shard's storage past a later free.
+          try (org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope()) {
+            reader(open, fileOf.get(key)).readConverting(key, p.offsetInParameter(), p.localLength(), p.local());
+          }
         }
         p.markLoaded();
       }
@@ -205,62 +208,133 @@ public final class HuggingFaceCheckpoint {
     for (int i = 0; i < files.size(); i++) {
       names.add(files.size() == 1 ? SINGLE : String.format("model-%05d-of-%05d.safetensors", i + 1, files.size()));
     }
-    boolean writer = comm.rank() == 0;
-    try {
-      if (writer) {
+    // Rank 0 writes; every rank takes part in every all-gather even after rank 0's disk failed,
+    // and all learn the outcome through the store, so a full disk fails every rank by name
+    // instead of leaving the others in a collective.
+    FileSink sink = comm.rank() == 0 ? new FileSink(dir, files, names) : null;
+    io.bmtrain4j.dist.StoreRound outcome = io.bmtrain4j.dist.DistContext.current().storeRound("hf-save");
+    ParameterGroup gatheredGroup = null;
+    Tensor whole = null;
+    try (NoGradGuard g = new NoGradGuard()) {
+      for (int i = 0; i < files.size(); i++) {
+        if (sink != null) {
+          sink.open(i);
+        }
+        for (Saved s : files.get(i)) {
+          if (s.group != gatheredGroup) {
+            if (whole != null) {
+              whole.close();
+            }
+            gatheredGroup = s.group;
+            Tensor shard = gatheredGroup.shard().forReading();
+            whole = torch.empty(new long[] {gatheredGroup.layout().paddedNumel()}, shard.options(), new MemoryFormatOptional());
+            comm.allGather(whole, shard).await();
+          }
+          if (sink != null) {
+            sink.write(whole.narrow(0, s.member.offset(), s.member.numel()));
+          }
+        }
+        if (sink != null) {
+          sink.close(i);
+        }
+      }
+    } finally {
+      if (whole != null) {
+        whole.close();
+      }
+    }
+    if (sink != null) {
+      sink.finish();
+      outcome.publish(0, sink.failure == null ? "ok" : "error: cannot write the checkpoint into " + dir + ": " + sink.failure);
+    }
+    String result = outcome.get(0);
+    if (!result.equals("ok")) {
+      throw new CheckpointException(result.substring("error: ".length()), sink == null ? null : sink.failure);
+    }
+  }
+
+  /** Rank 0's files of one save: keeps the first I/O failure and writes nothing after it. */
+  private static final class FileSink {
+    private final Path dir;
+    private final List<List<Saved>> files;
+    private final List<String> names;
+    private FileChannel out;
+    private Path tmp;
+    IOException failure;
+
+    FileSink(Path dir, List<List<Saved>> files, List<String> names) {
+      this.dir = dir;
+      this.files = files;
+      this.names = names;
+      try {
         Files.createDirectories(dir);
         Files.deleteIfExists(dir.resolve(files.size() == 1 ? INDEX : SINGLE)); // the other layout's entry point, if any
+      } catch (IOException e) {
+        failure = e;
       }
-      ParameterGroup gatheredGroup = null;
-      Tensor whole = null;
-      try (NoGradGuard g = new NoGradGuard()) {
-        for (int i = 0; i < files.size(); i++) {
-          Path file = dir.resolve(names.get(i));
-          Path tmp = file.resolveSibling(file.getFileName() + ".tmp-" + ProcessHandle.current().pid());
-          try (FileChannel out = writer ? FileChannel.open(tmp, StandardOpenOption.CREATE,
-              StandardOpenOption.TRUNCATE_EXISTING, StandardOpenOption.WRITE) : null) {
-            if (writer) {
-              writeHeader(out, files.get(i));
-            }
-            for (Saved s : files.get(i)) {
-              if (s.group != gatheredGroup) {
-                if (whole != null) {
-                  whole.close();
-                }
-                gatheredGroup = s.group;
-                Tensor shard = gatheredGroup.shard().forReading();
-                whole = torch.empty(new long[] {gatheredGroup.layout().paddedNumel()}, shard.options(), new MemoryFormatOptional());
-                comm.allGather(whole, shard).await();
-              }
-              if (writer) {
-                try (org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope()) {
-                  SafeTensorsFile.writeBytes(out, Host.copy(whole.narrow(0, s.member.offset(), s.member.numel())));
-                }
-              }
-            }
-            if (writer) {
-              out.force(true);
-            }
-          } catch (IOException e) {
-            Files.deleteIfExists(tmp);
-            throw e;
-          }
-          if (writer) {
-            Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-          }
-        }
-      } finally {
-        if (whole != null) {
-          whole.close();
-        }
-      }
-      if (writer && files.size() > 1) {
-        writeIndex(dir, files, names);
-      }
-    } catch (IOException e) {
-      throw new UncheckedIOException("cannot write the checkpoint into " + dir, e);
     }
-    comm.barrier(); // complete before anyone returns
+
+    void open(int i) {
+      if (failure != null) {
+        return;
+      }
+      Path file = dir.resolve(names.get(i));
+      tmp = file.resolveSibling(file.getFileName() + ".tmp-" + ProcessHandle.current().pid());
+      try {
+        out = FileChannel.open(tmp, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING, StandardOpenOption.WRITE);
+        writeHeader(out, files.get(i));
+      } catch (IOException e) {
+        fail(e);
+      }
+    }
+
+    void write(Tensor values) {
+      if (failure != null) {
+        return;
+      }
+      try (org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope()) {
+        SafeTensorsFile.writeBytes(out, Host.copy(values));
+      } catch (IOException e) {
+        fail(e);
+      }
+    }
+
+    void close(int i) {
+      if (failure != null) {
+        return;
+      }
+      try {
+        out.force(true);
+        out.close();
+        out = null;
+        Files.move(tmp, dir.resolve(names.get(i)), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+      } catch (IOException e) {
+        fail(e);
+      }
+    }
+
+    void finish() {
+      if (failure == null && files.size() > 1) {
+        try {
+          writeIndex(dir, files, names);
+        } catch (IOException e) {
+          failure = e;
+        }
+      }
+    }
+
+    private void fail(IOException e) {
+      failure = e;
+      try {
+        if (out != null) {
+          out.close();
+        }
+        Files.deleteIfExists(tmp);
+      } catch (IOException ignored) {
+        // The first failure is the one to report.
+      }
+      out = null;
+    }
   }
 
   private static void writeHeader(FileChannel out, List<Saved> tensors) throws IOException {

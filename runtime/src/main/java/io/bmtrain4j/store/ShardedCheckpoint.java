@@ -98,8 +98,7 @@ public final class ShardedCheckpoint {
   public static void awaitPendingSave() {
     PendingSave p = PENDING.get();
     if (p != null) {
-      PENDING.remove();
-      p.await();
+      p.await(); // forgets it once its writer has ended: its host buffers are free again only then
     }
   }
 
@@ -112,8 +111,9 @@ public final class ShardedCheckpoint {
       this.writer = new Thread(() -> {
         try {
           write.write();
-        } catch (RuntimeException e) {
-          failure = e;
+        } catch (Throwable e) { // an Error too: the waiting rank must learn that the save did not happen
+          failure = e instanceof RuntimeException ? (RuntimeException) e
+              : new CheckpointException("writing " + write.stepDir + " failed: " + e, e);
         }
       }, "checkpoint-writer-" + write.stepDir.getFileName());
       writer.start();
@@ -413,32 +413,35 @@ public final class ShardedCheckpoint {
         JsonNode ps = meta.get("parameters");
         try (NoGradGuard g = new NoGradGuard()) {
           for (ShardedParameter p : params) {
-            JsonNode pm = ps.get(p.name());
-            if (pm == null) {
-              throw new CheckpointException(metaFile + " has no parameter '" + p.name() + "' (saved from another model?)");
-            }
-            long[] shape = JSON.convertValue(pm.get("shape"), long[].class);
-            if (!java.util.Arrays.equals(shape, p.shape())) {
-              throw new CheckpointException("'" + p.name() + "' in " + metaFile + " has shape " + java.util.Arrays.toString(shape)
-                  + " but the model's is " + java.util.Arrays.toString(p.shape()));
-            }
-            String savedType = pm.path("dtype").asText("");
-            String modelType = SafeTensorsHeader.dtypeName(p.local().scalar_type());
-            if (!savedType.isEmpty() && !savedType.equals(modelType)) {
-              throw new CheckpointException("the checkpoint in " + stepDir + " was saved as " + savedType + " and the model is "
-                  + modelType + " ('" + p.name() + "'): resume with the dtype it was saved with (a change of dtype on resume"
-                  + " is not supported)");
-            }
-            gather(readers, pm.get("slices"), "model/" + p.name(), p.offsetInParameter(), p.local());
-            p.markLoaded(); // a parameter declared with Bmt.parameter needs no initParameters now
-            boolean finite;
-            try (Tensor isFinite = torch.isfinite(p.local()); Tensor all = isFinite.all()) {
-              finite = all.item_bool();
-            }
-            if (!finite) {
-              throw new CheckpointException("'" + p.name() + "' in " + stepDir + " holds NaN or infinite values: the run that"
-                  + " saved it had diverged. Resume from an earlier checkpoint: write its directory name (step-...) into "
-                  + dir.resolve("latest"));
+            // Scoped: slice views would otherwise keep shards' storage past a later free.
+            try (org.bytedeco.javacpp.PointerScope paramScope = new org.bytedeco.javacpp.PointerScope()) {
+              JsonNode pm = ps.get(p.name());
+              if (pm == null) {
+                throw new CheckpointException(metaFile + " has no parameter '" + p.name() + "' (saved from another model?)");
+              }
+              long[] shape = JSON.convertValue(pm.get("shape"), long[].class);
+              if (!java.util.Arrays.equals(shape, p.shape())) {
+                throw new CheckpointException("'" + p.name() + "' in " + metaFile + " has shape " + java.util.Arrays.toString(shape)
+                    + " but the model's is " + java.util.Arrays.toString(p.shape()));
+              }
+              String savedType = pm.path("dtype").asText("");
+              String modelType = SafeTensorsHeader.dtypeName(p.local().scalar_type());
+              if (!savedType.isEmpty() && !savedType.equals(modelType)) {
+                throw new CheckpointException("the checkpoint in " + stepDir + " was saved as " + savedType + " and the model is "
+                    + modelType + " ('" + p.name() + "'): resume with the dtype it was saved with (a change of dtype on resume"
+                    + " is not supported)");
+              }
+              gather(readers, pm.get("slices"), "model/" + p.name(), p.offsetInParameter(), p.local());
+              p.markLoaded(); // a parameter declared with Bmt.parameter needs no initParameters now
+              boolean finite;
+              try (Tensor isFinite = torch.isfinite(p.local()); Tensor all = isFinite.all()) {
+                finite = all.item_bool();
+              }
+              if (!finite) {
+                throw new CheckpointException("'" + p.name() + "' in " + stepDir + " holds NaN or infinite values: the run that"
+                    + " saved it had diverged. Resume from an earlier checkpoint: write its directory name (step-...) into "
+                    + dir.resolve("latest"));
+              }
             }
           }
           if (manager != null) {

@@ -63,6 +63,21 @@ class CounterRandomTest {
   }
 
   @Test
+  void fillingSeveralTensorsFromOneGeneratorGivesDifferentValues() {
+    try (PointerScope scope = new PointerScope()) {
+      org.bytedeco.pytorch.Generator g = torch.make_generator_cpu(5);
+      Tensor a = torch.empty(64);
+      Tensor b = torch.empty(64);
+      Initializer.normal(1.0).fill(a, g);
+      Initializer.normal(1.0).fill(b, g);
+      assertFalse(Arrays.equals(values(a), values(b)), "the generator advanced between the fills");
+      Tensor again = torch.empty(64);
+      Initializer.normal(1.0).fill(again, torch.make_generator_cpu(5));
+      assertArrayEquals(values(a), values(again), 0f, "the same generator state gives the same values");
+    }
+  }
+
+  @Test
   void aUserFunctionStillFillsItsSliceFromTheWholeParameter() {
     try (PointerScope scope = new PointerScope()) {
       Initializer arange = Initializer.of((t, g) -> t.copy_(torch.arange(new Scalar(t.numel())).view(t.sizes())));

@@ -51,6 +51,7 @@ public final class Prepare implements Callable<Integer> {
         }
       }
       flush(tok, out, chunk, bar);
+      out.commit();
       bar.stepTo(bytes);
       System.out.printf("%,d tokens (%s, vocabulary %,d) -> %s%n", out.tokens(), out.format().name().toLowerCase(), tok.vocab(), output);
     }

@@ -54,6 +54,7 @@ public final class TokenFile {
     private final OutputStream out;
     private final byte[] buffer = new byte[4];
     private long written;
+    private boolean committed;
 
     public Writer(Path file, long vocab, String tokenizer) throws IOException {
       this.file = file;
@@ -85,9 +86,19 @@ public final class TokenFile {
       return format;
     }
 
+    /** Every token is in: the file and its description appear when the writer closes. */
+    public void commit() {
+      committed = true;
+    }
+
+    /** Publishes the file if {@link #commit()} was called; otherwise (an error on the way) removes what was written. */
     @Override
     public void close() throws IOException {
       out.close();
+      if (!committed) {
+        Files.deleteIfExists(partial);
+        return;
+      }
       Files.move(partial, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
       ObjectNode m = JSON.createObjectNode();
       m.put("format", format.name().toLowerCase(java.util.Locale.ROOT));

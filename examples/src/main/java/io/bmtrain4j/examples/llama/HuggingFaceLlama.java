@@ -108,6 +108,11 @@ public final class HuggingFaceLlama {
     return c.get(field).asInt();
   }
 
+  private static String dtypeName(LlamaConfig c) {
+    return c.dtype().value == torch.ScalarType.BFloat16.value ? "bfloat16"
+        : c.dtype().value == torch.ScalarType.Half.value ? "float16" : "float32";
+  }
+
   /** Whether {@code dir/config.json} ties the LM head to the embedding (Llama 3.2 1B and 3B do). */
   static boolean tiedEmbeddings(Path dir) {
     try {
@@ -134,14 +139,46 @@ public final class HuggingFaceLlama {
    * {@code config.json}. Tokenizer files are not touched.
    */
   public static void save(Object model, LlamaConfig c, Path dir, long maxFileBytes) {
-    HuggingFaceCheckpoint.save(model, dir, HuggingFaceLlama::keyOf, maxFileBytes);
-    if (io.bmtrain4j.Bmt.rank() == 0) {
-      writeConfig(c, dir);
-    }
-    io.bmtrain4j.Bmt.synchronize();
+    save(model, c, dir, maxFileBytes, null);
   }
 
-  static void writeConfig(LlamaConfig c, Path dir) {
+  /**
+   * As {@link #save(Object, LlamaConfig, Path, long)}, for a model fine-tuned from {@code source}
+   * (a model directory, or null): its {@code config.json} is kept, context length and token ids
+   * included, with only what the example changes (untied head, dtype) rewritten.
+   */
+  public static void save(Object model, LlamaConfig c, Path dir, long maxFileBytes, Path source) {
+    HuggingFaceCheckpoint.save(model, dir, HuggingFaceLlama::keyOf, maxFileBytes);
+    // Rank 0 writes config.json; every rank learns how that went, so none waits for a failed one.
+    io.bmtrain4j.dist.StoreRound outcome = io.bmtrain4j.Bmt.context().storeRound("hf-config");
+    if (io.bmtrain4j.Bmt.rank() == 0) {
+      try {
+        writeConfig(c, dir, source);
+        outcome.publish(0, "ok");
+      } catch (RuntimeException e) {
+        outcome.publish(0, "error: " + e.getMessage());
+        throw e;
+      }
+    } else if (!outcome.get(0).equals("ok")) {
+      throw new CheckpointException(outcome.get(0).substring("error: ".length()));
+    }
+  }
+
+  static void writeConfig(LlamaConfig c, Path dir, Path source) {
+    if (source != null && Files.isRegularFile(source.resolve("config.json"))) {
+      try {
+        ObjectNode o = (ObjectNode) JSON.readTree(source.resolve("config.json").toFile());
+        o.put("tie_word_embeddings", false); // the example trains its head apart from the embedding
+        o.put("torch_dtype", dtypeName(c));
+        if (o.has("dtype")) {
+          o.put("dtype", dtypeName(c));
+        }
+        Files.write(dir.resolve("config.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsBytes(o));
+        return;
+      } catch (IOException e) {
+        throw new UncheckedIOException("cannot copy " + source.resolve("config.json") + " to " + dir, e);
+      }
+    }
     ObjectNode o = JSON.createObjectNode();
     o.putArray("architectures").add("LlamaForCausalLM");
     o.put("model_type", "llama");
@@ -169,8 +206,7 @@ public final class HuggingFaceLlama {
     o.put("attention_bias", false);
     o.put("mlp_bias", false);
     o.put("tie_word_embeddings", false);
-    o.put("torch_dtype", c.dtype().value == torch.ScalarType.BFloat16.value ? "bfloat16"
-        : c.dtype().value == torch.ScalarType.Half.value ? "float16" : "float32");
+    o.put("torch_dtype", dtypeName(c));
     try {
       Files.write(dir.resolve("config.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsBytes(o));
     } catch (IOException e) {

@@ -48,8 +48,8 @@ public class Llama implements io.bmtrain4j.examples.train.LanguageModel {
 
   /**
    * A parameter of the config's dtype and device whose values {@code Bmt.initParameters} draws
-   * later (or a loader fills): declared on the meta device, so constructing even an 8B model
-   * allocates nothing but each rank's shards.
+   * later (or a loader fills): a stand-in of one element (every stride 0), so constructing even
+   * an 8B model allocates nothing but each rank's shards.
    */
   static Tensor parameter(LlamaConfig c, Initializer init, long... shape) {
     return io.bmtrain4j.Bmt.parameter(init, c.dtype(), new Device(c.device()), shape);

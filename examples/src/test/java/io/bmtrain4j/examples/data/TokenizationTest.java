@@ -88,12 +88,27 @@ class TokenizationTest {
     long[] ids = {0, 65_535, 65_536, 128_255, 7};
     try (TokenFile.Writer w = new TokenFile.Writer(file, 128_256, "llama3")) {
       w.append(ids);
+      w.commit();
     }
     assertEquals(4L * ids.length, Files.size(file));
     MappedTokens read = TokenFile.open(file, 2, 0);
     for (int i = 0; i < ids.length; i++) {
       assertEquals(ids[i], read.token(i));
     }
+  }
+
+  @Test
+  void aPreparationThatFailsLeavesNoTokenFile() throws Exception {
+    Path file = dir.resolve("broken.tokens");
+    try (TokenFile.Writer w = new TokenFile.Writer(file, 100, "tiny")) {
+      w.append(new long[] {1, 2, 3});
+      w.append(new long[] {4, 100}); // outside the vocabulary
+      w.commit();
+    } catch (IllegalArgumentException expected) {
+      assertTrue(expected.getMessage().contains("100"), expected.getMessage());
+    }
+    assertTrue(!Files.exists(file) && !Files.exists(dir.resolve("broken.tokens.json"))
+        && !Files.exists(dir.resolve("broken.tokens.partial")), "complete or not at all");
   }
 
   @Test

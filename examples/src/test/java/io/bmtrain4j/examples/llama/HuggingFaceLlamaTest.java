@@ -198,6 +198,24 @@ class HuggingFaceLlamaTest {
         && shape.contains("[172, 64]"), shape);
   }
 
+  @Test
+  void aSaveRankZeroCannotWriteFailsEveryRankByName() throws Exception {
+    Path blocked = dir.resolve("a-file");
+    Files.writeString(blocked, "not a directory");
+    LlamaConfig c = LlamaConfig.preset("tiny", 96, 16, torch.ScalarType.Float, "cpu");
+    long start = System.nanoTime();
+    List<String> messages = RanksAsThreads.run(2, 0, Duration.ofSeconds(60), ctx -> {
+      DistributedLlama net = new DistributedLlama(c, DistributedLlamaBlock::new);
+      Bmt.initParameters(net);
+      return assertThrows(CheckpointException.class, () -> HuggingFaceLlama.save(net, c, blocked.resolve("out"), 30_000))
+          .getMessage();
+    });
+    for (String m : messages) {
+      assertTrue(m.contains(blocked.resolve("out").toString()), m);
+    }
+    assertTrue(System.nanoTime() - start < 30_000_000_000L, "no rank waits for a collective or a timeout");
+  }
+
   /** The file the index gives for {@code key}. */
   private static String fileOf(String index, String key) {
     int at = index.indexOf("\"" + key + "\"");
