@@ -59,64 +59,51 @@ public final class SafeTensorsHeader {
     return dataStart;
   }
 
+  /** The dtypes this project reads and writes: safetensors name, libtorch type, bytes per element. */
+  private enum Dtype {
+    F32(torch.ScalarType.Float, 4),
+    F16(torch.ScalarType.Half, 2),
+    BF16(torch.ScalarType.BFloat16, 2),
+    F64(torch.ScalarType.Double, 8),
+    I64(torch.ScalarType.Long, 8),
+    I32(torch.ScalarType.Int, 4),
+    U8(torch.ScalarType.Byte, 1);
+
+    final torch.ScalarType scalarType;
+    final int bytes;
+
+    Dtype(torch.ScalarType scalarType, int bytes) {
+      this.scalarType = scalarType;
+      this.bytes = bytes;
+    }
+
+    static Dtype named(String name) {
+      for (Dtype d : values()) {
+        if (d.name().equals(name)) {
+          return d;
+        }
+      }
+      throw new IllegalArgumentException("unsupported safetensors dtype " + name);
+    }
+  }
+
   /** The safetensors name of a libtorch dtype. */
   public static String dtypeName(torch.ScalarType t) {
-    if (t.value == torch.ScalarType.Float.value) {
-      return "F32";
-    } else if (t.value == torch.ScalarType.Half.value) {
-      return "F16";
-    } else if (t.value == torch.ScalarType.BFloat16.value) {
-      return "BF16";
-    } else if (t.value == torch.ScalarType.Double.value) {
-      return "F64";
-    } else if (t.value == torch.ScalarType.Long.value) {
-      return "I64";
-    } else if (t.value == torch.ScalarType.Int.value) {
-      return "I32";
-    } else if (t.value == torch.ScalarType.Byte.value) {
-      return "U8";
+    for (Dtype d : Dtype.values()) {
+      if (d.scalarType.value == t.value) {
+        return d.name();
+      }
     }
     throw new IllegalArgumentException("dtype " + t + " has no safetensors name here");
   }
 
   /** The libtorch dtype of a safetensors dtype name (the floating and integer types this project writes). */
   public static torch.ScalarType scalarType(String dtype) {
-    switch (dtype) {
-      case "F32":
-        return torch.ScalarType.Float;
-      case "F16":
-        return torch.ScalarType.Half;
-      case "BF16":
-        return torch.ScalarType.BFloat16;
-      case "F64":
-        return torch.ScalarType.Double;
-      case "I64":
-        return torch.ScalarType.Long;
-      case "I32":
-        return torch.ScalarType.Int;
-      case "U8":
-        return torch.ScalarType.Byte;
-      default:
-        throw new IllegalArgumentException("unsupported safetensors dtype " + dtype);
-    }
+    return Dtype.named(dtype).scalarType;
   }
 
   static int elementSize(String dtype) {
-    switch (dtype) {
-      case "F64":
-      case "I64":
-        return 8;
-      case "F32":
-      case "I32":
-        return 4;
-      case "F16":
-      case "BF16":
-        return 2;
-      case "U8":
-        return 1;
-      default:
-        throw new IllegalArgumentException("unsupported safetensors dtype " + dtype);
-    }
+    return Dtype.named(dtype).bytes;
   }
 
   /** Serialises a header for {@code entries} (in order), padded with spaces to 8 bytes as the format recommends. */
