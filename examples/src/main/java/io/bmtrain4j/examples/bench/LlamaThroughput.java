@@ -2,12 +2,11 @@ package io.bmtrain4j.examples.bench;
 
 import io.bmtrain4j.Bmt;
 import io.bmtrain4j.DeviceMemory;
-import io.bmtrain4j.InitOptions;
-import io.bmtrain4j.dist.Backend;
 import io.bmtrain4j.examples.llama.DistributedLlama;
 import io.bmtrain4j.examples.llama.DistributedLlamaBlock;
 import io.bmtrain4j.examples.llama.LlamaConfig;
 import io.bmtrain4j.natives.NativeLibraries;
+import io.bmtrain4j.nn.ChunkedCrossEntropy;
 import io.bmtrain4j.optim.AdamOptimizer;
 import io.bmtrain4j.optim.AdamOptions;
 import io.bmtrain4j.optim.LossScale;
@@ -21,9 +20,9 @@ import org.bytedeco.pytorch.DeviceOptional;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.TensorOptions;
 import org.bytedeco.pytorch.global.torch;
-import org.bytedeco.pytorch.global.torch_cuda;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /**
@@ -67,12 +66,7 @@ public final class LlamaThroughput implements Callable<Integer> {
   @Option(names = "--peak-tflops", description = "bf16 matmul peak for MFU (default ${DEFAULT-VALUE})")
   double peakTflops = 790;
 
-  @Option(names = "--device", description = "cuda (NCCL, one GPU per rank) or cpu (Gloo, a smoke test) (default ${DEFAULT-VALUE})")
-  String deviceKind = "cuda";
-
-  private boolean gpu() {
-    return deviceKind.equals("cuda");
-  }
+  @Mixin BenchDevice bench = new BenchDevice();
 
   public static void main(String[] args) {
     NativeLibraries.load();
@@ -81,15 +75,15 @@ public final class LlamaThroughput implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
-    Bmt.initDistributed(InitOptions.builder().seed(0).backend(gpu() ? Backend.NCCL : Backend.GLOO).preferCudnnAttention(gpu()).build());
-    String device = gpu() ? "cuda:" + Bmt.context().localRank() : "cpu";
-    LlamaConfig preset = LlamaConfig.preset(model, 256, seq, gpu() ? torch.ScalarType.BFloat16 : torch.ScalarType.Float, device);
+    bench.initDistributed();
+    String device = bench.onGpu() ? "cuda:" + Bmt.context().localRank() : "cpu";
+    LlamaConfig preset = LlamaConfig.preset(model, 256, seq, bench.onGpu() ? torch.ScalarType.BFloat16 : torch.ScalarType.Float, device);
     LlamaConfig c = layers <= 0 ? preset : new LlamaConfig(preset.vocab(), preset.dModel(), layers, preset.heads(),
         preset.kvHeads(), preset.dFf(), preset.ropeTheta(), preset.ropeScaling(), preset.rmsNormEps(), seq, preset.dtype(), device);
-    long t0 = synchronizedNanos();
+    long t0 = bench.synchronizedNanos();
     DistributedLlama llama = new DistributedLlama(c, DistributedLlamaBlock::new);
     Bmt.initParameters(llama);
-    double buildSeconds = (synchronizedNanos() - t0) / 1e9;
+    double buildSeconds = (bench.synchronizedNanos() - t0) / 1e9;
     Bmt.printRank("LLaMA %s%s: %,d parameters, bf16, %d GPU(s), micro-batch %d x %d tokens per GPU; built in %.1f s",
         model, layers > 0 ? " (" + layers + " layers)" : "", c.parameterCount(), Bmt.worldSize(), microBatch, seq, buildSeconds);
     double flopsPerToken = 6.0 * (c.parameterCount() - (double) c.vocab() * c.dModel()) // the embedding lookup multiplies nothing
@@ -105,14 +99,14 @@ public final class LlamaThroughput implements Callable<Integer> {
       for (int r = 0; r < rounds; r++) {
         for (int v = 0; v < names.length; v++) {
           runSteps(llama, manager, dev, 1, v == 1, c.vocab());
-          if (gpu()) {
+          if (bench.onGpu()) {
             DeviceMemory.resetPeak();
           }
           Bmt.synchronize();
-          long start = synchronizedNanos();
+          long start = bench.synchronizedNanos();
           loss = runSteps(llama, manager, dev, steps, v == 1, c.vocab());
-          best[v] = Math.min(best[v], (synchronizedNanos() - start) / 1e9 / steps);
-          peak[v] = gpu() ? DeviceMemory.current() : new DeviceMemory(-1, 0, 0, 0, 0);
+          best[v] = Math.min(best[v], (bench.synchronizedNanos() - start) / 1e9 / steps);
+          peak[v] = bench.onGpu() ? DeviceMemory.current() : new DeviceMemory(-1, 0, 0, 0, 0);
         }
       }
       for (int v = 0; v < names.length; v++) {
@@ -134,23 +128,23 @@ public final class LlamaThroughput implements Callable<Integer> {
 
   /** How long training waits for a blocking save, and for a background one (whose write then overlaps the next steps). */
   private void timeSaves(DistributedLlama llama, OptimManager manager, Device dev, int vocab) {
-    long start = synchronizedNanos();
+    long start = bench.synchronizedNanos();
     ShardedCheckpoint.save(saveDir, llama, manager, 1, 1);
-    double blocking = (synchronizedNanos() - start) / 1e9;
-    start = synchronizedNanos();
+    double blocking = (bench.synchronizedNanos() - start) / 1e9;
+    start = bench.synchronizedNanos();
     ShardedCheckpoint.PendingSave pending = ShardedCheckpoint.saveAsync(saveDir, llama, manager, 2, 1);
-    double handedOff = (synchronizedNanos() - start) / 1e9;
-    long trainStart = synchronizedNanos();
+    double handedOff = (bench.synchronizedNanos() - start) / 1e9;
+    long trainStart = bench.synchronizedNanos();
     runSteps(llama, manager, dev, 3, false, vocab);
-    double threeSteps = (synchronizedNanos() - trainStart) / 1e9;
+    double threeSteps = (bench.synchronizedNanos() - trainStart) / 1e9;
     long waitStart = System.nanoTime();
     pending.await();
     double waited = (System.nanoTime() - waitStart) / 1e9;
     Bmt.printRank("checkpoint: blocking save %.2f s; saveAsync blocked training %.2f s (host copies), then 3 steps took %.2f s"
         + " while it was written, and %.2f s more were waited for at the end", blocking, handedOff, threeSteps, waited);
-    start = synchronizedNanos();
+    start = bench.synchronizedNanos();
     ShardedCheckpoint.saveAsync(saveDir, llama, manager, 3, 1);
-    double again = (synchronizedNanos() - start) / 1e9;
+    double again = (bench.synchronizedNanos() - start) / 1e9;
     ShardedCheckpoint.awaitPendingSave();
     Bmt.printRank("checkpoint: a second saveAsync, into the host buffers the first one made, blocked training %.2f s", again);
   }
@@ -165,15 +159,9 @@ public final class LlamaThroughput implements Callable<Integer> {
         manager.zeroGrad();
         try (PointerScope step = new PointerScope()) {
           Tensor tokens = torch.randint(vocab, new long[] {microBatch, seq + 1}, longs);
-          Tensor input = tokens.narrow(1, 0, seq);
-          Tensor target = tokens.narrow(1, 1, seq);
-          Tensor loss;
-          if (wholeLogits) {
-            Tensor logits = llama.forward(input).to(torch.ScalarType.Float);
-            loss = torch.cross_entropy_loss(logits.reshape(-1, vocab), target.reshape(-1));
-          } else {
-            loss = llama.loss(input, target);
-          }
+          // The model's own loss: in chunks, or (0) on the whole logits, as --loss-chunk chooses in Train.
+          llama.setLossChunkTokens(wholeLogits ? 0 : ChunkedCrossEntropy.Options.defaults(vocab).chunkRows());
+          Tensor loss = llama.loss(tokens.narrow(1, 0, seq), tokens.narrow(1, 1, seq));
           manager.backward(loss);
           if (i == count - 1) {
             last = loss.detach();
@@ -184,12 +172,5 @@ public final class LlamaThroughput implements Callable<Integer> {
       }
       return last == null ? Double.NaN : last.item().toDouble();
     }
-  }
-
-  private long synchronizedNanos() {
-    if (gpu()) {
-      torch_cuda.getCurrentCUDAStream().synchronize();
-    }
-    return System.nanoTime();
   }
 }
