@@ -88,6 +88,39 @@ public final class Bmt {
     return io.bmtrain4j.zero.EarlyStop.lastMatmul(input, weight);
   }
 
+  /**
+   * {@code op(inputs)}, marked as costly to recompute (attention, say): a block that the
+   * activation budget, or a plan given by hand, puts in {@link io.bmtrain4j.zero.ActivationMode#SELECTIVE}
+   * keeps this part's graph from forward to backward and recomputes only the rest. Elsewhere it
+   * just runs. See {@link io.bmtrain4j.zero.SelectiveRecompute}.
+   */
+  public static Tensor costlyToRecompute(String name, java.util.function.Function<Tensor[], Tensor> op, Tensor... inputs) {
+    return io.bmtrain4j.zero.SelectiveRecompute.costly(name, op, inputs);
+  }
+
+  /**
+   * Lets the runtime choose what each checkpointed block of {@code model} keeps for backward,
+   * within a peak-memory budget per rank (null: back to the blocks' options). The next training
+   * step measures every block; from the one after it the plan holds, until the input shapes
+   * change. See {@link io.bmtrain4j.zero.ActivationBudget}.
+   */
+  public static void activationBudget(Object model, io.bmtrain4j.zero.ActivationBudget budget) {
+    runtimeOf(model).setActivationBudget(budget);
+  }
+
+  /** The activation budget's plan in force for {@code model}, or null; {@code describe()} prints it. */
+  public static io.bmtrain4j.zero.ActivationPlan activationPlan(Object model) {
+    return runtimeOf(model).activationPlan();
+  }
+
+  /**
+   * Fixes what the named checkpointed blocks ("layers.3") keep for backward, over the budget's
+   * plan and the blocks' options (an empty map lifts it). Between steps.
+   */
+  public static void planActivations(Object model, Map<String, io.bmtrain4j.zero.ActivationMode> modes) {
+    runtimeOf(model).planActivations(modes);
+  }
+
   /** Prints on rank 0 only, like BMTrain's {@code print_rank}. */
   public static void printRank(String format, Object... args) {
     if (rank() == 0) {
@@ -236,6 +269,6 @@ public final class Bmt {
   public static MemoryReport memoryReport(Object model) {
     io.bmtrain4j.zero.HeldMemory held = ShardedModules.heldMemory(model);
     return new MemoryReport(rank(), held.shardBytes(), held.gradientBytes(), held.gatheredBytes(), held.parameters(),
-        held.onGpu() ? DeviceMemory.current() : null);
+        held.onGpu() ? DeviceMemory.current() : null, runtimeOf(model).activationPlan());
   }
 }

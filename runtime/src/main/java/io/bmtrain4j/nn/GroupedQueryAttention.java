@@ -1,5 +1,6 @@
 package io.bmtrain4j.nn;
 
+import io.bmtrain4j.zero.SelectiveRecompute;
 import org.bytedeco.pytorch.DoubleOptional;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.TensorOptional;
@@ -28,8 +29,10 @@ public final class GroupedQueryAttention {
           + ") divisible by the number of key/value heads (" + kvHeads + ", values " + v.size(1) + ")");
     }
     long group = heads / kvHeads;
-    return torch.scaled_dot_product_attention(q, repeat(k, group), repeat(v, group), new TensorOptional(), dropout, true,
-        new DoubleOptional(), false);
+    // The part a selective recompute keeps (see SelectiveRecompute): its time grows with the
+    // square of the sequence, what it saves only linearly.
+    return SelectiveRecompute.costly("attention", in -> torch.scaled_dot_product_attention(in[0], repeat(in[1], group),
+        repeat(in[2], group), new TensorOptional(), dropout, true, new DoubleOptional(), false), q, k, v);
   }
 
   /** {@code [b, kvh, t, d]} to {@code [b, kvh * group, t, d]}, each head repeated {@code group} times in place. */

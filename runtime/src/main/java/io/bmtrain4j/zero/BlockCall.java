@@ -17,6 +17,8 @@ import org.bytedeco.pytorch.global.torch;
  */
 final class BlockCall {
   private final CheckpointedBlock block;
+  private final ActivationMode mode;
+  private final SelectiveRecompute.Frame keptParts;
   private final Object[] args;
   private final ForwardBody<?> body;
   private final RngState rng;
@@ -25,9 +27,11 @@ final class BlockCall {
   private final ForwardTape tape;
   private int tapeIndex = -1;
 
-  BlockCall(CheckpointedBlock block, Object[] args, ForwardBody<?> body, RngState rng,
-      List<Tensor> keptLeaves, List<Tensor> keptOutputs, ForwardTape tape) {
+  BlockCall(CheckpointedBlock block, ActivationMode mode, Object[] args, ForwardBody<?> body, RngState rng,
+      SelectiveRecompute.Frame keptParts, List<Tensor> keptLeaves, List<Tensor> keptOutputs, ForwardTape tape) {
     this.block = block;
+    this.mode = mode;
+    this.keptParts = keptParts;
     this.args = args;
     this.body = body;
     this.rng = rng;
@@ -58,14 +62,22 @@ final class BlockCall {
       List<Tensor> leaves;
       List<Tensor> outputs;
       List<EarlyStop.StandIn> standIns = List.of();
-      if (options.recompute()) {
+      boolean recompute = mode != ActivationMode.KEEP;
+      if (recompute) {
         Object[] leafArgs = TensorTree.detachArgs(args);
         leaves = TensorTree.tensorsIn(leafArgs);
         RngState now = RngState.capture(group.device());
         rng.restore();
         List<EarlyStop.StandIn> outerStandIns = EarlyStop.begin(options.earlyStop());
         try {
-          outputs = TensorTree.tensorsOut(body.call(leafArgs), block.module().path());
+          SelectiveRecompute.Frame replay = keptParts != null && keptParts.keptAny() ? keptParts : null;
+          if (replay != null) {
+            replay.startReplay();
+          }
+          outputs = TensorTree.tensorsOut(SelectiveRecompute.within(replay, () -> body.call(leafArgs)), block.module().path());
+          if (replay != null) {
+            replay.checkAllReplayed();
+          }
         } catch (RuntimeException e) {
           throw EarlyStop.explainFailure(e, block.module().path());
         } finally {
@@ -106,10 +118,13 @@ final class BlockCall {
           gradInputs.add(null);
         }
       }
-      if (!options.recompute()) {
+      if (!recompute) {
         // The kept graph's leaves and outputs were owned since forward: free them now.
         Native.closeAll(leaves);
         Native.closeAll(outputs);
+      }
+      if (keptParts != null) {
+        keptParts.close(); // the costly parts' graphs have run
       }
     }
     group.gradients().collect();

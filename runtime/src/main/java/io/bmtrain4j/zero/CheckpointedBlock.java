@@ -12,8 +12,10 @@ import org.bytedeco.pytorch.Tensor;
 
 /**
  * A module bound by its container's {@code @Checkpoint} or {@code @BlockList} field (BMTrain's
- * {@code CheckpointBlock}): forward runs without autograd (or keeps its graph when recompute is
- * off), the backward recomputes it ({@link BlockCall}), and its gradients are reduce-scattered
+ * {@code CheckpointBlock}): forward runs without autograd, or keeps its graph, or keeps only its
+ * costly parts' graphs, as its {@link ActivationMode} says this step (the block's options, a plan
+ * given by hand, or the activation budget's: {@link ActivationPlanning}); the backward recomputes
+ * what was not kept ({@link BlockCall}), and its gradients are reduce-scattered
  * as soon as its backward ends. In a list, the next block's all-gather overlaps this block's
  * forward.
  */
@@ -83,14 +85,24 @@ final class CheckpointedBlock implements ModuleRole {
         group.release();
       }
     }
+    ActivationPlanning planning = module.activationPlanning();
+    boolean probe = planning.probes(this);
+    ActivationMode mode = probe ? ActivationMode.RECOMPUTE : planning.modeOf(this);
     R result;
     BlockCall call;
-    if (options.recompute()) {
+    boolean wireInPlace = true;
+    if (mode != ActivationMode.KEEP) {
       RngState rng = RngState.capture(group.device()); // owned: used by the backward, closed there
-      try (NoGradGuard noGrad = new NoGradGuard()) {
-        result = callFreeingTemporaries(args, body);
+      SelectiveRecompute.Frame parts = mode == ActivationMode.SELECTIVE
+          ? SelectiveRecompute.Frame.keeping(module.path(), group.device()) : null;
+      if (probe) {
+        result = probe(args, body, planning);
+      } else {
+        try (NoGradGuard noGrad = new NoGradGuard()) {
+          result = SelectiveRecompute.within(parts, () -> callFreeingTemporaries(args, body));
+        }
       }
-      call = new BlockCall(this, args, body, rng, null, null, module.forwardTape());
+      call = new BlockCall(this, mode, args, body, rng, parts, null, null, module.forwardTape());
     } else {
       Object[] leafArgs = TensorTree.detachArgs(args);
       R kept = body.call(leafArgs);
@@ -105,16 +117,86 @@ final class CheckpointedBlock implements ModuleRole {
         values.add(t == null ? null : t.detach());
       }
       result = TensorTree.replace(kept, values);
-      call = new BlockCall(this, args, body, null, keptLeaves, keptOutputs, module.forwardTape());
+      call = new BlockCall(this, mode, args, body, null, null, keptLeaves, keptOutputs, module.forwardTape());
+      wireInPlace = savesNoOutput(keptOutputs);
     }
     if (options.zeroLevel() == 3) {
       group.release();
     }
-    // A kept graph may have saved its outputs (tanh and sigmoid save theirs): they are wired out
-    // of place, so neither the wiring nor a caller's in-place change touches what it saved.
     List<Tensor> wired = CustomBackward.apply(inputs, TensorTree.tensorsOut(result, module.path()), call::backward,
-        options.recompute());
+        wireInPlace);
     return TensorTree.replace(result, wired);
+  }
+
+  /**
+   * Autograd nodes that save neither their output nor anything an in-place change of it would
+   * alter: a kept graph ending in one of them can have its output wired in place.
+   */
+  private static final java.util.Set<String> OUTPUT_FREE = java.util.Set.of(
+      "AddBackward0", "AddBackward1", "SubBackward0", "SubBackward1");
+
+  /**
+   * Whether a kept graph's single output may be wired in place: its producer saved nothing of it.
+   * Otherwise (tanh and sigmoid save their outputs; a second output may be computed from the
+   * first) the wiring copies each output, so that neither the wiring nor a caller's in-place change
+   * touches what the graph saved. The copy is the size of the block's output: at 1.3B, 6% of
+   * what a kept block holds.
+   */
+  private static boolean savesNoOutput(List<Tensor> keptOutputs) {
+    int floating = 0;
+    for (Tensor t : keptOutputs) {
+      if (t == null || !t.defined() || !t.is_floating_point()) {
+        continue;
+      }
+      floating++;
+      if (!t.requires_grad()) {
+        continue; // no graph behind it
+      }
+      org.bytedeco.pytorch.Node node = t.grad_fn();
+      if (node == null || node.isNull() || !OUTPUT_FREE.contains(node.name().getString())) {
+        return false;
+      }
+    }
+    return floating <= 1;
+  }
+
+  /**
+   * The activation budget's probe of this block (see [Note: activation budget]): the forward runs
+   * with autograd, what its graph holds and how long it took are recorded, and the graph is then
+   * dropped, leaving the outputs a recompute's forward would have made.
+   */
+  private <R> R probe(Object[] args, ForwardBody<R> body, ActivationPlanning planning) {
+    MemoryMeter meter = planning.meter();
+    SelectiveRecompute.Frame parts = SelectiveRecompute.Frame.probing(module.path(), meter);
+    PointerScope enclosing = PointerScope.getInnerScope();
+    List<Tensor> outputs = new ArrayList<>();
+    try (PointerScope scope = new PointerScope()) {
+      Object[] leafArgs = TensorTree.detachArgs(args);
+      long before = meter.allocated();
+      long start = System.nanoTime();
+      R kept = SelectiveRecompute.within(parts, () -> body.call(leafArgs));
+      meter.allocated(); // synchronises a GPU: the time is the forward's
+      double millis = (System.nanoTime() - start) / 1e6;
+      List<Tensor> keptOutputs = TensorTree.tensorsOut(kept, module.path());
+      long outputBytes = 0;
+      for (Tensor t : keptOutputs) {
+        outputBytes += t == null || !t.defined() ? 0 : t.nbytes();
+      }
+      // A released buffer the graph still reads stays allocated: keeping would pin it.
+      long freedByRelease = 0;
+      if (options.zeroLevel() == 3) {
+        freedByRelease = comm.dataParallel().worldSize() > 1 ? group.heldMemory().gatheredBytes() : 0;
+        group.release();
+      }
+      long held = meter.allocated() - before + freedByRelease - outputBytes;
+      long keepBytes = Math.max(0, held);
+      planning.record(new ActivationPlanner.BlockCost(module.path(), keepBytes, millis,
+          Math.min(parts.measuredBytes(), keepBytes), parts.measuredMillis()));
+      for (Tensor t : keptOutputs) {
+        outputs.add(t == null ? null : Native.moveTo(t.detach(), scope, enclosing));
+      }
+      return TensorTree.replace(kept, outputs);
+    }
   }
 
   /**

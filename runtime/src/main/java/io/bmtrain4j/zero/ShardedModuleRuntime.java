@@ -49,6 +49,7 @@ public final class ShardedModuleRuntime {
   private static final class StepProgress {
     ForwardTape tape;
     boolean finishPending;
+    final ActivationPlanning activations = new ActivationPlanning();
   }
 
   private ShardedModuleRuntime(String className, DistContext context, ParameterGroup group, List<Child> children) {
@@ -221,6 +222,56 @@ public final class ShardedModuleRuntime {
     return step.tape;
   }
 
+  /** The tree's choice of what each checkpointed block keeps for backward. */
+  ActivationPlanning activationPlanning() {
+    return step.activations;
+  }
+
+  /**
+   * Lets the runtime choose what each checkpointed block below keeps for backward within {@code
+   * budget} (see [Note: activation budget] in {@link ActivationPlanning}); null goes back to the
+   * blocks' own options. The next training forward measures, and the plan applies from the step
+   * after it. Call it on the root, between steps.
+   */
+  public void setActivationBudget(ActivationBudget budget) {
+    step.activations.setBudget(budget);
+  }
+
+  /** The activation budget's plan in force, or null (no budget, or not measured yet). */
+  public ActivationPlan activationPlan() {
+    return step.activations.plan();
+  }
+
+  /**
+   * Fixes the modes of the named blocks (paths such as "layers.3"), over the budget's plan and
+   * the blocks' options; an empty map lifts them. Between steps.
+   */
+  public void planActivations(java.util.Map<String, ActivationMode> modes) {
+    java.util.Set<String> blocks = new java.util.LinkedHashSet<>();
+    for (ShardedModuleRuntime r : tree()) {
+      if (r.role instanceof CheckpointedBlock) {
+        blocks.add(r.path());
+      }
+    }
+    for (String name : modes.keySet()) {
+      if (!blocks.contains(name)) {
+        throw new IllegalArgumentException("no checkpointed block '" + name + "' in " + path() + "; its blocks are "
+            + (blocks.size() > 8 ? new java.util.ArrayList<>(blocks).subList(0, 8) + " and " + (blocks.size() - 8) + " more" : blocks));
+      }
+    }
+    step.activations.fix(modes);
+  }
+
+  /** The device of the first parameters in this tree (the CPU if there are none). */
+  private org.bytedeco.pytorch.Device firstDevice() {
+    for (ShardedModuleRuntime r : tree()) {
+      if (r.group != null) {
+        return r.group.device();
+      }
+    }
+    return null;
+  }
+
   /** How many times this block's forward was recomputed in backward. */
   public long recomputeCount() {
     return recomputes;
@@ -277,7 +328,10 @@ public final class ShardedModuleRuntime {
     }
     if (outermost) {
       step.tape = new ForwardTape();
+      step.activations.beginForward(args, firstDevice());
     }
+    // A nested module runs its costly parts as written, not as its caller's selective recompute.
+    SelectiveRecompute.Frame callerParts = SelectiveRecompute.suspend();
     // An enclosing block's recompute leaves out only its own last matmul, not a nested module's:
     // a nested block that keeps its graph would otherwise keep a stand-in's garbage.
     List<EarlyStop.StandIn> enclosingRecompute = EarlyStop.begin(false);
@@ -289,6 +343,7 @@ public final class ShardedModuleRuntime {
     } catch (RuntimeException e) {
       throw explainReleased(e);
     } finally {
+      SelectiveRecompute.resume(callerParts);
       EarlyStop.end(enclosingRecompute);
       if (outermost) {
         step.tape = null;
@@ -341,6 +396,7 @@ public final class ShardedModuleRuntime {
     for (ShardedModuleRuntime r : tree()) {
       r.role.finishBackward();
     }
+    step.activations.finishStep(comm.dataParallel(), firstDevice());
     step.finishPending = false;
   }
 }

@@ -76,8 +76,11 @@ public class TransformerBlock {
     long t = x.size(1);
     long d = x.size(2);
     Tensor qkv = ln1.forward(x).matmul(wqkv).view(b, t, 3, heads, d / heads).permute(2, 0, 3, 1, 4);
-    Tensor attn = torch.scaled_dot_product_attention(qkv.select(0, 0), qkv.select(0, 1), qkv.select(0, 2),
-        new TensorOptional(), training ? dropout : 0.0, true, new DoubleOptional(), false);
+    double attentionDropout = training ? dropout : 0.0;
+    // Attention is what a selective recompute keeps: its time grows with the square of the sequence.
+    Tensor attn = io.bmtrain4j.Bmt.costlyToRecompute("attention", in -> torch.scaled_dot_product_attention(in[0], in[1],
+        in[2], new TensorOptional(), attentionDropout, true, new DoubleOptional(), false),
+        qkv.select(0, 0), qkv.select(0, 1), qkv.select(0, 2));
     x = x.add(torch.dropout(attn.transpose(1, 2).reshape(b, t, d).matmul(wo), dropout, training));
     // The output projection's product is read by no backward: a recompute leaves it out.
     Tensor mlp = io.bmtrain4j.Bmt.lastMatmul(torch.gelu(ln2.forward(x).matmul(w1)), w2);

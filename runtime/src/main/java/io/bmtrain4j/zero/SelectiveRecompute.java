@@ -1,0 +1,236 @@
+package io.bmtrain4j.zero;
+
+import io.bmtrain4j.autograd.CustomBackward;
+import io.bmtrain4j.internal.Native;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Set;
+import java.util.function.Function;
+import org.bytedeco.pytorch.AutoGradMode;
+import org.bytedeco.pytorch.BoolOptional;
+import org.bytedeco.pytorch.Device;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.TensorVector;
+import org.bytedeco.pytorch.global.torch;
+
+/**
+ * Parts of a checkpointed block that cost more to recompute than to keep: under a
+ * {@link ActivationMode#SELECTIVE} plan, their graphs are kept from forward to backward and the
+ * recompute skips them.
+ *
+ * <p>[Note: selective recompute] A block's forward wraps the costly part (attention, whose time
+ * grows with the square of the sequence while its saved tensors grow linearly) in {@link
+ * #costly}. What happens depends on the block's mode in this step:
+ * <ul>
+ *   <li>not selective (or no backward): the part just runs;
+ *   <li>selective, forward (without autograd): the part runs with autograd on detached copies of
+ *       its inputs, and its graph, inputs and output are kept, with the RNG state after it;
+ *   <li>selective, recompute: the part does not run. The kept output is wired into the
+ *       recomputed graph by a {@link CustomBackward} whose backward runs the kept graph and
+ *       hands the inputs' gradients on, and the RNG state is set to what it was after the part
+ *       in forward, so what follows draws the same numbers;
+ *   <li>the activation budget's probe step: the part runs, and its time and held bytes are
+ *       measured.
+ * </ul>
+ * The calls must be the same in forward and recompute (same parts, same order), as everything
+ * else in a recomputed forward; a mismatch is an error that names the block. Nested sharded
+ * modules do not see their caller's frame.
+ */
+public final class SelectiveRecompute {
+  private SelectiveRecompute() {}
+
+  private static final ThreadLocal<Frame> FRAME = new ThreadLocal<>();
+
+  /**
+   * {@code op(inputs)}, marked as costly to recompute: see [Note: selective recompute]. {@code op}
+   * must compute from {@code inputs} (and constants) only: what it reads from elsewhere gets no
+   * gradient from a kept graph.
+   */
+  public static Tensor costly(String name, Function<Tensor[], Tensor> op, Tensor... inputs) {
+    Frame frame = FRAME.get();
+    if (frame == null) {
+      return op.apply(inputs);
+    }
+    return switch (frame.phase) {
+      case KEEPING -> frame.keep(name, op, inputs);
+      case REPLAYING -> frame.replay(name, inputs);
+      case PROBING -> frame.measure(op, inputs);
+    };
+  }
+
+  /** Hides the caller's frame (a nested sharded module runs its own parts as written). */
+  static Frame suspend() {
+    Frame f = FRAME.get();
+    FRAME.remove();
+    return f;
+  }
+
+  static void resume(Frame f) {
+    if (f == null) {
+      FRAME.remove();
+    } else {
+      FRAME.set(f);
+    }
+  }
+
+  /** Runs {@code body} with {@code frame} current on this thread (null: none). */
+  static <R> R within(Frame frame, java.util.function.Supplier<R> body) {
+    Frame outer = FRAME.get();
+    resume(frame);
+    try {
+      return body.get();
+    } finally {
+      resume(outer);
+    }
+  }
+
+  enum Phase { KEEPING, REPLAYING, PROBING }
+
+  /** A part's kept graph: the detached inputs it ran on, its output, the RNG state after it. */
+  private record KeptPart(String name, List<Tensor> leaves, Tensor output, RngState after) {}
+
+  /** One block call's costly parts: kept in forward, replayed in its recompute, or measured. */
+  static final class Frame implements AutoCloseable {
+    private Phase phase;
+    private final String block;
+    private final Device device;
+    private final List<KeptPart> kept = new ArrayList<>();
+    private int replayed;
+    private final MemoryMeter meter;
+    private long measuredBytes;
+    private double measuredMillis;
+
+    private Frame(Phase phase, String block, Device device, MemoryMeter meter) {
+      this.phase = phase;
+      this.block = block;
+      this.device = device;
+      this.meter = meter;
+    }
+
+    static Frame keeping(String block, Device device) {
+      return new Frame(Phase.KEEPING, block, device, null);
+    }
+
+    static Frame probing(String block, MemoryMeter meter) {
+      return new Frame(Phase.PROBING, block, null, meter);
+    }
+
+    /** The recompute's turn: parts are replayed from what forward kept, in order. */
+    void startReplay() {
+      phase = Phase.REPLAYING;
+      replayed = 0;
+    }
+
+    boolean keptAny() {
+      return !kept.isEmpty();
+    }
+
+    /** Bytes the measured parts held after running, with their inputs' storage (probe only). */
+    long measuredBytes() {
+      return measuredBytes;
+    }
+
+    double measuredMillis() {
+      return measuredMillis;
+    }
+
+    void checkAllReplayed() {
+      if (replayed != kept.size()) {
+        throw new IllegalStateException(block + ": the recompute marked " + replayed + " costly parts where forward marked "
+            + kept.size() + "; a block's forward must call SelectiveRecompute.costly the same way every time");
+      }
+    }
+
+    private Tensor keep(String name, Function<Tensor[], Tensor> op, Tensor[] inputs) {
+      Tensor[] leaves = new Tensor[inputs.length];
+      List<Tensor> owned = new ArrayList<>();
+      for (int i = 0; i < inputs.length; i++) {
+        Tensor in = inputs[i];
+        if (in != null && in.defined()) {
+          Tensor leaf = in.detach();
+          if (leaf.is_floating_point()) {
+            leaf.requires_grad_(true);
+          }
+          leaves[i] = leaf;
+        }
+        owned.add(leaves[i] == null ? null : Native.own(leaves[i]));
+      }
+      Tensor output;
+      try (AutoGradMode grad = new AutoGradMode(true)) {
+        output = Native.own(op.apply(leaves));
+      }
+      kept.add(new KeptPart(name, owned, output, RngState.capture(device)));
+      return output.detach();
+    }
+
+    private Tensor replay(String name, Tensor[] inputs) {
+      if (replayed >= kept.size()) {
+        throw new IllegalStateException(block + ": the recompute reached costly part '" + name + "' beyond the "
+            + kept.size() + " forward kept; a block's forward must call SelectiveRecompute.costly the same way every time");
+      }
+      KeptPart part = kept.get(replayed++);
+      if (!part.name.equals(name)) {
+        throw new IllegalStateException(block + ": the recompute reached costly part '" + name + "' where forward kept '"
+            + part.name + "'; a block's forward must call SelectiveRecompute.costly the same way every time");
+      }
+      part.after.restore();
+      List<Tensor> in = new ArrayList<>(List.of(inputs));
+      // The value handed on is a copy of the kept output with no link to its graph: the Java
+      // backward runs that graph, once, and passes the inputs' gradients on.
+      return CustomBackward.apply(in, List.of(part.output.detach()), grads -> backward(part, grads), false).get(0);
+    }
+
+    private static List<Tensor> backward(KeptPart part, List<Tensor> gradOutputs) {
+      Tensor g = gradOutputs.get(0);
+      if (g != null && g.defined() && part.output.requires_grad()) {
+        try (TensorVector roots = new TensorVector(part.output); TensorVector grads = new TensorVector(g);
+            BoolOptional retain = new BoolOptional(false); TensorVector all = new TensorVector()) {
+          torch.backward(roots, grads, retain, false, all);
+        }
+      }
+      List<Tensor> out = new ArrayList<>();
+      for (Tensor leaf : part.leaves) {
+        Tensor lg = leaf != null && leaf.requires_grad() ? leaf.grad() : null;
+        out.add(lg != null && lg.defined() ? lg : null);
+      }
+      return out;
+    }
+
+    private Tensor measure(Function<Tensor[], Tensor> op, Tensor[] inputs) {
+      long before = meter.allocated();
+      long start = System.nanoTime();
+      Tensor out = op.apply(inputs);
+      long after = meter.allocated(); // synchronises a GPU: the time below is the part's
+      measuredMillis += (System.nanoTime() - start) / 1e6;
+      measuredBytes += Math.max(0, after - before) + storageBytes(inputs);
+      return out;
+    }
+
+    /** The bytes of the distinct storages under {@code tensors} (views of one projection count once). */
+    private static long storageBytes(Tensor[] tensors) {
+      Set<Long> seen = new HashSet<>();
+      long sum = 0;
+      for (Tensor t : tensors) {
+        if (t != null && t.defined() && t.has_storage()) {
+          try (org.bytedeco.pytorch.Storage s = t.storage()) {
+            if (seen.add(s.data().address())) {
+              sum += s.nbytes();
+            }
+          }
+        }
+      }
+      return sum;
+    }
+
+    @Override
+    public void close() {
+      for (KeptPart p : kept) {
+        Native.closeAll(p.leaves);
+        p.output.close();
+        p.after.close();
+      }
+      kept.clear();
+    }
+  }
+}
