@@ -4,7 +4,9 @@ GELU MLP without biases, LayerNorm with bias, final norm, LM head tied to the to
 trained the way GptThroughput trains it:
 
 - fully_shard on every block and on the root (ZeRO-3: reshard after forward);
-- activation checkpointing per block (torch.utils.checkpoint, non-reentrant);
+- activation checkpointing per block (torch.utils.checkpoint, non-reentrant), or on every k-th
+  block (--ac-every K; 0: none), or op-level selective checkpointing that saves attention's output
+  and recomputes the rest (--sac, as torchtitan's "op" policy);
 - MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=bf16): bf16 compute and collectives, fp32
   sharded parameters in the fused AdamW (bmtrain4j keeps bf16 parameters and fp32 masters);
 - the same batch, sequence length, optimizer (lr 1e-4, weight decay 0.1), random tokens, and the
@@ -22,7 +24,20 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-from torch.utils.checkpoint import checkpoint
+from functools import partial
+
+from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
+
+# What --sac saves instead of recomputing: every fused attention kernel SDPA may pick.
+SAC_SAVED = {
+    torch.ops.aten._scaled_dot_product_flash_attention.default,
+    torch.ops.aten._scaled_dot_product_efficient_attention.default,
+    torch.ops.aten._scaled_dot_product_cudnn_attention.default,
+}
+
+
+def sac_policy(ctx, op, *args, **kwargs):
+    return CheckpointPolicy.MUST_SAVE if op in SAC_SAVED else CheckpointPolicy.PREFER_RECOMPUTE
 
 PRESETS = {  # d_model, heads, layers, d_ff, as GptConfig.preset
     "125m": (768, 12, 12, 3072),
@@ -44,6 +59,7 @@ class Block(nn.Module):
         self.ln1 = nn.LayerNorm(d)
         self.ln2 = nn.LayerNorm(d)
         self.checkpointed = True  # bench/step_anatomy.py turns it off for the plain model
+        self.selective = False  # --sac: keep attention's output, recompute the rest
 
     def _forward(self, x):
         b, t, d = x.shape
@@ -53,7 +69,12 @@ class Block(nn.Module):
         return x + F.gelu(self.ln2(x) @ self.w1) @ self.w2
 
     def forward(self, x):
-        return checkpoint(self._forward, x, use_reentrant=False) if self.checkpointed else self._forward(x)
+        if not self.checkpointed:
+            return self._forward(x)
+        if self.selective:
+            return checkpoint(self._forward, x, use_reentrant=False,
+                              context_fn=partial(create_selective_checkpoint_contexts, sac_policy))
+        return checkpoint(self._forward, x, use_reentrant=False)
 
 
 class Gpt(nn.Module):
@@ -94,6 +115,8 @@ def main():
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--peak-tflops", type=float, default=790.0)
     p.add_argument("--phases", action="store_true", help="time forward, backward and optimizer separately (synchronised)")
+    p.add_argument("--ac-every", type=int, default=1, help="checkpoint every K-th block (1: all, the default; 0: none)")
+    p.add_argument("--sac", action="store_true", help="op-level selective checkpointing on the checkpointed blocks: save attention")
     p.add_argument("--trace-memory", action="store_true", help="print peak memory after every timed round")
     a = p.parse_args()
 
@@ -107,6 +130,10 @@ def main():
     with torch.device("cuda"):
         model = Gpt(a.vocab, a.seq, d, heads, layers, d_ff)
     n_params = sum(p.numel() for p in model.parameters())
+    for i, block in enumerate(model.layers):
+        block.checkpointed = a.ac_every > 0 and i % a.ac_every == 0
+        block.selective = a.sac
+    ac = ("sac" if a.sac else "ac") + str(a.ac_every)
     mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.bfloat16)
     for block in model.layers:
         fully_shard(block, mp_policy=mp)
@@ -176,9 +203,9 @@ def main():
               f" {phase_ms[1] / n:.1f} ms, optimizer {phase_ms[2] / n:.1f} ms; peak allocated in each:"
               f" {' / '.join(f'{b / 2**30:.2f}' for b in phase_peak)} GiB", flush=True)
     if rank == 0:
-        print(f"{'fsdp2':<12} {best * 1e3:8.1f} ms/step  {tokens:10,.0f} tokens/s/GPU  MFU {100 * mfu:5.1f}%"
+        print(f"{'fsdp2-' + ac:<12} {best * 1e3:8.1f} ms/step  {tokens:10,.0f} tokens/s/GPU  MFU {100 * mfu:5.1f}%"
               f"  peak allocated {alloc:.2f} GiB, reserved {reserved:.2f} GiB", flush=True)
-        print(f"RESULT impl=fsdp2 model={a.model} gpus={world} tokens_per_s_per_gpu={tokens:.0f} mfu={mfu:.4f}"
+        print(f"RESULT impl=fsdp2-{ac} model={a.model} gpus={world} tokens_per_s_per_gpu={tokens:.0f} mfu={mfu:.4f}"
               f" peak_allocated_gib={alloc:.2f} peak_reserved_gib={reserved:.2f} step_ms={best * 1e3:.1f}"
               f" loss={loss:.4f}", flush=True)
     dist.destroy_process_group()

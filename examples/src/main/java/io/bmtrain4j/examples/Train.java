@@ -2,6 +2,8 @@ package io.bmtrain4j.examples;
 
 import io.bmtrain4j.dist.Backend;
 import io.bmtrain4j.Bmt;
+import io.bmtrain4j.zero.ActivationBudget;
+import io.bmtrain4j.zero.ActivationPlan;
 import io.bmtrain4j.InitOptions;
 import io.bmtrain4j.dist.DistEnvironment;
 import io.bmtrain4j.examples.data.MappedTokens;
@@ -127,6 +129,11 @@ public final class Train implements Callable<Integer> {
   @Option(names = "--device", description = "cpu (Gloo), or cuda: one GPU per rank (LOCAL_RANK), NCCL (default ${DEFAULT-VALUE})")
   String device = "cpu";
 
+  @Option(names = "--activation-budget", description = "peak memory per rank that kept activations may fill: the first"
+      + " step measures every block, then the graphs of as many blocks (or of their attention) as fit are kept instead of"
+      + " recomputed. auto: 90%% of the GPU with --device cuda, off on the CPU; off: every block recomputes; or a share (80%%) or size (60GiB) (default ${DEFAULT-VALUE})")
+  String activationBudget = "auto";
+
   @Option(names = "--threads", description = "libtorch threads per rank (default: cores per rank - 1, at least 1)")
   int threads = 0;
 
@@ -240,6 +247,11 @@ public final class Train implements Callable<Integer> {
         Bmt.memoryReport(built.model()));
 
     LanguageModel lm = built.model();
+    ActivationBudget budget = activationBudget(gpu);
+    if (budget != null) {
+      Bmt.activationBudget(lm, budget);
+    }
+    ActivationPlan shownPlan = null;
     try (AdamOptimizer adam = new AdamOptimizer(Bmt.parameters(lm),
         AdamOptions.builder().lr(lr).weightDecay(weightDecay).build())) {
       OptimManager manager = new OptimManager(type == torch.ScalarType.Half ? LossScale.dynamic(1024) : LossScale.none())
@@ -295,6 +307,11 @@ public final class Train implements Callable<Integer> {
               manager.step();
             }
             losses.add(loss);
+            ActivationPlan plan = Bmt.activationPlan(lm);
+            if (plan != null && plan != shownPlan) {
+              Bmt.printRank("%s", plan.describe()); // after the measured step, and again when the shapes change
+              shownPlan = plan;
+            }
             double seconds = (System.nanoTime() - t0) / 1e9;
             progress.update(step + 1, String.format("loss %.4f | %,.0f tok/s | lr %.1e | scale %.0f",
                 loss, tokensPerStep / seconds, adam.learningRate(), manager.lossScale()));
@@ -401,6 +418,15 @@ public final class Train implements Callable<Integer> {
   }
 
   /** Every option checked before anything starts; a bad one is a usage error (exit 2) naming it. */
+  /** What --activation-budget asks for; null keeps every block as its annotation says (recompute). */
+  private ActivationBudget activationBudget(boolean gpu) {
+    return switch (activationBudget) {
+      case "off" -> null;
+      case "auto" -> gpu ? ActivationBudget.ofDevice(ActivationBudget.DEFAULT_FRACTION) : null;
+      default -> ActivationBudget.parse(activationBudget);
+    };
+  }
+
   private void validate() {
     CommandLine cl = spec.commandLine();
     require(cl, nproc >= 0, "--nproc must be 0 (as the environment says) or a number of ranks, got " + nproc);
@@ -412,6 +438,13 @@ public final class Train implements Callable<Integer> {
     require(cl, !data.equals("synthetic") || seq > prompt,
         "--seq must be greater than " + prompt + " with synthetic data (the sample's prompt is " + prompt + " tokens), got " + seq);
     require(cl, Double.isFinite(lr) && lr > 0, "--lr must be a positive number, got " + lr);
+    if (!activationBudget.equals("auto") && !activationBudget.equals("off")) {
+      try {
+        ActivationBudget.parse(activationBudget);
+      } catch (IllegalArgumentException e) {
+        require(cl, false, "--activation-budget must be auto, off, a share or a size: " + e.getMessage());
+      }
+    }
     if (cl.getParseResult() != null && !cl.getParseResult().hasMatchedOption("--warmup")) {
       warmup = Math.min(warmup, steps - 1); // a short run gets a shorter default warmup
     }

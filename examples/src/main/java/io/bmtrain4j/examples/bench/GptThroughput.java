@@ -11,7 +11,12 @@ import io.bmtrain4j.optim.AdamOptimizer;
 import io.bmtrain4j.optim.AdamOptions;
 import io.bmtrain4j.optim.LossScale;
 import io.bmtrain4j.optim.OptimManager;
+import io.bmtrain4j.zero.ActivationBudget;
+import io.bmtrain4j.zero.ActivationMode;
+import io.bmtrain4j.zero.ActivationPlan;
 import io.bmtrain4j.zero.BlockOptions;
+import java.util.Map;
+import java.util.function.Consumer;
 import io.bmtrain4j.zero.ParameterGroup;
 import io.bmtrain4j.zero.ShardedModuleRuntime;
 import java.util.ArrayList;
@@ -60,6 +65,27 @@ public final class GptThroughput implements Callable<Integer> {
       description = "also time recompute without early stop, the last matmul recomputed (default ${DEFAULT-VALUE})")
   boolean fullRecompute = true;
 
+  @Option(names = "--activation-rounds", negatable = true,
+      description = "also time every block selective (attention kept), every block kept, and the activation budget (default ${DEFAULT-VALUE})")
+  boolean activationRounds;
+
+  @Option(names = "--activation-budget", description = "the budget of the budget rounds (default ${DEFAULT-VALUE})")
+  String budget = "90%";
+
+  /** Lifts whatever an earlier variant set: every block as its options say (recompute). */
+  private static final Consumer<DistributedGpt> ALL_RECOMPUTE = g -> {
+    Bmt.activationBudget(g, null);
+    Bmt.planActivations(g, Map.of());
+  };
+
+  private static Map<String, ActivationMode> everyBlock(DistributedGpt g, ActivationMode mode) {
+    Map<String, ActivationMode> modes = new java.util.LinkedHashMap<>();
+    for (int i = 0; i < g.config().layers(); i++) {
+      modes.put("layers." + i, mode);
+    }
+    return modes;
+  }
+
   @Option(names = "--peak-tflops", description = "bf16 matmul peak for MFU (default ${DEFAULT-VALUE}, measured on these H100s)")
   double peakTflops = 790;
 
@@ -93,13 +119,25 @@ public final class GptThroughput implements Callable<Integer> {
       phaseSteps = 0;
       List<String> names = new ArrayList<>(List.of("prefetch"));
       List<BlockOptions> variants = new ArrayList<>(List.of(new BlockOptions(3, true, 2)));
+      List<Consumer<DistributedGpt>> plans = new ArrayList<>(List.of(ALL_RECOMPUTE));
       if (prefetchOff && world > 1) { // a world of one never prefetches (nothing to overlap)
         names.add("no-prefetch");
         variants.add(new BlockOptions(3, true, 1));
+        plans.add(ALL_RECOMPUTE);
       }
       if (fullRecompute) { // the same blocks recomputing their last matmul: what early stop saves
         names.add("no-early-stop");
         variants.add(new BlockOptions(3, true, 2, false));
+        plans.add(ALL_RECOMPUTE);
+      }
+      if (activationRounds) { // what blocks keep for backward: attention only, everything, or as the budget fits
+        names.addAll(List.of("selective", "keep-all", "budget"));
+        for (ActivationMode mode : List.of(ActivationMode.SELECTIVE, ActivationMode.KEEP)) {
+          variants.add(new BlockOptions(3, true, 2));
+          plans.add(g -> Bmt.planActivations(g, everyBlock(g, mode)));
+        }
+        variants.add(new BlockOptions(3, true, 2));
+        plans.add(g -> Bmt.activationBudget(g, ActivationBudget.parse(budget)));
       }
       double[][] seconds = new double[variants.size()][rounds];
       DeviceMemory[] peak = new DeviceMemory[variants.size()];
@@ -107,8 +145,10 @@ public final class GptThroughput implements Callable<Integer> {
       for (int r = 0; r < rounds; r++) {
         for (int v = 0; v < variants.size(); v++) {
           Bmt.configureBlocks(gpt, variants.get(v));
+          ALL_RECOMPUTE.accept(gpt);
+          plans.get(v).accept(gpt);
           countPhases = v == 0;
-          runSteps(gpt, manager, dev, 1); // the first step after a switch settles the allocator
+          runSteps(gpt, manager, dev, 1); // the first step after a switch settles the allocator (and measures, for the budget)
           if (gpu) {
             DeviceMemory.resetPeak();
             windowPeakBytes = 0;
@@ -131,6 +171,16 @@ public final class GptThroughput implements Callable<Integer> {
         if (v == 0) {
           best = s;
         }
+      }
+      ActivationPlan plan = Bmt.activationPlan(gpt);
+      if (plan != null) {
+        Bmt.printRank("budget: %s", plan.describe());
+        double s = min(seconds[variants.size() - 1]);
+        double tokensPerGpu = (double) workload.microBatch * workload.seq / s;
+        Bmt.printRank("RESULT impl=bmtrain4j-budget model=%s gpus=%d tokens_per_s_per_gpu=%.0f mfu=%.4f peak_allocated_gib=%.2f"
+            + " peak_reserved_gib=%.2f step_ms=%.1f loss=%.4f", workload.model, world, tokensPerGpu,
+            tokensPerGpu * flopsPerToken / (peakTflops * 1e12), peak[variants.size() - 1].peakAllocatedBytes() / 1073741824.0,
+            peak[variants.size() - 1].peakReservedBytes() / 1073741824.0, s * 1e3, loss);
       }
       if (prefetchOff && world > 1) {
         double exposedWithout = min(seconds[1]) - best;

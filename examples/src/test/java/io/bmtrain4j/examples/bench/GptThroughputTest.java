@@ -22,14 +22,17 @@ class GptThroughputTest {
     List<String> lines = Collections.synchronizedList(new ArrayList<>());
     int code = LocalLauncher.launch(LaunchSpec.of(2, GptThroughput.class.getName(), "--device", "cpu", "--model", "tiny",
         "--seq", "32", "--vocab", "64", "--micro-batch", "2", "--steps", "2", "--warmup", "1", "--rounds", "1",
-        "--phases").withOutput(lines::add));
+        "--phases", "--activation-rounds").withOutput(lines::add));
     String all = String.join("\n", lines);
     assertEquals(0, code, all);
     assertTrue(all.contains("no-prefetch"), all);
     assertTrue(all.contains("all-gathers alone:"), all);
     assertTrue(all.contains("no-early-stop"), all);
     assertTrue(all.contains("phases (first variant, synchronised"), all);
-    String result = lines.stream().filter(l -> l.contains("RESULT impl=bmtrain4j")).findFirst().orElse("");
+    assertTrue(all.contains("selective ") && all.contains("keep-all "), all);
+    assertTrue(all.contains("budget: activation plan for [2, 32]: keep layers.0-3;"), all);
+    assertTrue(all.contains("RESULT impl=bmtrain4j-budget model=tiny gpus=2"), all);
+    String result = lines.stream().filter(l -> l.contains("RESULT impl=bmtrain4j ")).findFirst().orElse("");
     assertTrue(result.contains("model=tiny gpus=2 tokens_per_s_per_gpu="), all);
     double loss = Double.parseDouble(result.replaceAll(".*loss=", ""));
     assertTrue(loss > 0 && loss < 10, "loss " + loss + " of random tokens over 64 classes should be near ln 64 = 4.2");
