@@ -24,7 +24,8 @@ import org.bytedeco.pytorch.global.torch;
  *
  * <p>Options: {@code --dropout P} (one rank only), {@code --dtype bf16} (tolerances 3e-2 on the loss
  * and 1e-1 on the gradients' max relative error: bf16 keeps 8 bits of mantissa and the sharded run
- * sums in a different order), {@code --d-model D}, {@code --layers L}.
+ * sums in a different order), {@code --d-model D}, {@code --layers L}, {@code --plan mixed} (block 0
+ * keeps its graph, block 1 its attention's, the rest recompute).
  */
 public final class GpuParityCheck {
   private GpuParityCheck() {}
@@ -41,13 +42,15 @@ public final class GpuParityCheck {
     torch.ScalarType dtype = torch.ScalarType.Float;
     int dModel = 128;
     int layers = 4;
+    boolean mixedPlan = false; // --plan mixed: block 0 keeps its graph, block 1 its attention, the rest recompute
     for (int a = 0; a + 1 < args.length; a += 2) {
       switch (args[a]) {
         case "--dropout" -> dropout = Double.parseDouble(args[a + 1]);
         case "--dtype" -> dtype = args[a + 1].equals("bf16") ? torch.ScalarType.BFloat16 : torch.ScalarType.Float;
         case "--d-model" -> dModel = Integer.parseInt(args[a + 1]);
         case "--layers" -> layers = Integer.parseInt(args[a + 1]);
-        default -> throw new IllegalArgumentException("unknown option " + args[a] + ": use --dropout, --dtype, --d-model, --layers");
+        case "--plan" -> mixedPlan = args[a + 1].equals("mixed");
+        default -> throw new IllegalArgumentException("unknown option " + args[a] + ": use --dropout, --dtype, --d-model, --layers, --plan mixed");
       }
     }
     boolean bf16 = dtype == torch.ScalarType.BFloat16;
@@ -68,6 +71,10 @@ public final class GpuParityCheck {
 
     torch.manual_seed(0);
     DistributedGpt sharded = new DistributedGpt(c, DistributedTransformerBlock::new);
+    if (mixedPlan) {
+      io.bmtrain4j.Bmt.planActivations(sharded, java.util.Map.of("layers.0", io.bmtrain4j.zero.ActivationMode.KEEP,
+          "layers.1", io.bmtrain4j.zero.ActivationMode.SELECTIVE));
+    }
     int per = batch / Bmt.worldSize();
     int from = Bmt.rank() * per;
     Tensor loss = torch.cross_entropy_loss(sharded.forward(in.narrow(0, from, per)).to(torch.ScalarType.Float).reshape(-1, 16),
@@ -89,8 +96,9 @@ public final class GpuParityCheck {
     }
     double lossErr = Math.abs(shardedLoss - plainLoss.item().toDouble()) / Math.abs(plainLoss.item().toDouble());
     boolean ok = worst < (bf16 ? 1e-1 : 1e-3) && lossErr < (bf16 ? 3e-2 : 1e-4) && grads.size() == plainGrads.size();
-    Bmt.printRank("GPU parity %s (%s, d_model %d, %d layers, dropout %.2f): world %d, loss %.6f vs plain %.6f (rel %.2e), %d gradients, max relative error %.2e (%s)",
-        ok ? "OK" : "FAILED", bf16 ? "bf16" : "fp32", dModel, layers, dropout, Bmt.worldSize(), shardedLoss, plainLoss.item().toDouble(), lossErr, grads.size(), worst, worstName);
+    Bmt.printRank("GPU parity %s (%s, d_model %d, %d layers, dropout %.2f%s): world %d, loss %.6f vs plain %.6f (rel %.2e), %d gradients, max relative error %.2e (%s)",
+        ok ? "OK" : "FAILED", bf16 ? "bf16" : "fp32", dModel, layers, dropout,
+        mixedPlan ? ", mixed plan" : "", Bmt.worldSize(), shardedLoss, plainLoss.item().toDouble(), lossErr, grads.size(), worst, worstName);
     System.out.flush();
     Runtime.getRuntime().halt(ok ? 0 : 1);
   }

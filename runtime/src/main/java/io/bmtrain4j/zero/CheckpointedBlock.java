@@ -105,12 +105,14 @@ final class CheckpointedBlock implements ModuleRole {
       call = new BlockCall(this, mode, args, body, rng, parts, null, null, module.forwardTape());
     } else {
       Object[] leafArgs = TensorTree.detachArgs(args);
-      R kept = body.call(leafArgs);
-      List<Tensor> keptOutputs = TensorTree.tensorsOut(kept, module.path());
-      // Both live until this block's backward, which closes these very handles (they may outlive a
-      // step's scope; a TensorVector hands out new handles on every read, so the list is kept).
+      // Leaves and outputs live until this block's backward, which closes these very handles (they
+      // may outlive a step's scope; a TensorVector hands out new handles on every read, so the
+      // lists are kept). The forward's other handles die when it returns: the graph holds what it
+      // saved, and a product it did not save (one fed only to an addition) is freed at once.
       List<Tensor> keptLeaves = TensorTree.tensorsIn(leafArgs);
       keptLeaves.forEach(Native::own);
+      R kept = callFreeingTemporaries(leafArgs, body);
+      List<Tensor> keptOutputs = TensorTree.tensorsOut(kept, module.path());
       keptOutputs.forEach(Native::own);
       List<Tensor> values = new ArrayList<>();
       for (Tensor t : keptOutputs) {
@@ -174,7 +176,8 @@ final class CheckpointedBlock implements ModuleRole {
       Object[] leafArgs = TensorTree.detachArgs(args);
       long before = meter.allocated();
       long start = System.nanoTime();
-      R kept = SelectiveRecompute.within(parts, () -> body.call(leafArgs));
+      // As a kept graph would run: the forward's temporaries die, what the graph saved stays.
+      R kept = SelectiveRecompute.within(parts, () -> callFreeingTemporaries(leafArgs, body));
       meter.allocated(); // synchronises a GPU: the time is the forward's
       double millis = (System.nanoTime() - start) / 1e6;
       List<Tensor> keptOutputs = TensorTree.tensorsOut(kept, module.path());
@@ -182,14 +185,19 @@ final class CheckpointedBlock implements ModuleRole {
       for (Tensor t : keptOutputs) {
         outputBytes += t == null || !t.defined() ? 0 : t.nbytes();
       }
-      // A released buffer the graph still reads stays allocated: keeping would pin it.
-      long freedByRelease = 0;
+      long graphBytes = meter.allocated() - before - outputBytes;
+      long pinnedBytes = 0;
       if (options.zeroLevel() == 3) {
-        freedByRelease = comm.dataParallel().worldSize() > 1 ? group.heldMemory().gatheredBytes() : 0;
+        // Release frees the gathered buffer (and a shard the optimizer can rebuild). What it fails
+        // to free while the graph is alive, the graph would pin if it were kept.
+        HeldMemory held = group.heldMemory();
+        long graphAlive = meter.allocated();
         group.release();
+        HeldMemory after = group.heldMemory();
+        long releases = held.gatheredBytes() + held.shardBytes() - after.gatheredBytes() - after.shardBytes();
+        pinnedBytes = Math.max(0, releases - (graphAlive - meter.allocated()));
       }
-      long held = meter.allocated() - before + freedByRelease - outputBytes;
-      long keepBytes = Math.max(0, held);
+      long keepBytes = Math.max(0, graphBytes + pinnedBytes);
       planning.record(new ActivationPlanner.BlockCost(module.path(), keepBytes, millis,
           Math.min(parts.measuredBytes(), keepBytes), parts.measuredMillis()));
       for (Tensor t : keptOutputs) {
