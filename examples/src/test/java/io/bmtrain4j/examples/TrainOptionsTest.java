@@ -82,6 +82,8 @@ class TrainOptionsTest {
     rejected("--hf-model", "--hf-model", "/tmp"); // LLaMA only
     rejected("--hf-model", "--arch", "llama", "--hf-model", "/no/such/dir");
     rejected("--dropout", "--arch", "llama", "--dropout", "0.1");
+    rejected("--activation-budget", "--activation-budget", "lots");
+    rejected("--activation-budget", "--activation-budget", "150%");
   }
 
   @Test

@@ -64,4 +64,15 @@ class DemoTest {
     assertTrue(m2.find(), r);
     assertTrue(Double.parseDouble(m2.group(1)) < 1.0, "resumed training starts where it stopped: " + m2.group(1));
   }
+
+  @Test
+  void anActivationBudgetPrintsItsPlanAfterTheMeasuredStep() {
+    String roomy = String.join("\n", run("--checkpoint-dir", dir.resolve("a").toString(), "--steps", "3",
+        "--activation-budget", "90%"));
+    assertTrue(roomy.contains("[rank 0] activation plan for [8, 32]: keep layers.0-3; keeps "), roomy);
+    String tight = String.join("\n", run("--checkpoint-dir", dir.resolve("b").toString(), "--steps", "3",
+        "--activation-budget", "1MiB"));
+    assertTrue(tight.contains("[rank 0] activation plan for [8, 32]: recompute layers.0-3; keeps 0.0 MiB more"), tight);
+    assertEquals(1, tight.lines().filter(l -> l.contains("activation plan")).count(), "printed once: " + tight);
+  }
 }
