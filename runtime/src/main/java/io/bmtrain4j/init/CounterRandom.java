@@ -1,28 +1,35 @@
 package io.bmtrain4j.init;
 
 import java.nio.charset.StandardCharsets;
+import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.Device;
 import org.bytedeco.pytorch.DeviceOptional;
-import org.bytedeco.pytorch.Scalar;
+import org.bytedeco.pytorch.Generator;
+import org.bytedeco.pytorch.GeneratorOptional;
+import org.bytedeco.pytorch.MemoryFormatOptional;
 import org.bytedeco.pytorch.ScalarTypeOptional;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.TensorOptions;
 import org.bytedeco.pytorch.global.torch;
+import org.bytedeco.pytorch.global.torch_cuda;
 
 /**
- * Counter-based random numbers: the value for element {@code i} of a parameter is a pure function
- * of (seed, the parameter's path, {@code i}), computed elementwise by tensor ops on any device.
- * A rank therefore draws exactly its own slice, on its GPU, and the values are the same at every
- * world size, since they never depend on what else was drawn (unlike a generator's stream).
+ * Keyed random numbers: the value of element {@code i} of a parameter depends only on (seed, the
+ * parameter's path, {@code i}) and the device kind, never on what else was drawn. A rank therefore
+ * draws exactly its own slice, on its GPU, and the values are the same at every world size.
  *
- * <p>The mixing is three rounds of MurmurHash3's 32-bit finaliser over the element index and
- * the key, in int64 tensors holding 32-bit values; each 32-bit multiply is split into two 16-bit
- * halves so no product overflows int64. Normal values come from the Box-Muller transform of two
- * independent lanes, in fp64.
+ * <p>[Note: keyed blocks] A parameter's flattened elements fall into blocks of {@link
+ * #blockSize} elements (64 Ki on the CPU, 4 Mi on a GPU). Block {@code j} is one draw of the
+ * device's own generator (libtorch's {@code normal_}/{@code uniform_}: mt19937 on the CPU, Philox
+ * on CUDA), freshly seeded with a hash of (seed, path, j, distribution). A slice draws the blocks
+ * it overlaps and keeps its part, so a rank wastes at most two partial blocks per parameter. The
+ * draws run at the generator's speed: about 100x faster than the elementwise integer hash this
+ * replaced (16 Mi normals on 2 CPU threads: 0.1 s against 10.6 s). The values differ between the
+ * CPU and a GPU, as the generators do, and between GPU models (CUDA's generator spreads its
+ * stream over the device's multiprocessors); on one kind of device they are identical at every
+ * world size.
  */
 public final class CounterRandom {
-  private static final long MASK32 = 0xFFFFFFFFL;
-
   private final long key;
 
   private CounterRandom(long key) {
@@ -45,46 +52,46 @@ public final class CounterRandom {
     return z ^ (z >>> 31);
   }
 
-  /** Uniform values in (0, 1), fp64, for elements {@code [offset, offset + count)}, on {@code device}. */
+  /** Elements per block on {@code device}: a slice aligned to blocks draws each block once. */
+  public static long blockSize(Device device) {
+    return device.is_cuda() ? 1L << 22 : 1L << 16;
+  }
+
+  /** Uniform values in [0, 1), fp32, for elements {@code [offset, offset + count)}, on {@code device}. */
   public Tensor uniform(long offset, long count, Device device) {
-    return uniform(offset, count, device, 0);
+    return draw(offset, count, device, false);
   }
 
-  /** Standard normal values, fp64, for elements {@code [offset, offset + count)}, on {@code device}. */
+  /** Standard normal values, fp32, for elements {@code [offset, offset + count)}, on {@code device}. */
   public Tensor normal(long offset, long count, Device device) {
-    Tensor u1 = uniform(offset, count, device, 1);
-    Tensor u2 = uniform(offset, count, device, 2);
-    return u1.log().mul(new Scalar(-2.0)).sqrt().mul(u2.mul(new Scalar(2 * Math.PI)).cos());
+    return draw(offset, count, device, true);
   }
 
-  private Tensor uniform(long offset, long count, Device device, int lane) {
-    TensorOptions longs = new TensorOptions().dtype(new ScalarTypeOptional(torch.ScalarType.Long))
+  private Tensor draw(long offset, long count, Device device, boolean normal) {
+    TensorOptions floats = new TensorOptions().dtype(new ScalarTypeOptional(torch.ScalarType.Float))
         .device(new DeviceOptional(device));
-    Tensor h = torch.arange(new Scalar(offset), new Scalar(offset + count), new Scalar(1), longs);
-    Tensor high = h.bitwise_right_shift(new Scalar(32));
-    long k0 = key & MASK32;
-    long k1 = key >>> 32;
-    long k2 = (k0 * 0x9E3779B1L + lane * 0x85EBCA77L) & MASK32;
-    // In place where possible: a chunk's temporaries are then a few tensors, not dozens.
-    mix(h.bitwise_and_(new Scalar(MASK32)).bitwise_xor_(new Scalar(k0)));
-    mix(h.bitwise_xor_(high).bitwise_xor_(new Scalar(k1)));
-    mix(h.bitwise_xor_(new Scalar(k2)));
-    return h.to(torch.ScalarType.Double).add_(new Scalar(0.5)).div_(new Scalar(4294967296.0));
-  }
-
-  /** MurmurHash3's fmix32, in place, on int64 tensors holding values in [0, 2^32). */
-  private static void mix(Tensor x) {
-    x.bitwise_xor_(x.bitwise_right_shift(new Scalar(16)));
-    multiply32(x, 0x85EBCA6BL);
-    x.bitwise_xor_(x.bitwise_right_shift(new Scalar(13)));
-    multiply32(x, 0xC2B2AE35L);
-    x.bitwise_xor_(x.bitwise_right_shift(new Scalar(16)));
-  }
-
-  /** {@code x = x * c mod 2^32} in place for {@code x, c < 2^32}, in halves so no int64 product overflows. */
-  private static void multiply32(Tensor x, long c) {
-    Tensor lowPart = x.mul(new Scalar(c & 0xFFFF));
-    x.mul_(new Scalar(c >>> 16)).bitwise_and_(new Scalar(0xFFFFL)).bitwise_left_shift_(new Scalar(16)).add_(lowPart)
-        .bitwise_and_(new Scalar(MASK32));
+    Tensor out = torch.empty(new long[] {count}, floats, new MemoryFormatOptional());
+    if (count == 0) {
+      return out;
+    }
+    long block = blockSize(device);
+    try (Generator generator = device.is_cuda() ? torch_cuda.make_generator_cuda((byte) Math.max(device.index(), 0))
+        : torch.createCPUGenerator(); GeneratorOptional g = new GeneratorOptional(generator)) {
+      for (long j = offset / block; j <= (offset + count - 1) / block; j++) {
+        try (PointerScope scope = new PointerScope()) {
+          generator.set_current_seed(splitMix(key ^ splitMix(2 * j + (normal ? 1 : 0))));
+          Tensor values = torch.empty(new long[] {block}, floats, new MemoryFormatOptional());
+          if (normal) {
+            values.normal_(0, 1, g);
+          } else {
+            values.uniform_(0, 1, g);
+          }
+          long from = Math.max(offset, j * block);
+          long to = Math.min(offset + count, (j + 1) * block);
+          out.narrow(0, from - offset, to - from).copy_(values.narrow(0, from - j * block, to - from));
+        }
+      }
+    }
+    return out;
   }
 }

@@ -36,7 +36,7 @@ public interface Initializer {
 
   /** Draws slices from the parameter's {@link CounterRandom} stream, on the slice's device. */
   abstract class CounterBased implements Initializer {
-    /** Values (fp64) for elements {@code [offset, offset + count)} of a parameter of {@code shape}. */
+    /** Values (fp32) for elements {@code [offset, offset + count)} of a parameter of {@code shape}. */
     abstract Tensor values(CounterRandom random, long[] shape, long offset, long count, org.bytedeco.pytorch.Device device);
 
     @Override
@@ -45,17 +45,20 @@ public interface Initializer {
         return;
       }
       CounterRandom random = CounterRandom.forParameter(seed, path);
-      // In chunks: a normal draw holds about 350 bytes of int64 and fp64 temporaries per element
-      // until its chunk's scope closes. On a GPU, 4M-element chunks: about 1.4 GiB, some 60 launches.
-      long chunk = slice.is_cuda() ? 1L << 22 : 1L << 16;
+      // One block of the stream at a time (see [Note: keyed blocks]): each is drawn once, and a
+      // chunk's temporaries are a block's worth (16 MiB of fp32 on a GPU).
+      long block = CounterRandom.blockSize(slice.device());
       try (org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope(); NoGradGuard ng = new NoGradGuard()) {
         Tensor flat = slice.view(-1);
-        for (long from = 0; from < flat.numel(); from += chunk) {
+        long from = 0;
+        while (from < flat.numel()) {
+          long element = offset + from;
+          long count = Math.min((element / block + 1) * block - element, flat.numel() - from);
           try (org.bytedeco.javacpp.PointerScope part = new org.bytedeco.javacpp.PointerScope()) {
-            long count = Math.min(chunk, flat.numel() - from);
-            // Rounded to fp32 first, whatever the parameter's dtype: the values do not depend on it either.
-            flat.narrow(0, from, count).copy_(values(random, shape, offset + from, count, slice.device()).to(torch.ScalarType.Float));
+            // In fp32 first, whatever the parameter's dtype: the values do not depend on it either.
+            flat.narrow(0, from, count).copy_(values(random, shape, element, count, slice.device()));
           }
+          from += count;
         }
       }
     }
@@ -121,7 +124,7 @@ public interface Initializer {
       @Override
       Tensor values(CounterRandom random, long[] shape, long offset, long count, org.bytedeco.pytorch.Device device) {
         return torch.full(new long[] {count}, new Scalar(value), new org.bytedeco.pytorch.TensorOptions()
-            .dtype(new org.bytedeco.pytorch.ScalarTypeOptional(torch.ScalarType.Double)).device(new org.bytedeco.pytorch.DeviceOptional(device)));
+            .dtype(new org.bytedeco.pytorch.ScalarTypeOptional(torch.ScalarType.Float)).device(new org.bytedeco.pytorch.DeviceOptional(device)));
       }
     };
   }
