@@ -181,6 +181,33 @@ class ActivationPlanTest {
   }
 
   @Test
+  void anotherBatchShapeIsMeasuredAgainAndEvaluationMeasuresNothing() {
+    RanksAsThreads.run(1, 0, Duration.ofSeconds(60), ctx -> {
+      DistributedGpt gpt = new DistributedGpt(config(0), DistributedTransformerBlock::new);
+      Bmt.activationBudget(gpt, ActivationBudget.parse("90%"));
+      java.util.function.IntFunction<ActivationPlan> step = batch -> {
+        try (PointerScope scope = new PointerScope()) {
+          loss(gpt.forward(tokens(0, 0, batch)), 0, 0, batch).backward();
+          Bmt.finishBackward(gpt);
+        }
+        return Bmt.activationPlan(gpt);
+      };
+      ActivationPlan four = step.apply(4);
+      assertTrue(four.describe().startsWith("activation plan for [4, 8]: keep layers.0-2;"), four.describe());
+      assertTrue(step.apply(4) == four, "the same shapes keep the plan");
+      try (PointerScope scope = new PointerScope(); NoGradGuard noGrad = new NoGradGuard()) {
+        gpt.forward(tokens(0, 0, 3));
+      }
+      assertTrue(Bmt.activationPlan(gpt) == four, "a forward without autograd measures nothing");
+      ActivationPlan two = step.apply(2);
+      assertTrue(two.describe().startsWith("activation plan for [2, 8]: keep layers.0-2;"), two.describe());
+      assertTrue(two.costs().get(0).keepBytes() < four.costs().get(0).keepBytes() || two.costs().get(0).keepBytes() == 0,
+          "half the batch keeps less: " + two.costs() + " against " + four.costs());
+      return null;
+    });
+  }
+
+  @Test
   void aPlanNamingNoBlockIsRefusedWithTheBlocksThatExist() {
     RanksAsThreads.run(1, 0, Duration.ofSeconds(60), ctx -> {
       DistributedGpt gpt = new DistributedGpt(config(0), DistributedTransformerBlock::new);
