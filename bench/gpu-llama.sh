@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The LLaMA example against PyTorch FSDP2 on transformers' LlamaForCausalLM, back to back on the
 # same GPUs, same shape, batch, optimizer and precision: tokens/s, MFU, peak memory and build
-# time; for bmtrain4j also the chunked loss against the whole logits, and (first model only) how
+# time; for bmtrain4j also the chunked loss against the whole logits and with the activation
+# budget, for FSDP2 also without activation checkpointing, and (first model only) how
 # long a sharded checkpoint blocks training, inline and in the background. Run on the GPU machine
 # from the project root after `../shared/gpu/stage examples` and the parts are received.
 # Usage: bench/gpu-llama.sh GPUS "MODEL ARGS" ["MODEL ARGS" ...]
@@ -22,14 +23,18 @@ for workload in "$@"; do
   if [ "$first" = 1 ]; then save=(--save-dir /tmp/llama-ckpt); first=0; fi
   echo "=== $n GPU(s), $workload: bmtrain4j ==="
   timeout 300 bash .gpu/gpu.sh torchrun --nproc_per_node="$n" -- io.bmtrain4j.examples.bench.LlamaThroughput "${args[@]}" \
-    --full-logits "${save[@]}" > "$logs/bmt-llama-$tag.log" 2>&1
-  grep -E "^(LLaMA|chunked-loss|full-logits|checkpoint:|RESULT) " "$logs/bmt-llama-$tag.log" || tail -20 "$logs/bmt-llama-$tag.log"
+    --full-logits --budget-rounds "${save[@]}" > "$logs/bmt-llama-$tag.log" 2>&1
+  grep -E "^(LLaMA|chunked-loss|full-logits|budget|checkpoint:|RESULT)[ :]" "$logs/bmt-llama-$tag.log" || tail -20 "$logs/bmt-llama-$tag.log"
   results+=("$(grep '^RESULT' "$logs/bmt-llama-$tag.log" | tail -1)")
   rm -rf /tmp/llama-ckpt
   echo "=== $n GPU(s), $workload: PyTorch FSDP2 ==="
   timeout 300 torchrun --nproc_per_node="$n" bench/fsdp2_llama.py "${args[@]}" > "$logs/fsdp2-llama-$tag.log" 2>&1
   grep -E "^(FSDP2|fsdp2|RESULT) " "$logs/fsdp2-llama-$tag.log" || grep -v "^\s*$" "$logs/fsdp2-llama-$tag.log" | grep -iv warn | tail -15
   results+=("$(grep '^RESULT' "$logs/fsdp2-llama-$tag.log" | tail -1)")
+  echo "=== $n GPU(s), $workload: PyTorch FSDP2 without activation checkpointing ==="
+  timeout 300 torchrun --nproc_per_node="$n" bench/fsdp2_llama.py "${args[@]}" --no-ac > "$logs/fsdp2-noac-llama-$tag.log" 2>&1
+  grep -E "^(FSDP2|fsdp2|RESULT) " "$logs/fsdp2-noac-llama-$tag.log" || grep -v "^\s*$" "$logs/fsdp2-noac-llama-$tag.log" | grep -iv warn | tail -5
+  results+=("$(grep '^RESULT' "$logs/fsdp2-noac-llama-$tag.log" | tail -1)")
 done
 echo "=== summary ==="
 printf '%s\n' "${results[@]}"

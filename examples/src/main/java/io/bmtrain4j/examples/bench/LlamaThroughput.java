@@ -12,7 +12,10 @@ import io.bmtrain4j.optim.AdamOptions;
 import io.bmtrain4j.optim.LossScale;
 import io.bmtrain4j.optim.OptimManager;
 import io.bmtrain4j.store.ShardedCheckpoint;
+import io.bmtrain4j.zero.ActivationBudget;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.Callable;
 import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.Device;
@@ -63,6 +66,12 @@ public final class LlamaThroughput implements Callable<Integer> {
   @Option(names = "--save-dir", description = "also time a sharded checkpoint: blocking save against saveAsync")
   Path saveDir;
 
+  @Option(names = "--budget-rounds", description = "also time the chunked loss with the activation budget choosing what blocks keep")
+  boolean budgetRounds;
+
+  @Option(names = "--activation-budget", description = "the budget of the budget rounds (default ${DEFAULT-VALUE})")
+  String budget = "90%";
+
   @Option(names = "--peak-tflops", description = "bf16 matmul peak for MFU (default ${DEFAULT-VALUE})")
   double peakTflops = 790;
 
@@ -92,27 +101,39 @@ public final class LlamaThroughput implements Callable<Integer> {
     try (AdamOptimizer adam = new AdamOptimizer(Bmt.parameters(llama), AdamOptions.builder().lr(1e-4).weightDecay(0.1).build())) {
       OptimManager manager = new OptimManager(LossScale.none()).add(adam, null);
       runSteps(llama, manager, dev, warmup, false, c.vocab());
-      String[] names = fullLogits ? new String[] {"chunked-loss", "full-logits"} : new String[] {"chunked-loss"};
-      double[] best = {Double.MAX_VALUE, Double.MAX_VALUE};
-      DeviceMemory[] peak = new DeviceMemory[2];
+      List<String> names = new ArrayList<>(List.of("chunked-loss"));
+      if (fullLogits) {
+        names.add("full-logits");
+      }
+      if (budgetRounds) {
+        names.add("budget"); // the chunked loss, blocks keeping what the activation budget fits
+      }
+      double[] best = new double[names.size()];
+      java.util.Arrays.fill(best, Double.MAX_VALUE);
+      DeviceMemory[] peak = new DeviceMemory[names.size()];
       double loss = Double.NaN;
       for (int r = 0; r < rounds; r++) {
-        for (int v = 0; v < names.length; v++) {
-          runSteps(llama, manager, dev, 1, v == 1, c.vocab());
+        for (int v = 0; v < names.size(); v++) {
+          boolean whole = names.get(v).equals("full-logits");
+          Bmt.activationBudget(llama, names.get(v).equals("budget") ? ActivationBudget.parse(budget) : null);
+          runSteps(llama, manager, dev, 1, whole, c.vocab()); // settles the allocator (and measures, for the budget)
           if (bench.onGpu()) {
             DeviceMemory.resetPeak();
           }
           Bmt.synchronize();
           long start = bench.synchronizedNanos();
-          loss = runSteps(llama, manager, dev, steps, v == 1, c.vocab());
+          loss = runSteps(llama, manager, dev, steps, whole, c.vocab());
           best[v] = Math.min(best[v], (bench.synchronizedNanos() - start) / 1e9 / steps);
           peak[v] = bench.onGpu() ? DeviceMemory.current() : new DeviceMemory(-1, 0, 0, 0, 0);
         }
       }
-      for (int v = 0; v < names.length; v++) {
+      for (int v = 0; v < names.size(); v++) {
         double tokens = (double) microBatch * seq / best[v];
-        Bmt.printRank("%-12s %8.1f ms/step  %,10.0f tokens/s/GPU  MFU %5.1f%%  %s", names[v], best[v] * 1e3, tokens,
+        Bmt.printRank("%-12s %8.1f ms/step  %,10.0f tokens/s/GPU  MFU %5.1f%%  %s", names.get(v), best[v] * 1e3, tokens,
             100 * tokens * flopsPerToken / (peakTflops * 1e12), peak[v]);
+      }
+      if (budgetRounds && Bmt.activationPlan(llama) != null) {
+        Bmt.printRank("budget: %s", Bmt.activationPlan(llama).describe());
       }
       if (saveDir != null) {
         timeSaves(llama, manager, dev, c.vocab());
