@@ -6,6 +6,7 @@
 # long a sharded checkpoint blocks training, inline and in the background. Run on the GPU machine
 # from the project root after `../shared/gpu/stage examples` and the parts are received.
 # Usage: bench/gpu-llama.sh GPUS "MODEL ARGS" ["MODEL ARGS" ...]
+# LLAMA_SAVE=0 skips the checkpoint timing.
 #   e.g. bench/gpu-llama.sh 1 "--model llama3.2-1b --micro-batch 4" "--model llama3-8b --layers 16 --micro-batch 1"
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,8 @@ for workload in "$@"; do
   read -r -a args <<< "$workload"
   tag="$(echo "$workload" | tr -c 'a-z0-9.' '_')-$n"
   save=()
-  if [ "$first" = 1 ]; then save=(--save-dir /tmp/llama-ckpt); first=0; fi
+  if [ "$first" = 1 ] && [ "${LLAMA_SAVE:-1}" = 1 ]; then save=(--save-dir /tmp/llama-ckpt); fi
+  first=0
   echo "=== $n GPU(s), $workload: bmtrain4j ==="
   timeout 300 bash .gpu/gpu.sh torchrun --nproc_per_node="$n" -- io.bmtrain4j.examples.bench.LlamaThroughput "${args[@]}" \
     --full-logits --budget-rounds "${save[@]}" > "$logs/bmt-llama-$tag.log" 2>&1
