@@ -61,7 +61,8 @@ def main():
     layers = a.layers or layers
     config = LlamaConfig(vocab_size=vocab, hidden_size=d, num_hidden_layers=layers, num_attention_heads=heads,
                          num_key_value_heads=kv, intermediate_size=d_ff, rope_theta=theta, rope_scaling=scaling,
-                         max_position_embeddings=max(a.seq, 8192), rms_norm_eps=1e-5, tie_word_embeddings=False,
+                         max_position_embeddings=max(a.seq, 8192), rms_norm_eps=1e-5,
+                         tie_word_embeddings=a.model.startswith("llama3.2"),  # as the published 1B and 3B
                          attn_implementation="sdpa")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     sync()

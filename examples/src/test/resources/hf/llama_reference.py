@@ -20,12 +20,12 @@ from safetensors.torch import load_file, save_file
 from transformers import LlamaConfig, LlamaForCausalLM
 
 
-def tiny_config(llama3_rope, vocab=96):
+def tiny_config(llama3_rope, vocab=96, tied=False):
     rope = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
             "original_max_position_embeddings": 16} if llama3_rope else None
     return LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=172, num_hidden_layers=2,
                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                       rms_norm_eps=1e-5, rope_theta=10000.0, rope_scaling=rope, tie_word_embeddings=False,
+                       rms_norm_eps=1e-5, rope_theta=10000.0, rope_scaling=rope, tie_word_embeddings=tied,
                        attention_bias=False, mlp_bias=False)
 
 
@@ -36,7 +36,7 @@ def logits_of(model, tokens):
 
 def make(args):
     torch.manual_seed(0)
-    model = LlamaForCausalLM(tiny_config(args.llama3_rope, args.vocab))
+    model = LlamaForCausalLM(tiny_config(args.llama3_rope, args.vocab, args.tied))
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "norm" in name:  # norms start at one: move them so a swapped norm shows
@@ -77,7 +77,9 @@ def loads(args):
 def check(args):
     java = load_file(args.java)
     model = LlamaForCausalLM.from_pretrained(args.dir, dtype=torch.float32, attn_implementation="eager")
-    state = model.state_dict()
+    # A tied model lists its head under lm_head.weight too: the same tensor as the embedding.
+    state = {k: v for k, v in model.state_dict().items()
+             if not (model.config.tie_word_embeddings and k == "lm_head.weight")}
     failures = []
     for key, value in java.items():
         if key in ("tokens", "logits"):
@@ -108,6 +110,7 @@ if __name__ == "__main__":
     m.add_argument("--max-shard-size", default="40KB")
     m.add_argument("--llama3-rope", action="store_true")
     m.add_argument("--vocab", type=int, default=96)
+    m.add_argument("--tied", action="store_true", help="tie the LM head to the embedding (Llama 3.2 1B and 3B do)")
     v = sub.add_parser("loads")
     v.add_argument("dir")
     v.add_argument("original")

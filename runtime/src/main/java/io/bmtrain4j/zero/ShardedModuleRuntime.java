@@ -87,8 +87,22 @@ public final class ShardedModuleRuntime {
       this.className = className;
     }
 
-    /** A {@code @Distributed Tensor} field. */
+    /**
+     * A {@code @Distributed Tensor} field. One left null is not a parameter (an LM head tied to the
+     * embedding uses the embedding instead); one holding a tensor another field holds is refused,
+     * since each parameter is sharded once.
+     */
     public Builder tensor(String field, Tensor value) {
+      if (value == null) {
+        return this;
+      }
+      for (int i = 0; i < tensors.size(); i++) {
+        if (tensors.get(i).is_same(value)) {
+          throw new IllegalStateException(className + "." + field + " holds the same tensor as " + className + "."
+              + names.get(i) + ": a parameter is sharded once. To tie them, leave " + field
+              + " null and use " + names.get(i) + " where " + field + " was used");
+        }
+      }
       names.add(field);
       tensors.add(value);
       return this;

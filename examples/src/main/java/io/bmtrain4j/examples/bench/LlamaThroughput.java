@@ -87,8 +87,7 @@ public final class LlamaThroughput implements Callable<Integer> {
     bench.initDistributed();
     String device = bench.onGpu() ? "cuda:" + Bmt.context().localRank() : "cpu";
     LlamaConfig preset = LlamaConfig.preset(model, 256, seq, bench.onGpu() ? torch.ScalarType.BFloat16 : torch.ScalarType.Float, device);
-    LlamaConfig c = layers <= 0 ? preset : new LlamaConfig(preset.vocab(), preset.dModel(), layers, preset.heads(),
-        preset.kvHeads(), preset.dFf(), preset.ropeTheta(), preset.ropeScaling(), preset.rmsNormEps(), seq, preset.dtype(), device);
+    LlamaConfig c = layers <= 0 ? preset : preset.withLayers(layers);
     long t0 = bench.synchronizedNanos();
     DistributedLlama llama = new DistributedLlama(c, DistributedLlamaBlock::new);
     Bmt.initParameters(llama);

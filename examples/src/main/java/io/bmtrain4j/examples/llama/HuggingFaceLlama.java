@@ -98,7 +98,7 @@ public final class HuggingFaceLlama {
     };
     return new LlamaConfig(required(c, file, "vocab_size"), hidden, required(c, file, "num_hidden_layers"), heads,
         c.path("num_key_value_heads").asInt(heads), required(c, file, "intermediate_size"), theta, scaling,
-        c.path("rms_norm_eps").asDouble(1e-6), maxSeq, dtype, device);
+        c.path("rms_norm_eps").asDouble(1e-6), maxSeq, dtype, device, c.path("tie_word_embeddings").asBoolean(false));
   }
 
   private static int required(JsonNode c, Path file, String field) {
@@ -113,24 +113,13 @@ public final class HuggingFaceLlama {
         : c.dtype().value == torch.ScalarType.Half.value ? "float16" : "float32";
   }
 
-  /** Whether {@code dir/config.json} ties the LM head to the embedding (Llama 3.2 1B and 3B do). */
-  static boolean tiedEmbeddings(Path dir) {
-    try {
-      return JSON.readTree(dir.resolve("config.json").toFile()).path("tie_word_embeddings").asBoolean(false);
-    } catch (IOException e) {
-      throw new UncheckedIOException(e);
-    }
-  }
-
   /**
    * Loads the model directory {@code dir} into {@code model} (each rank reads only its own slices).
-   * A checkpoint with tied embeddings has no {@code lm_head.weight}: the example's untied head
-   * starts from the embedding, and the two train apart from then on.
+   * A model read with {@link #readConfig} ties its head as the directory does: a tied checkpoint
+   * has no {@code lm_head.weight}, and the model has no head parameter to fill.
    */
   public static void load(Object model, Path dir) {
-    boolean tied = tiedEmbeddings(dir);
-    Function<String, String> keys = p -> tied && p.equals("head") ? keyOf("embed") : keyOf(p);
-    HuggingFaceCheckpoint.load(model, dir, keys, true);
+    HuggingFaceCheckpoint.load(model, dir, HuggingFaceLlama::keyOf, true);
   }
 
   /**
@@ -145,7 +134,7 @@ public final class HuggingFaceLlama {
   /**
    * As {@link #save(Object, LlamaConfig, Path, long)}, for a model fine-tuned from {@code source}
    * (a model directory, or null): its {@code config.json} is kept, context length and token ids
-   * included, with only what the example changes (untied head, dtype) rewritten.
+   * included, with only the dtype and whether the head is tied rewritten.
    */
   public static void save(Object model, LlamaConfig c, Path dir, long maxFileBytes, Path source) {
     HuggingFaceCheckpoint.save(model, dir, HuggingFaceLlama::keyOf, maxFileBytes);
@@ -168,7 +157,7 @@ public final class HuggingFaceLlama {
     if (source != null && Files.isRegularFile(source.resolve("config.json"))) {
       try {
         ObjectNode o = (ObjectNode) JSON.readTree(source.resolve("config.json").toFile());
-        o.put("tie_word_embeddings", false); // the example trains its head apart from the embedding
+        o.put("tie_word_embeddings", c.tiedEmbeddings());
         o.put("torch_dtype", dtypeName(c));
         if (o.has("dtype")) {
           o.put("dtype", dtypeName(c));
@@ -205,7 +194,7 @@ public final class HuggingFaceLlama {
     }
     o.put("attention_bias", false);
     o.put("mlp_bias", false);
-    o.put("tie_word_embeddings", false);
+    o.put("tie_word_embeddings", c.tiedEmbeddings());
     o.put("torch_dtype", dtypeName(c));
     try {
       Files.write(dir.resolve("config.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsBytes(o));

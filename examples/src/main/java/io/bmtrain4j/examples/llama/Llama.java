@@ -17,7 +17,8 @@ import org.bytedeco.pytorch.global.torch;
 
 /**
  * A LLaMA-family language model as a user of bmtrain4j writes it: a token embedding, a list of
- * pre-norm blocks, a final RMSNorm and an untied LM head. Construct
+ * pre-norm blocks, a final RMSNorm and an LM head, its own or tied to the embedding (the config
+ * says which; a tied model leaves {@code head} null, so it is not a parameter). Construct
  * {@code new DistributedLlama(config, DistributedLlamaBlock::new)}, then either
  * {@code Bmt.initParameters(model)} (fresh values, drawn per rank slice) or load a Hugging Face
  * checkpoint ({@link HuggingFaceLlama#load}). Parameters are declared, not drawn, at construction,
@@ -41,7 +42,7 @@ public class Llama implements io.bmtrain4j.examples.train.LanguageModel {
       layers.add(block.apply(c));
     }
     norm = parameter(c, Initializer.ones(), c.dModel());
-    head = parameter(c, Initializer.normal(0.02), c.vocab(), c.dModel());
+    head = c.tiedEmbeddings() ? null : parameter(c, Initializer.normal(0.02), c.vocab(), c.dModel());
     rope = new RotaryEmbedding(c.headDim(), c.ropeTheta(), c.ropeScaling());
     lossChunkRows = ChunkedCrossEntropy.Options.defaults(c.vocab()).chunkRows();
   }
@@ -58,7 +59,7 @@ public class Llama implements io.bmtrain4j.examples.train.LanguageModel {
   /** Logits {@code [batch, seq, vocab]} in the model's dtype, for tokens {@code [batch, seq]} (int64). */
   @Override
   public Tensor forward(Tensor tokens) {
-    return Linear.apply(finalHidden(tokens), head);
+    return Linear.apply(finalHidden(tokens), headWeight());
   }
 
   /**
@@ -71,10 +72,10 @@ public class Llama implements io.bmtrain4j.examples.train.LanguageModel {
   public Tensor loss(Tensor tokens, Tensor targets) {
     Tensor hidden = finalHidden(tokens);
     if (lossChunkRows == 0) { // the whole logits: faster when memory allows (see setLossChunkTokens)
-      Tensor logits = Linear.apply(hidden, head).to(torch.ScalarType.Float);
+      Tensor logits = Linear.apply(hidden, headWeight()).to(torch.ScalarType.Float);
       return torch.cross_entropy_loss(logits.reshape(-1, logits.size(-1)), targets.reshape(-1));
     }
-    return ChunkedCrossEntropy.apply(hidden, head, targets,
+    return ChunkedCrossEntropy.apply(hidden, headWeight(), targets,
         new ChunkedCrossEntropy.Options(-100, null, ChunkedCrossEntropy.Reduction.MEAN, lossChunkRows));
   }
 
@@ -88,6 +89,11 @@ public class Llama implements io.bmtrain4j.examples.train.LanguageModel {
       throw new IllegalArgumentException("loss chunk must be 0 (whole logits) or more tokens, got " + tokens);
     }
     lossChunkRows = tokens;
+  }
+
+  /** The head's {@code [vocab, dModel]} weight: its own, or the embedding when tied. */
+  private Tensor headWeight() {
+    return head != null ? head : embed;
   }
 
   /** The final norm's output {@code [batch, seq, dModel]}. */

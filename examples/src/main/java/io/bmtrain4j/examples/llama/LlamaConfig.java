@@ -9,9 +9,18 @@ import org.bytedeco.pytorch.global.torch;
  *
  * @param kvHeads key/value heads: fewer than {@code heads} is grouped-query attention
  * @param ropeScaling Llama 3.1+'s frequency rescaling, or null
+ * @param tiedEmbeddings whether the LM head is the token embedding ({@code tie_word_embeddings}:
+ *     Llama 3.2 1B and 3B) rather than a matrix of its own
  */
 public record LlamaConfig(int vocab, int dModel, int layers, int heads, int kvHeads, int dFf, double ropeTheta,
-    RotaryEmbedding.Llama3Scaling ropeScaling, double rmsNormEps, int maxSeq, torch.ScalarType dtype, String device) {
+    RotaryEmbedding.Llama3Scaling ropeScaling, double rmsNormEps, int maxSeq, torch.ScalarType dtype, String device,
+    boolean tiedEmbeddings) {
+
+  /** An untied head. */
+  public LlamaConfig(int vocab, int dModel, int layers, int heads, int kvHeads, int dFf, double ropeTheta,
+      RotaryEmbedding.Llama3Scaling ropeScaling, double rmsNormEps, int maxSeq, torch.ScalarType dtype, String device) {
+    this(vocab, dModel, layers, heads, kvHeads, dFf, ropeTheta, ropeScaling, rmsNormEps, maxSeq, dtype, device, false);
+  }
 
   public LlamaConfig {
     if (dModel % heads != 0) {
@@ -34,8 +43,8 @@ public record LlamaConfig(int vocab, int dModel, int layers, int heads, int kvHe
   public static LlamaConfig preset(String name, int vocab, int maxSeq, torch.ScalarType dtype, String device) {
     return switch (name) {
       case "tiny" -> new LlamaConfig(vocab, 64, 2, 4, 2, 172, 10000, null, 1e-5, maxSeq, dtype, device);
-      case "llama3.2-1b" -> new LlamaConfig(128256, 2048, 16, 32, 8, 8192, 500000, LLAMA_3_2, 1e-5, maxSeq, dtype, device);
-      case "llama3.2-3b" -> new LlamaConfig(128256, 3072, 28, 24, 8, 8192, 500000, LLAMA_3_2, 1e-5, maxSeq, dtype, device);
+      case "llama3.2-1b" -> new LlamaConfig(128256, 2048, 16, 32, 8, 8192, 500000, LLAMA_3_2, 1e-5, maxSeq, dtype, device, true);
+      case "llama3.2-3b" -> new LlamaConfig(128256, 3072, 28, 24, 8, 8192, 500000, LLAMA_3_2, 1e-5, maxSeq, dtype, device, true);
       case "llama2-7b" -> new LlamaConfig(32000, 4096, 32, 32, 32, 11008, 10000, null, 1e-5, maxSeq, dtype, device);
       case "llama3-8b" -> new LlamaConfig(128256, 4096, 32, 32, 8, 14336, 500000, null, 1e-5, maxSeq, dtype, device);
       default -> throw new IllegalArgumentException("no LLaMA preset '" + name + "': choose one of " + PRESETS);
@@ -46,11 +55,17 @@ public record LlamaConfig(int vocab, int dModel, int layers, int heads, int kvHe
     return dModel / heads;
   }
 
-  /** Parameters in all: embedding, blocks, final norm and an untied head. */
+  /** The same shape with {@code layers} blocks (benchmarks cut a model down to fit one GPU). */
+  public LlamaConfig withLayers(int layers) {
+    return new LlamaConfig(vocab, dModel, layers, heads, kvHeads, dFf, ropeTheta, ropeScaling, rmsNormEps, maxSeq, dtype,
+        device, tiedEmbeddings);
+  }
+
+  /** Parameters in all: embedding, blocks, final norm and the head unless it is tied. */
   public long parameterCount() {
     long d = dModel;
     long kv = (long) kvHeads * headDim();
     long block = 2 * d + d * d + 2 * d * kv + d * d + 3 * d * dFf;
-    return 2L * vocab * d + layers * block + d;
+    return (tiedEmbeddings ? 1L : 2L) * vocab * d + layers * block + d;
   }
 }

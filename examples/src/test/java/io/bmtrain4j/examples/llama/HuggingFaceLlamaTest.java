@@ -39,15 +39,22 @@ class HuggingFaceLlamaTest {
 
   /** A tiny LLaMA with grouped-query attention written by transformers, and its logits on fixed tokens. */
   private Path reference(String dtype, boolean llama3Rope, String maxShardSize) throws Exception {
-    Path model = dir.resolve("hf-" + dtype + (llama3Rope ? "-llama3" : ""));
+    return reference(dtype, llama3Rope, maxShardSize, false);
+  }
+
+  /** As above; {@code tied}: the LM head is the embedding, as in Llama 3.2 1B and 3B. */
+  private Path reference(String dtype, boolean llama3Rope, String maxShardSize, boolean tied) throws Exception {
+    Path model = dir.resolve("hf-" + dtype + (llama3Rope ? "-llama3" : "") + (tied ? "-tied" : ""));
     Path expected = dir.resolve(model.getFileName() + "-expected.safetensors");
+    List<String> args = new java.util.ArrayList<>(List.of("make", model.toString(), expected.toString(), "--dtype", dtype,
+        "--max-shard-size", maxShardSize));
     if (llama3Rope) {
-      PythonReference.run("llama_reference.py", "make", model.toString(), expected.toString(), "--dtype", dtype,
-          "--max-shard-size", maxShardSize, "--llama3-rope");
-    } else {
-      PythonReference.run("llama_reference.py", "make", model.toString(), expected.toString(), "--dtype", dtype,
-          "--max-shard-size", maxShardSize);
+      args.add("--llama3-rope");
     }
+    if (tied) {
+      args.add("--tied");
+    }
+    PythonReference.run("llama_reference.py", args.toArray(new String[0]));
     return model;
   }
 
@@ -96,9 +103,10 @@ class HuggingFaceLlamaTest {
    * each on half the batch; blocks recomputed with early stop; the head and loss chunked) equal
    * transformers' autograd on the whole batch.
    */
-  @Test
-  void shardedGradientsEqualTransformersAutograd() throws Exception {
-    Path model = reference("float32", true, "40KB");
+  @ParameterizedTest(name = "tied embeddings {0}")
+  @CsvSource({"false", "true"})
+  void shardedGradientsEqualTransformersAutograd(boolean tied) throws Exception {
+    Path model = reference("float32", true, "40KB", tied);
     Path expectedFile = dir.resolve(model.getFileName() + "-expected.safetensors");
     Path reference = dir.resolve("gradients.safetensors");
     PythonReference.run("llama_reference.py", "gradients", model.toString(), expectedFile.toString(), reference.toString());
@@ -119,15 +127,17 @@ class HuggingFaceLlamaTest {
     assertEquals(want.get("loss").item_double(), (double) got.get(0)[0], 1e-5, "loss");
     @SuppressWarnings("unchecked")
     Map<String, float[]> grads = (Map<String, float[]>) got.get(0)[1];
-    assertEquals(21, grads.size(), grads.keySet().toString());
+    // A tied head is the embedding: its gradient is the embedding's, both uses summed.
+    assertEquals(tied ? 20 : 21, grads.size(), grads.keySet().toString());
     for (Map.Entry<String, float[]> e : grads.entrySet()) {
       assertClose("gradient of " + e.getKey(), values(want.get(e.getKey())), e.getValue(), 1e-4, 1e-6);
     }
   }
 
-  @Test
-  void whatItTrainsAndSavesTransformersLoadsWithTheSameWeightsAndLogits() throws Exception {
-    Path model = reference("float32", true, "40KB");
+  @ParameterizedTest(name = "tied embeddings {0}")
+  @CsvSource({"false", "true"})
+  void whatItTrainsAndSavesTransformersLoadsWithTheSameWeightsAndLogits(boolean tied) throws Exception {
+    Path model = reference("float32", true, "40KB", tied);
     Tensor tokens = read(dir.resolve(model.getFileName() + "-expected.safetensors")).get("tokens");
     Path saved = dir.resolve("saved");
     Path java = dir.resolve("java.safetensors");
@@ -166,7 +176,8 @@ class HuggingFaceLlamaTest {
       assertTrue(files.filter(f -> f.getFileName().toString().startsWith("model-")).count() > 1, "sharded at the size limit");
     }
     String out = PythonReference.run("llama_reference.py", "check", saved.toString(), java.toString());
-    assertTrue(out.contains("OK 21 weights equal"), out);
+    assertTrue(out.contains("OK " + (tied ? 20 : 21) + " weights equal"), out);
+    assertTrue(Files.readString(saved.resolve("config.json")).contains("\"tie_word_embeddings\" : " + tied), "config.json ties as the source");
   }
 
   @Test
