@@ -30,9 +30,10 @@ public final class GroupedQueryAttention {
     }
     long group = heads / kvHeads;
     // The part a selective recompute keeps (see SelectiveRecompute): its time grows with the
-    // square of the sequence, what it saves only linearly.
-    return SelectiveRecompute.costly("attention", in -> torch.scaled_dot_product_attention(in[0], repeat(in[1], group),
-        repeat(in[2], group), new TensorOptional(), dropout, true, new DoubleOptional(), false), q, k, v);
+    // square of the sequence, what it saves only linearly. The repeated keys and values are its
+    // inputs, which a selective recompute makes again rather than keeps.
+    return SelectiveRecompute.costly("attention", in -> torch.scaled_dot_product_attention(in[0], in[1], in[2],
+        new TensorOptional(), dropout, true, new DoubleOptional(), false), q, repeat(k, group), repeat(v, group));
   }
 
   /** {@code [b, kvh, t, d]} to {@code [b, kvh * group, t, d]}, each head repeated {@code group} times in place. */

@@ -3,9 +3,7 @@ package io.bmtrain4j.zero;
 import io.bmtrain4j.autograd.CustomBackward;
 import io.bmtrain4j.internal.Native;
 import java.util.ArrayList;
-import java.util.HashSet;
 import java.util.List;
-import java.util.Set;
 import java.util.function.Function;
 import org.bytedeco.pytorch.AutoGradMode;
 import org.bytedeco.pytorch.BoolOptional;
@@ -25,11 +23,13 @@ import org.bytedeco.pytorch.global.torch;
  * <ul>
  *   <li>not selective (or no backward): the part just runs;
  *   <li>selective, forward (without autograd): the part runs with autograd on detached copies of
- *       its inputs, and its graph, inputs and output are kept, with the RNG state after it;
- *   <li>selective, recompute: the part does not run. The kept output is wired into the
- *       recomputed graph by a {@link CustomBackward} whose backward runs the kept graph and
- *       hands the inputs' gradients on, and the RNG state is set to what it was after the part
- *       in forward, so what follows draws the same numbers;
+ *       its inputs, and its graph and output are kept, with the RNG state after it. The inputs'
+ *       values are freed: the recompute makes them again before it reaches the part;
+ *   <li>selective, recompute: the part does not run. The recomputed inputs become the kept
+ *       graph's inputs, the kept output is wired into the recomputed graph by a {@link
+ *       CustomBackward} whose backward runs the kept graph and hands the inputs' gradients on,
+ *       and the RNG state is set to what it was after the part in forward, so what follows draws
+ *       the same numbers;
  *   <li>the activation budget's probe step: the part runs, and its time and held bytes are
  *       measured.
  * </ul>
@@ -126,7 +126,7 @@ public final class SelectiveRecompute {
       return !kept.isEmpty();
     }
 
-    /** Bytes the measured parts held after running, with their inputs' storage (probe only). */
+    /** Bytes the measured parts held after running: outputs and what their graphs saved (probe only). */
     long measuredBytes() {
       return measuredBytes;
     }
@@ -160,6 +160,16 @@ public final class SelectiveRecompute {
       try (AutoGradMode grad = new AutoGradMode(true)) {
         output = Native.own(op.apply(leaves));
       }
+      // The inputs are recomputed anyway (they come before the part): free their values now and
+      // hand the recomputed ones to the kept graph in replay. What the graph saved of a leaf is
+      // the leaf itself, which then reads the new values; a view it saved keeps the old ones.
+      for (Tensor leaf : owned) {
+        if (leaf != null && leaf.requires_grad()) {
+          try (Tensor none = torch.empty(new long[] {0}, leaf.options(), new org.bytedeco.pytorch.MemoryFormatOptional())) {
+            leaf.set_data(none);
+          }
+        }
+      }
       kept.add(new KeptPart(name, owned, output, RngState.capture(device)));
       return output.detach();
     }
@@ -175,6 +185,12 @@ public final class SelectiveRecompute {
             + part.name + "'; a block's forward must call SelectiveRecompute.costly the same way every time");
       }
       part.after.restore();
+      for (int i = 0; i < inputs.length; i++) {
+        Tensor leaf = part.leaves.get(i);
+        if (leaf != null && leaf.requires_grad()) {
+          leaf.set_data(inputs[i].detach()); // the recomputed input: the values forward had
+        }
+      }
       List<Tensor> in = new ArrayList<>(List.of(inputs));
       // The value handed on is a copy of the kept output with no link to its graph: the Java
       // backward runs that graph, once, and passes the inputs' gradients on.
@@ -203,24 +219,8 @@ public final class SelectiveRecompute {
       Tensor out = op.apply(inputs);
       long after = meter.allocated(); // synchronises a GPU: the time below is the part's
       measuredMillis += (System.nanoTime() - start) / 1e6;
-      measuredBytes += Math.max(0, after - before) + storageBytes(inputs);
+      measuredBytes += Math.max(0, after - before); // its inputs are recomputed, not kept
       return out;
-    }
-
-    /** The bytes of the distinct storages under {@code tensors} (views of one projection count once). */
-    private static long storageBytes(Tensor[] tensors) {
-      Set<Long> seen = new HashSet<>();
-      long sum = 0;
-      for (Tensor t : tensors) {
-        if (t != null && t.defined() && t.has_storage()) {
-          try (org.bytedeco.pytorch.Storage s = t.storage()) {
-            if (seen.add(s.data().address())) {
-              sum += s.nbytes();
-            }
-          }
-        }
-      }
-      return sum;
     }
 
     @Override

@@ -11,6 +11,7 @@ import io.bmtrain4j.examples.PythonReference;
 import io.bmtrain4j.store.CheckpointException;
 import io.bmtrain4j.store.SafeTensorsFile;
 import io.bmtrain4j.testing.RanksAsThreads;
+import io.bmtrain4j.zero.ActivationMode;
 import io.bmtrain4j.zero.ShardedParameter;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -103,9 +104,9 @@ class HuggingFaceLlamaTest {
    * each on half the batch; blocks recomputed with early stop; the head and loss chunked) equal
    * transformers' autograd on the whole batch.
    */
-  @ParameterizedTest(name = "tied embeddings {0}")
-  @CsvSource({"false", "true"})
-  void shardedGradientsEqualTransformersAutograd(boolean tied) throws Exception {
+  @ParameterizedTest(name = "tied embeddings {0}, block 0 {1}, block 1 {2}")
+  @CsvSource({"false, RECOMPUTE, RECOMPUTE", "true, RECOMPUTE, RECOMPUTE", "false, SELECTIVE, KEEP"})
+  void shardedGradientsEqualTransformersAutograd(boolean tied, ActivationMode first, ActivationMode second) throws Exception {
     Path model = reference("float32", true, "40KB", tied);
     Path expectedFile = dir.resolve(model.getFileName() + "-expected.safetensors");
     Path reference = dir.resolve("gradients.safetensors");
@@ -114,6 +115,8 @@ class HuggingFaceLlamaTest {
     Tensor tokens = read(expectedFile).get("tokens");
     List<Object[]> got = RanksAsThreads.run(2, 0, Duration.ofSeconds(120), ctx -> {
       DistributedLlama net = load(model);
+      // Selective: the attention part's graph is kept, the repeated keys and values recomputed.
+      Bmt.planActivations(net, Map.of("layers.0", first, "layers.1", second));
       Tensor mine = tokens.narrow(0, ctx.rank(), 1);
       // The chunked head and loss (chunks of 5 tokens here), not the whole logits.
       net.lossChunkRows = 5;
