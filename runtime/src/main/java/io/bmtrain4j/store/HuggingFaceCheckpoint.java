@@ -3,20 +3,14 @@ package io.bmtrain4j.store;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import io.bmtrain4j.dist.Communicator;
-import io.bmtrain4j.zero.FlatLayout;
-import io.bmtrain4j.zero.ParameterGroup;
 import io.bmtrain4j.zero.ShardedModuleRuntime;
 import io.bmtrain4j.zero.ShardedModules;
 import io.bmtrain4j.zero.ShardedParameter;
 import java.io.IOException;
 import java.io.UncheckedIOException;
-import java.nio.ByteBuffer;
-import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
@@ -27,10 +21,7 @@ import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
 import java.util.function.Function;
-import org.bytedeco.pytorch.MemoryFormatOptional;
 import org.bytedeco.pytorch.NoGradGuard;
-import org.bytedeco.pytorch.Tensor;
-import org.bytedeco.pytorch.global.torch;
 
 /**
  * Model directories as Hugging Face {@code transformers} writes and reads them: one
@@ -40,8 +31,8 @@ import org.bytedeco.pytorch.global.torch;
  *
  * <p>Loading needs no communication: each rank reads from the files only the byte ranges of its own
  * shard slices, converting the dtype when the file's differs (a bf16 checkpoint into an fp32 model).
- * Saving streams block by block as {@link SafeTensorsCheckpoint} does, every rank taking part in
- * one block's all-gather at a time while rank 0 writes, starting a new file whenever the next
+ * Saving streams block by block ({@link WholeModelWriter}), every rank taking part in one block's
+ * all-gather at a time while rank 0 writes, starting a new file whenever the next
  * tensor would take the current one past the size limit (as {@code save_pretrained}'s
  * {@code max_shard_size}); each file is renamed into place when complete, the index last.
  */
@@ -171,9 +162,6 @@ public final class HuggingFaceCheckpoint {
     return r;
   }
 
-  /** One tensor to save: its name in the checkpoint, and where it is in the model. */
-  private record Saved(String key, ParameterGroup group, FlatLayout.Member member, long bytes, String dtype) {}
-
   /**
    * Writes the whole model into {@code dir} (a collective: every rank calls it; rank 0 writes),
    * in files of at most {@code maxFileBytes} each (a tensor larger than that gets a file of its
@@ -182,181 +170,38 @@ public final class HuggingFaceCheckpoint {
    */
   public static void save(Object model, Path dir, Function<String, String> keyMap, long maxFileBytes) {
     ShardedModuleRuntime root = ShardedModules.runtimeOf(model);
-    Communicator comm = root.comm().dataParallel();
-    List<Saved> saved = new ArrayList<>();
-    for (ShardedModuleRuntime r : root.tree()) {
-      if (r.group() != null) {
-        String dtype = SafeTensorsHeader.dtypeName(r.group().dtype());
-        for (FlatLayout.Member m : r.group().members()) {
-          saved.add(new Saved(keyMap.apply(r.keyPrefix() + m.name()), r.group(), m,
-              m.numel() * SafeTensorsHeader.elementSize(dtype), dtype));
-        }
-      }
-    }
     // The files, planned before any communication: every rank walks the same blocks in order.
-    List<List<Saved>> files = new ArrayList<>();
+    List<List<WholeModelWriter.Saved>> files = new ArrayList<>();
     long current = 0;
-    for (Saved s : saved) {
-      if (files.isEmpty() || (current > 0 && current + s.bytes > maxFileBytes)) {
+    for (WholeModelWriter.Saved s : WholeModelWriter.plan(root, keyMap)) {
+      if (files.isEmpty() || (current > 0 && current + s.bytes() > maxFileBytes)) {
         files.add(new ArrayList<>());
         current = 0;
       }
       files.get(files.size() - 1).add(s);
-      current += s.bytes;
+      current += s.bytes();
     }
     List<String> names = new ArrayList<>();
     for (int i = 0; i < files.size(); i++) {
       names.add(files.size() == 1 ? SINGLE : String.format("model-%05d-of-%05d.safetensors", i + 1, files.size()));
     }
-    // Rank 0 writes; every rank takes part in every all-gather even after rank 0's disk failed,
-    // and all learn the outcome through the store, so a full disk fails every rank by name
-    // instead of leaving the others in a collective.
-    FileSink sink = comm.rank() == 0 ? new FileSink(dir, files, names) : null;
-    io.bmtrain4j.dist.StoreRound outcome = io.bmtrain4j.dist.DistContext.current().storeRound("hf-save");
-    ParameterGroup gatheredGroup = null;
-    Tensor whole = null;
-    try (NoGradGuard g = new NoGradGuard()) {
-      for (int i = 0; i < files.size(); i++) {
-        if (sink != null) {
-          sink.open(i);
-        }
-        for (Saved s : files.get(i)) {
-          if (s.group != gatheredGroup) {
-            if (whole != null) {
-              whole.close();
-            }
-            gatheredGroup = s.group;
-            Tensor shard = gatheredGroup.shard().forReading();
-            whole = torch.empty(new long[] {gatheredGroup.layout().paddedNumel()}, shard.options(), new MemoryFormatOptional());
-            comm.allGather(whole, shard).await();
+    WholeModelWriter.write(root, dir, files, names, Map.of("format", "pt"), "the checkpoint into " + dir,
+        () -> Files.deleteIfExists(dir.resolve(files.size() == 1 ? INDEX : SINGLE)), // the other layout's entry point
+        () -> {
+          if (files.size() > 1) {
+            writeIndex(dir, files, names);
           }
-          if (sink != null) {
-            sink.write(whole.narrow(0, s.member.offset(), s.member.numel()));
-          }
-        }
-        if (sink != null) {
-          sink.close(i);
-        }
-      }
-    } finally {
-      if (whole != null) {
-        whole.close();
-      }
-    }
-    if (sink != null) {
-      sink.finish();
-      outcome.publish(0, sink.failure == null ? "ok" : "error: cannot write the checkpoint into " + dir + ": " + sink.failure);
-    }
-    String result = outcome.get(0);
-    if (!result.equals("ok")) {
-      throw new CheckpointException(result.substring("error: ".length()), sink == null ? null : sink.failure);
-    }
+        });
   }
 
-  /** Rank 0's files of one save: keeps the first I/O failure and writes nothing after it. */
-  private static final class FileSink {
-    private final Path dir;
-    private final List<List<Saved>> files;
-    private final List<String> names;
-    private FileChannel out;
-    private Path tmp;
-    IOException failure;
-
-    FileSink(Path dir, List<List<Saved>> files, List<String> names) {
-      this.dir = dir;
-      this.files = files;
-      this.names = names;
-      try {
-        Files.createDirectories(dir);
-        Files.deleteIfExists(dir.resolve(files.size() == 1 ? INDEX : SINGLE)); // the other layout's entry point, if any
-      } catch (IOException e) {
-        failure = e;
-      }
-    }
-
-    void open(int i) {
-      if (failure != null) {
-        return;
-      }
-      Path file = dir.resolve(names.get(i));
-      tmp = file.resolveSibling(file.getFileName() + ".tmp-" + ProcessHandle.current().pid());
-      try {
-        out = FileChannel.open(tmp, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING, StandardOpenOption.WRITE);
-        writeHeader(out, files.get(i));
-      } catch (IOException e) {
-        fail(e);
-      }
-    }
-
-    void write(Tensor values) {
-      if (failure != null) {
-        return;
-      }
-      try (org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope()) {
-        SafeTensorsFile.writeBytes(out, Host.copy(values));
-      } catch (IOException e) {
-        fail(e);
-      }
-    }
-
-    void close(int i) {
-      if (failure != null) {
-        return;
-      }
-      try {
-        out.force(true);
-        out.close();
-        out = null;
-        Files.move(tmp, dir.resolve(names.get(i)), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-      } catch (IOException e) {
-        fail(e);
-      }
-    }
-
-    void finish() {
-      if (failure == null && files.size() > 1) {
-        try {
-          writeIndex(dir, files, names);
-        } catch (IOException e) {
-          failure = e;
-        }
-      }
-    }
-
-    private void fail(IOException e) {
-      failure = e;
-      try {
-        if (out != null) {
-          out.close();
-        }
-        Files.deleteIfExists(tmp);
-      } catch (IOException ignored) {
-        // The first failure is the one to report.
-      }
-      out = null;
-    }
-  }
-
-  private static void writeHeader(FileChannel out, List<Saved> tensors) throws IOException {
-    Map<String, SafeTensorsHeader.Entry> entries = new LinkedHashMap<>();
-    long offset = 0;
-    for (Saved s : tensors) {
-      entries.put(s.key, new SafeTensorsHeader.Entry(s.dtype, s.member.shape(), offset, offset + s.bytes));
-      offset += s.bytes;
-    }
-    byte[] header = SafeTensorsHeader.encode(entries, Map.of("format", "pt"));
-    out.write(ByteBuffer.allocate(8).order(java.nio.ByteOrder.LITTLE_ENDIAN).putLong(0, header.length));
-    out.write(ByteBuffer.wrap(header));
-  }
-
-  private static void writeIndex(Path dir, List<List<Saved>> files, List<String> names) throws IOException {
+  private static void writeIndex(Path dir, List<List<WholeModelWriter.Saved>> files, List<String> names) throws IOException {
     ObjectNode root = JSON.createObjectNode();
     long total = 0;
     Map<String, String> weightMap = new TreeMap<>();
     for (int i = 0; i < files.size(); i++) {
-      for (Saved s : files.get(i)) {
-        total += s.bytes;
-        weightMap.put(s.key, names.get(i));
+      for (WholeModelWriter.Saved s : files.get(i)) {
+        total += s.bytes();
+        weightMap.put(s.key(), names.get(i));
       }
     }
     root.putObject("metadata").put("total_size", total);

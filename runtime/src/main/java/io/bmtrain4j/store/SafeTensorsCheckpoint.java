@@ -1,6 +1,5 @@
 package io.bmtrain4j.store;
 
-import io.bmtrain4j.dist.Communicator;
 import io.bmtrain4j.zero.FlatLayout;
 import io.bmtrain4j.zero.ParameterGroup;
 import io.bmtrain4j.zero.ShardedModuleRuntime;
@@ -10,25 +9,21 @@ import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import org.bytedeco.javacpp.BytePointer;
-import org.bytedeco.pytorch.MemoryFormatOptional;
 import org.bytedeco.pytorch.NoGradGuard;
 import org.bytedeco.pytorch.Tensor;
-import org.bytedeco.pytorch.global.torch;
 
 /**
  * Whole-model checkpoints in one safetensors file, keyed by field path ({@code layers.3.wq}).
  *
- * <p>Saving streams block by block: every rank takes part in one block's all-gather at a time and
- * rank 0 appends that block's parameters, so no rank ever holds more than one whole block. The file
- * is written under a temporary name and renamed when complete. Loading needs no communication:
+ * <p>Saving streams block by block ({@link WholeModelWriter}): every rank takes part in one block's
+ * all-gather at a time and rank 0 appends that block's parameters, so no rank ever holds more than
+ * one whole block. The file is written under a temporary name and renamed when complete. Loading needs no communication:
  * every rank reads, from the file, only the byte ranges that fall into its own shards.
  */
 public final class SafeTensorsCheckpoint {
@@ -48,72 +43,14 @@ public final class SafeTensorsCheckpoint {
     return out;
   }
 
-  /** Writes the whole model to {@code file} (a collective: every rank calls it; rank 0 writes). */
+  /**
+   * Writes the whole model to {@code file} (a collective: every rank calls it; rank 0 writes). A
+   * failure to write fails every rank with the same message; none is left waiting.
+   */
   public static void save(ShardedModuleRuntime root, Path file) {
-    Communicator comm = root.context().communicator();
-    List<Param> params = params(root);
-    Map<String, SafeTensorsHeader.Entry> entries = new LinkedHashMap<>();
-    long offset = 0;
-    for (Param p : params) {
-      String dtype = SafeTensorsHeader.dtypeName(p.group.dtype());
-      long bytes = p.member.numel() * SafeTensorsHeader.elementSize(dtype);
-      entries.put(p.key, new SafeTensorsHeader.Entry(dtype, p.member.shape(), offset, offset + bytes));
-      offset += bytes;
-    }
-    Path tmp = file.resolveSibling(file.getFileName() + ".tmp-" + ProcessHandle.current().pid());
-    boolean writer = comm.rank() == 0;
-    if (writer && file.toAbsolutePath().getParent() != null) {
-      try {
-        Files.createDirectories(file.toAbsolutePath().getParent()); // as Files.write users expect
-      } catch (IOException e) {
-        throw new UncheckedIOException("cannot create the directory of " + file, e);
-      }
-    }
-    try (FileChannel out = writer ? FileChannel.open(tmp, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING,
-        StandardOpenOption.WRITE) : null) {
-      if (writer) {
-        byte[] header = SafeTensorsHeader.encode(entries, Map.of("format", "pt", "writer", "bmtrain4j"));
-        ByteBuffer len = ByteBuffer.allocate(8).order(java.nio.ByteOrder.LITTLE_ENDIAN).putLong(0, header.length);
-        out.write(len);
-        out.write(ByteBuffer.wrap(header));
-      }
-      ParameterGroup current = null;
-      Tensor full = null;
-      try (NoGradGuard g = new NoGradGuard()) {
-        for (Param p : params) {
-          if (p.group != current) {
-            if (full != null) {
-              full.close();
-            }
-            current = p.group;
-            full = torch.empty(new long[] {current.shardNumel() * comm.worldSize()}, current.shard().forReading().options(),
-                new MemoryFormatOptional());
-            comm.allGather(full, current.shard().forReading()).await();
-          }
-          if (writer) {
-            Tensor t = Host.copy(full.narrow(0, p.member.offset(), p.member.numel()));
-            SafeTensorsFile.writeBytes(out, t);
-          }
-        }
-        if (full != null) {
-          full.close();
-        }
-      }
-      if (writer) {
-        out.force(true);
-      }
-    } catch (IOException e) {
-      deleteQuietly(tmp); // a failed save leaves nothing behind
-      throw new UncheckedIOException("cannot write " + file, e);
-    }
-    if (writer) {
-      try {
-        Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-      } catch (IOException e) {
-        throw new UncheckedIOException("cannot rename " + tmp + " to " + file, e);
-      }
-    }
-    comm.barrier(); // the file is complete before anyone returns
+    Path dir = file.toAbsolutePath().getParent();
+    WholeModelWriter.write(root, dir, List.of(WholeModelWriter.plan(root, key -> key)), List.of(file.getFileName().toString()),
+        Map.of("format", "pt", "writer", "bmtrain4j"), file.toString(), () -> {}, () -> {});
   }
 
   /**
@@ -185,14 +122,6 @@ public final class SafeTensorsCheckpoint {
         SafeTensorsHeader.readFully(in, buf, filePos, file);
       }
       Host.finish(host, target);
-    }
-  }
-
-  private static void deleteQuietly(Path p) {
-    try {
-      Files.deleteIfExists(p);
-    } catch (IOException ignored) {
-      // The caller's exception says what went wrong.
     }
   }
 }

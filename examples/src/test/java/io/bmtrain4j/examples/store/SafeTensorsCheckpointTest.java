@@ -56,6 +56,29 @@ class SafeTensorsCheckpointTest {
   }
 
   @Test
+  void aFileRankZeroCannotWriteFailsEveryRankByNameAndKeepsTheOldFile() throws IOException {
+    Path file = dir.resolve("model.safetensors");
+    saveAtWorldTwo(file);
+    byte[] before = Files.readAllBytes(file);
+    Path blocked = dir.resolve("a-file");
+    Files.writeString(blocked, "not a directory");
+    long start = System.nanoTime();
+    List<String> messages = RanksAsThreads.run(2, 0, Duration.ofSeconds(60), ctx -> {
+      Object net = CheckpointModels.trained(2, ctx.rank());
+      String message = assertThrows(io.bmtrain4j.store.CheckpointException.class,
+          () -> Bmt.save(net, blocked.resolve("model.safetensors"))).getMessage();
+      // A failed save on rank 0 leaves the ranks able to save again: none is stuck in a collective.
+      Bmt.save(net, file);
+      return message;
+    });
+    for (String m : messages) {
+      assertTrue(m.contains(blocked.resolve("model.safetensors").toString()), m);
+    }
+    assertTrue(System.nanoTime() - start < 30_000_000_000L, "no rank waits for a collective or a timeout");
+    assertEquals(before.length, Files.size(file), "the second save rewrote the same model");
+  }
+
+  @Test
   void savedAtWorldTwoLoadsAtOneAndFourWithTheSameOutputs() {
     Path file = dir.resolve("model.safetensors");
     float[] expected = saveAtWorldTwo(file);
