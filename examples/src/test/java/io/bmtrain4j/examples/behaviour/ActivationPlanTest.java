@@ -199,10 +199,11 @@ class ActivationPlanTest {
         gpt.forward(tokens(0, 0, 3));
       }
       assertTrue(Bmt.activationPlan(gpt) == four, "a forward without autograd measures nothing");
-      ActivationPlan two = step.apply(2);
-      assertTrue(two.describe().startsWith("activation plan for [2, 8]: keep layers.0-2;"), two.describe());
-      assertTrue(two.costs().get(0).keepBytes() < four.costs().get(0).keepBytes() || two.costs().get(0).keepBytes() == 0,
-          "half the batch keeps less: " + two.costs() + " against " + four.costs());
+      ActivationPlan one = step.apply(1);
+      assertTrue(one.describe().startsWith("activation plan for [1, 8]: keep layers.0-2;"), one.describe());
+      long keptForFour = four.costs().stream().mapToLong(c -> c.keepBytes()).sum();
+      long keptForOne = one.costs().stream().mapToLong(c -> c.keepBytes()).sum();
+      assertTrue(keptForOne < keptForFour, "a quarter of the batch keeps less: " + one.costs() + " against " + four.costs());
       return null;
     });
   }
