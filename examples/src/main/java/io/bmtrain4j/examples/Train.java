@@ -417,7 +417,6 @@ public final class Train implements Callable<Integer> {
         : "no checkpoint was written";
   }
 
-  /** Every option checked before anything starts; a bad one is a usage error (exit 2) naming it. */
   /** What --activation-budget asks for; null keeps every block as its annotation says (recompute). */
   private ActivationBudget activationBudget(boolean gpu) {
     return switch (activationBudget) {
@@ -427,6 +426,7 @@ public final class Train implements Callable<Integer> {
     };
   }
 
+  /** Every option checked before anything starts; a bad one is a usage error (exit 2) naming it. */
   private void validate() {
     CommandLine cl = spec.commandLine();
     require(cl, nproc >= 0, "--nproc must be 0 (as the environment says) or a number of ranks, got " + nproc);

@@ -29,8 +29,8 @@ import org.bytedeco.pytorch.global.torch;
  * all-gather at a time, so none holds more than one whole block, and rank 0 writes each file
  * under a temporary name, renamed into place when complete.
  *
- * <p>A failure on rank 0's disk (full, unwritable) must not leave the other ranks waiting in the
- * next all-gather: rank 0 stops writing but keeps gathering, and at the end every rank learns the
+ * <p>A failure on rank 0 (a full or unwritable disk, a host copy that fails) must not leave the
+ * other ranks waiting in the next all-gather: rank 0 stops writing but keeps gathering, and at the end every rank learns the
  * outcome through the job's store ({@link StoreRound}) and fails with the same message.
  */
 final class WholeModelWriter {
@@ -88,7 +88,7 @@ final class WholeModelWriter {
             comm.allGather(whole, shard).await();
           }
           if (sink != null) {
-            sink.write(whole.narrow(0, s.member().offset(), s.member().numel()));
+            sink.write(whole, s.member().offset(), s.member().numel());
           }
         }
         if (sink != null) {
@@ -118,7 +118,7 @@ final class WholeModelWriter {
     private final Map<String, String> metadata;
     private FileChannel out;
     private Path tmp;
-    IOException failure;
+    Exception failure; // the first; an I/O error, or a host copy that failed
 
     FileSink(Path dir, List<List<Saved>> files, List<String> names, Map<String, String> metadata, DiskStep before) {
       this.dir = dir;
@@ -128,7 +128,7 @@ final class WholeModelWriter {
       try {
         Files.createDirectories(dir);
         before.run();
-      } catch (IOException e) {
+      } catch (IOException | RuntimeException e) {
         failure = e;
       }
     }
@@ -142,18 +142,19 @@ final class WholeModelWriter {
       try {
         out = FileChannel.open(tmp, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING, StandardOpenOption.WRITE);
         writeHeader(out, files.get(i), metadata);
-      } catch (IOException e) {
+      } catch (IOException | RuntimeException e) {
         fail(e);
       }
     }
 
-    void write(Tensor values) {
+    /** Elements {@code [offset, offset + numel)} of {@code whole}; the view and the host copy die here. */
+    void write(Tensor whole, long offset, long numel) {
       if (failure != null) {
         return;
       }
       try (org.bytedeco.javacpp.PointerScope scope = new org.bytedeco.javacpp.PointerScope()) {
-        SafeTensorsFile.writeBytes(out, Host.copy(values));
-      } catch (IOException e) {
+        SafeTensorsFile.writeBytes(out, Host.copy(whole.narrow(0, offset, numel)));
+      } catch (IOException | RuntimeException e) {
         fail(e);
       }
     }
@@ -167,7 +168,7 @@ final class WholeModelWriter {
         out.close();
         out = null;
         Files.move(tmp, dir.resolve(names.get(i)), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-      } catch (IOException e) {
+      } catch (IOException | RuntimeException e) {
         fail(e);
       }
     }
@@ -176,13 +177,13 @@ final class WholeModelWriter {
       if (failure == null) {
         try {
           after.run();
-        } catch (IOException e) {
+        } catch (IOException | RuntimeException e) {
           failure = e;
         }
       }
     }
 
-    private void fail(IOException e) {
+    private void fail(Exception e) {
       failure = e;
       try {
         if (out != null) {

@@ -1,17 +1,13 @@
 package io.bmtrain4j.zero;
 
-import io.bmtrain4j.dist.Communicator;
-import io.bmtrain4j.dist.ReduceOperation;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.Device;
 import org.bytedeco.pytorch.GradMode;
 import org.bytedeco.pytorch.Tensor;
-import org.bytedeco.pytorch.global.torch;
 
 /**
  * A model tree's choice of what each checkpointed block keeps for backward: the blocks' own
@@ -22,11 +18,18 @@ import org.bytedeco.pytorch.global.torch;
  * probe: every block recomputes, and each block's forward runs once with autograd to measure
  * what keeping its graph would hold (bytes still allocated after its forward, less its outputs,
  * plus a gathered buffer its graph would pin) and how long its forward takes, which is what a
- * recompute would cost; its {@link SelectiveRecompute#costly} parts are measured likewise. At the
- * end of that step's backward, the ranks agree on the largest of each figure (one all-reduce),
- * and {@link ActivationPlanner} fills the headroom between the probe step's peak and the budget.
- * The plan holds until the input shapes change. The probe step computes what any step computes:
- * the forward it measured is the forward, and its graph is dropped, as a recompute's would be.
+ * recompute would cost; its {@link SelectiveRecompute#costly} parts are measured likewise. A block
+ * called twice in one forward keeps two graphs, so its figures add up; over several forwards
+ * (micro-batches) the largest counts. At the end of that step's backward {@link ActivationPlanner}
+ * fills the headroom between the probe step's peak and the budget. The plan holds until the
+ * input shapes change. The probe step computes what any step computes: the forward it measured
+ * is the forward, and its graph is dropped, as a recompute's would be.
+ *
+ * <p>Each rank plans from its own figures, with no communication: what a block keeps changes no
+ * collective (every mode gathers in forward and in backward and reduce-scatters alike), so ranks
+ * whose plans differ, or that measure in different steps (a short last batch on one rank), cannot
+ * deadlock. With equal shapes on equal devices they measure the same bytes and keep as many
+ * blocks.
  */
 final class ActivationPlanning {
   private ActivationBudget budget;
@@ -35,6 +38,7 @@ final class ActivationPlanning {
   private String probeShapes;
   private MemoryMeter meter;
   private final Map<String, ActivationPlanner.BlockCost> probed = new LinkedHashMap<>();
+  private final Map<String, ActivationPlanner.BlockCost> probedThisForward = new LinkedHashMap<>();
 
   void setBudget(ActivationBudget budget) {
     this.budget = budget;
@@ -78,6 +82,7 @@ final class ActivationPlanning {
     }
     probeShapes = shapes;
     probed.clear();
+    probedThisForward.clear();
     meter.resetPeak();
   }
 
@@ -102,59 +107,45 @@ final class ActivationPlanning {
   }
 
   void record(ActivationPlanner.BlockCost cost) {
-    // A block called twice in a step (or micro-batches): its largest figures.
-    probed.merge(cost.block(), cost, (a, b) -> new ActivationPlanner.BlockCost(a.block(),
-        Math.max(a.keepBytes(), b.keepBytes()), Math.max(a.keepSavesMillis(), b.keepSavesMillis()),
-        Math.max(a.selectiveBytes(), b.selectiveBytes()), Math.max(a.selectiveSavesMillis(), b.selectiveSavesMillis())));
+    // A block called twice in one forward keeps two graphs: the figures add up.
+    probedThisForward.merge(cost.block(), cost, (a, b) -> new ActivationPlanner.BlockCost(a.block(),
+        a.keepBytes() + b.keepBytes(), a.keepSavesMillis() + b.keepSavesMillis(),
+        a.selectiveBytes() + b.selectiveBytes(), a.selectiveSavesMillis() + b.selectiveSavesMillis()));
   }
 
-  /** After the probe step's backward (every rank calls it: it communicates): make the plan. */
-  void finishStep(Communicator comm, Device device) {
+  /** At the end of the tree's outermost forward: over forwards (micro-batches), the largest figures count. */
+  void endForward() {
+    for (ActivationPlanner.BlockCost cost : probedThisForward.values()) {
+      probed.merge(cost.block(), cost, (a, b) -> new ActivationPlanner.BlockCost(a.block(),
+          Math.max(a.keepBytes(), b.keepBytes()), Math.max(a.keepSavesMillis(), b.keepSavesMillis()),
+          Math.max(a.selectiveBytes(), b.selectiveBytes()), Math.max(a.selectiveSavesMillis(), b.selectiveSavesMillis())));
+    }
+    probedThisForward.clear();
+  }
+
+  /** A reading during the probe step's backward (the CPU's peak is the largest reading). */
+  void sampleMemory() {
+    if (probing()) {
+      meter.allocated();
+    }
+  }
+
+  /** After the probe step's backward: make the plan from this rank's figures. */
+  void finishStep() {
     if (!probing()) {
       return;
     }
+    endForward();
     String shapes = probeShapes;
     probeShapes = null;
     if (probed.isEmpty()) {
       return; // nothing needed a backward: nothing to plan
     }
     long peak = meter.peak();
-    long capacity = meter.capacity();
-    Measured agreed = agree(comm, device, new ArrayList<>(probed.values()), peak);
-    long budgetBytes = budget.resolve(capacity);
-    Map<String, ActivationMode> modes = ActivationPlanner.plan(budgetBytes - agreed.peak, agreed.costs);
-    plan = new ActivationPlan(shapes, modes, agreed.costs, budgetBytes, agreed.peak);
+    long budgetBytes = budget.resolve(meter.capacity());
+    List<ActivationPlanner.BlockCost> costs = new ArrayList<>(probed.values());
+    plan = new ActivationPlan(shapes, ActivationPlanner.plan(budgetBytes - peak, costs), costs, budgetBytes, peak);
     probed.clear();
-  }
-
-  private record Measured(long peak, List<ActivationPlanner.BlockCost> costs) {}
-
-  /** Every rank's largest figure of each cost, and of the peak, so that all ranks plan alike. */
-  private static Measured agree(Communicator comm, Device device, List<ActivationPlanner.BlockCost> costs,
-      long peak) {
-    long[] values = new long[1 + 4 * costs.size()]; // times in microseconds
-    values[0] = peak;
-    for (int i = 0; i < costs.size(); i++) {
-      ActivationPlanner.BlockCost c = costs.get(i);
-      values[1 + 4 * i] = c.keepBytes();
-      values[2 + 4 * i] = Math.round(c.keepSavesMillis() * 1000);
-      values[3 + 4 * i] = c.selectiveBytes();
-      values[4 + 4 * i] = Math.round(c.selectiveSavesMillis() * 1000);
-    }
-    if (comm.worldSize() > 1) {
-      try (PointerScope scope = new PointerScope()) {
-        Tensor t = torch.tensor(values).to(device, torch.ScalarType.Long);
-        comm.allReduce(t, ReduceOperation.MAX).await();
-        Tensor host = t.cpu().contiguous();
-        host.data_ptr_long().get(values);
-      }
-    }
-    List<ActivationPlanner.BlockCost> out = new ArrayList<>();
-    for (int i = 0; i < costs.size(); i++) {
-      out.add(new ActivationPlanner.BlockCost(costs.get(i).block(), values[1 + 4 * i], values[2 + 4 * i] / 1000.0,
-          values[3 + 4 * i], values[4 + 4 * i] / 1000.0));
-    }
-    return new Measured(values[0], out);
   }
 
   /** The shapes of the tensors among a forward's arguments: "[8, 2048]", or "[4, 16] [4, 16]". */

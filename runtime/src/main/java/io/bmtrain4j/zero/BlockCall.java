@@ -26,6 +26,10 @@ final class BlockCall {
   private final List<Tensor> keptOutputs;
   private final ForwardTape tape;
   private int tapeIndex = -1;
+  /** NEW until backward takes over (it frees what forward kept), or until discarded unused. */
+  private enum Stage { NEW, BACKWARD, DISCARDED }
+
+  private Stage stage = Stage.NEW;
 
   BlockCall(CheckpointedBlock block, ActivationMode mode, Object[] args, ForwardBody<?> body, RngState rng,
       SelectiveRecompute.Frame keptParts, List<Tensor> keptLeaves, List<Tensor> keptOutputs, ForwardTape tape) {
@@ -41,10 +45,38 @@ final class BlockCall {
     if (tape != null) {
       this.tapeIndex = tape.record(this);
     }
+    block.module().recordCall(this);
+  }
+
+  /**
+   * Frees what forward kept for a backward that never ran (a graph dropped unused; the step's
+   * backward finished without reaching this block). Nothing if backward ran.
+   */
+  void discard() {
+    if (stage != Stage.NEW) {
+      return;
+    }
+    stage = Stage.DISCARDED;
+    if (rng != null) {
+      rng.close();
+    }
+    if (keptParts != null) {
+      keptParts.close();
+    }
+    if (keptLeaves != null) {
+      Native.closeAll(keptLeaves);
+      Native.closeAll(keptOutputs);
+    }
   }
 
   /** The Java backward handed to {@link CustomBackward}: recompute, backpropagate, reduce-scatter. */
   List<Tensor> backward(List<Tensor> gradOutputs) {
+    if (stage == Stage.DISCARDED) {
+      throw new IllegalStateException(block.module().path() + ": backward reached a block whose forward state was freed when"
+          + " the step's backward was finished (gradients read or an optimizer step taken before this backward);"
+          + " run every backward of a step before reading gradients or stepping");
+    }
+    stage = Stage.BACKWARD;
     ParameterGroup group = block.group();
     BlockOptions options = block.options();
     group.gather();
@@ -109,6 +141,7 @@ final class BlockCall {
       }
       roots.close();
       grads.close();
+      block.module().activationPlanning().sampleMemory(); // the CPU's peak, while a budget measures
       for (Tensor leaf : leaves) {
         Tensor g = leaf != null && leaf.defined() && leaf.requires_grad() ? leaf.grad() : null;
         if (g != null && g.defined()) {

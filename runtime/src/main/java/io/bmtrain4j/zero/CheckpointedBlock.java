@@ -95,12 +95,20 @@ final class CheckpointedBlock implements ModuleRole {
       RngState rng = RngState.capture(group.device()); // owned: used by the backward, closed there
       SelectiveRecompute.Frame parts = mode == ActivationMode.SELECTIVE
           ? SelectiveRecompute.Frame.keeping(module.path(), group.device()) : null;
-      if (probe) {
-        result = probe(args, body, planning);
-      } else {
-        try (NoGradGuard noGrad = new NoGradGuard()) {
-          result = SelectiveRecompute.within(parts, () -> callFreeingTemporaries(args, body));
+      try {
+        if (probe) {
+          result = probe(args, body, planning);
+        } else {
+          try (NoGradGuard noGrad = new NoGradGuard()) {
+            result = SelectiveRecompute.within(parts, () -> callFreeingTemporaries(args, body));
+          }
         }
+      } catch (RuntimeException | Error e) {
+        rng.close(); // no backward will use them
+        if (parts != null) {
+          parts.close();
+        }
+        throw e;
       }
       call = new BlockCall(this, mode, args, body, rng, parts, null, null, module.forwardTape());
     } else {
@@ -111,7 +119,13 @@ final class CheckpointedBlock implements ModuleRole {
       // saved, and a product it did not save (one fed only to an addition) is freed at once.
       List<Tensor> keptLeaves = TensorTree.tensorsIn(leafArgs);
       keptLeaves.forEach(Native::own);
-      R kept = callFreeingTemporaries(leafArgs, body);
+      R kept;
+      try {
+        kept = callFreeingTemporaries(leafArgs, body);
+      } catch (RuntimeException | Error e) {
+        Native.closeAll(keptLeaves); // no backward will use them
+        throw e;
+      }
       List<Tensor> keptOutputs = TensorTree.tensorsOut(kept, module.path());
       keptOutputs.forEach(Native::own);
       List<Tensor> values = new ArrayList<>();
@@ -172,12 +186,13 @@ final class CheckpointedBlock implements ModuleRole {
     SelectiveRecompute.Frame parts = SelectiveRecompute.Frame.probing(module.path(), meter);
     PointerScope enclosing = PointerScope.getInnerScope();
     List<Tensor> outputs = new ArrayList<>();
+    R kept;
     try (PointerScope scope = new PointerScope()) {
       Object[] leafArgs = TensorTree.detachArgs(args);
       long before = meter.allocated();
       long start = System.nanoTime();
       // As a kept graph would run: the forward's temporaries die, what the graph saved stays.
-      R kept = SelectiveRecompute.within(parts, () -> callFreeingTemporaries(leafArgs, body));
+      kept = SelectiveRecompute.within(parts, () -> callFreeingTemporaries(leafArgs, body));
       meter.allocated(); // synchronises a GPU: the time is the forward's
       double millis = (System.nanoTime() - start) / 1e6;
       List<Tensor> keptOutputs = TensorTree.tensorsOut(kept, module.path());
@@ -197,14 +212,16 @@ final class CheckpointedBlock implements ModuleRole {
         long releases = held.gatheredBytes() + held.shardBytes() - after.gatheredBytes() - after.shardBytes();
         pinnedBytes = Math.max(0, releases - (graphAlive - meter.allocated()));
       }
-      long keepBytes = Math.max(0, graphBytes + pinnedBytes);
+      // A kept output that cannot be wired in place is copied by the wiring.
+      long copiedBytes = savesNoOutput(keptOutputs) ? 0 : outputBytes;
+      long keepBytes = Math.max(0, graphBytes + pinnedBytes + copiedBytes);
       planning.record(new ActivationPlanner.BlockCost(module.path(), keepBytes, millis,
           Math.min(parts.measuredBytes(), keepBytes), parts.measuredMillis()));
       for (Tensor t : keptOutputs) {
         outputs.add(t == null ? null : Native.moveTo(t.detach(), scope, enclosing));
       }
-      return TensorTree.replace(kept, outputs);
     }
+    return TensorTree.replace(kept, outputs); // a new container (TensorVector) belongs to the enclosing scope
   }
 
   /**

@@ -32,7 +32,7 @@ abstract class MemoryMeter {
     private final byte device;
 
     Cuda(int index) {
-      this.device = (byte) Math.max(index, 0);
+      this.device = index >= 0 ? (byte) index : torch_cuda.current_device(); // "cuda": the current GPU
     }
 
     private DeviceStats stats() {

@@ -162,9 +162,11 @@ public final class SelectiveRecompute {
       }
       // The inputs are recomputed anyway (they come before the part): free their values now and
       // hand the recomputed ones to the kept graph in replay. What the graph saved of a leaf is
-      // the leaf itself, which then reads the new values; a view it saved keeps the old ones.
+      // the leaf itself, which then reads the new values; a view it saved (libtorch's math
+      // attention saves transposes) keeps the old storage alive, correct but not freed.
       for (Tensor leaf : owned) {
-        if (leaf != null && leaf.requires_grad()) {
+        // An input the part returns as it is stays: the output is its value.
+        if (leaf != null && leaf.requires_grad() && !leaf.is_same(output)) {
           try (Tensor none = torch.empty(new long[] {0}, leaf.options(), new org.bytedeco.pytorch.MemoryFormatOptional())) {
             leaf.set_data(none);
           }

@@ -50,6 +50,8 @@ public final class ShardedModuleRuntime {
     ForwardTape tape;
     boolean finishPending;
     final ActivationPlanning activations = new ActivationPlanning();
+    /** Block calls since backward was last finished; each frees what it kept when its backward runs. */
+    final List<BlockCall> calls = new ArrayList<>();
   }
 
   private ShardedModuleRuntime(String className, DistContext context, ParameterGroup group, List<Child> children) {
@@ -236,6 +238,11 @@ public final class ShardedModuleRuntime {
     return step.tape;
   }
 
+  /** Registers a block call of this step, whose kept state {@link #finishBackward} frees if no backward ran. */
+  void recordCall(BlockCall call) {
+    step.calls.add(call);
+  }
+
   /** The tree's choice of what each checkpointed block keeps for backward. */
   ActivationPlanning activationPlanning() {
     return step.activations;
@@ -340,8 +347,13 @@ public final class ShardedModuleRuntime {
         r.shapesAgreed = true; // a nested block recomputed in backward is outermost there: agreed already
       }
     }
+    // Only the model's own forward measures: a nested module recomputed in backward is outermost
+    // there too, but its arguments are not the model's inputs.
+    boolean root = outermost && path.isEmpty();
     if (outermost) {
       step.tape = new ForwardTape();
+    }
+    if (root) {
       step.activations.beginForward(args, firstDevice());
     }
     // A nested module runs its costly parts as written, not as its caller's selective recompute.
@@ -361,6 +373,9 @@ public final class ShardedModuleRuntime {
       EarlyStop.end(enclosingRecompute);
       if (outermost) {
         step.tape = null;
+      }
+      if (root) {
+        step.activations.endForward();
       }
     }
   }
@@ -410,7 +425,11 @@ public final class ShardedModuleRuntime {
     for (ShardedModuleRuntime r : tree()) {
       r.role.finishBackward();
     }
-    step.activations.finishStep(comm.dataParallel(), firstDevice());
+    for (BlockCall call : step.calls) {
+      call.discard(); // a graph dropped without backward: free what its forward kept
+    }
+    step.calls.clear();
+    step.activations.finishStep();
     step.finishPending = false;
   }
 }

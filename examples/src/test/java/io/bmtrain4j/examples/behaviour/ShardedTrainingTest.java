@@ -220,7 +220,7 @@ class ShardedTrainingTest {
   }
 
   /** Runs 6 steps, each in its own PointerScope, and counts JavaCPP's live native objects after each. */
-  private static long[] liveNativeObjectsAfterEachStep(Step body) throws Exception {
+  static long[] liveNativeObjectsAfterEachStep(Step body) throws Exception {
     long[] live = new long[6];
     for (int step = 0; step < live.length; step++) {
       try (PointerScope scope = new PointerScope()) {
@@ -232,7 +232,7 @@ class ShardedTrainingTest {
   }
 
   /** Steps 2..5 must hold no more live native objects than step 1. */
-  private static void assertNoGrowthAfterTheFirstStep(long[] live) {
+  static void assertNoGrowthAfterTheFirstStep(long[] live) {
     assertTrue(live[5] <= live[1], "live native objects grew from " + live[1] + " to " + live[5] + " over 4 steps: "
         + java.util.Arrays.toString(live));
   }
