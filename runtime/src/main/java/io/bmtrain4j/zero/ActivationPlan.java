@@ -13,7 +13,7 @@ import java.util.Map;
  * @param inputShapes the shapes of the model's inputs the plan was measured for; another shape
  *     measures again
  * @param modes each block's mode, by path ("layers.3"), in model order
- * @param costs the measurements behind it (after taking every rank's largest)
+ * @param costs the measurements behind it (this rank's)
  * @param budgetBytes the budget resolved on this device
  * @param recomputePeakBytes the peak of the measured step, every block recomputing
  */
