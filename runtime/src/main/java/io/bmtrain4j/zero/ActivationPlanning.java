@@ -22,7 +22,8 @@ import org.bytedeco.pytorch.Tensor;
  * called twice in one forward keeps two graphs, so its figures add up; over several forwards
  * (micro-batches) the largest counts. At the end of that step's backward {@link ActivationPlanner}
  * fills the headroom between the probe step's peak and the budget. The plan holds until the
- * input shapes change. The probe step computes what any step computes: the forward it measured
+ * input shapes change; the plans of the last {@link #PLANS_KEPT} shapes are kept, so batches that
+ * come back to a shape measured before are not measured again. The probe step computes what any step computes: the forward it measured
  * is the forward, and its graph is dropped, as a recompute's would be.
  *
  * <p>Each rank plans from its own figures, with no communication: what a block keeps changes no
@@ -35,6 +36,14 @@ final class ActivationPlanning {
   private ActivationBudget budget;
   private Map<String, ActivationMode> fixed = Map.of();
   private ActivationPlan plan;
+  /** Plans made for other input shapes (variable-length batches come back to a few): the latest few. */
+  private final Map<String, ActivationPlan> earlier = new LinkedHashMap<>(16, 0.75f, true) {
+    @Override
+    protected boolean removeEldestEntry(Map.Entry<String, ActivationPlan> eldest) {
+      return size() > PLANS_KEPT;
+    }
+  };
+  static final int PLANS_KEPT = 8;
   private String probeShapes;
   private MemoryMeter meter;
   private final Map<String, ActivationPlanner.BlockCost> probed = new LinkedHashMap<>();
@@ -43,6 +52,7 @@ final class ActivationPlanning {
   void setBudget(ActivationBudget budget) {
     this.budget = budget;
     this.plan = null;
+    earlier.clear();
     this.probeShapes = null;
     probed.clear();
   }
@@ -75,6 +85,11 @@ final class ActivationPlanning {
     }
     String shapes = shapesOf(args);
     if (plan != null && plan.inputShapes().equals(shapes)) {
+      return;
+    }
+    ActivationPlan known = earlier.get(shapes);
+    if (known != null) {
+      plan = known; // measured before: no second probe
       return;
     }
     if (meter == null) {
@@ -145,6 +160,7 @@ final class ActivationPlanning {
     long budgetBytes = budget.resolve(meter.capacity());
     List<ActivationPlanner.BlockCost> costs = new ArrayList<>(probed.values());
     plan = new ActivationPlan(shapes, ActivationPlanner.plan(budgetBytes - peak, costs), costs, budgetBytes, peak);
+    earlier.put(shapes, plan);
     probed.clear();
   }
 

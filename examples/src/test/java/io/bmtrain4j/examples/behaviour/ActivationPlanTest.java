@@ -188,7 +188,7 @@ class ActivationPlanTest {
   }
 
   @Test
-  void anotherBatchShapeIsMeasuredAgainAndEvaluationMeasuresNothing() {
+  void anotherBatchShapeIsMeasuredOnceAndEvaluationMeasuresNothing() {
     RanksAsThreads.run(1, 0, Duration.ofSeconds(60), ctx -> {
       DistributedGpt gpt = new DistributedGpt(ROOMY, DistributedTransformerBlock::new);
       Bmt.activationBudget(gpt, ActivationBudget.parse("90%"));
@@ -212,6 +212,8 @@ class ActivationPlanTest {
       long keptForFour = four.costs().stream().mapToLong(c -> c.keepBytes()).sum();
       long keptForOne = one.costs().stream().mapToLong(c -> c.keepBytes()).sum();
       assertTrue(keptForOne < keptForFour / 2, "a quarter of the batch keeps less: " + one.costs() + " against " + four.costs());
+      assertTrue(step.apply(4) == four, "a shape measured before gets its plan back, without a second probe");
+      assertTrue(step.apply(1) == one);
       return null;
     });
   }
