@@ -113,6 +113,13 @@ enum Message {
       "@EntryPoint method %1$s is in %2$s, which declares or inherits no @Distributed, @Checkpoint"
           + " or @BlockList field",
       "annotate the parameters it reads with @Distributed, or remove @EntryPoint"),
+  UNSHARDED_MODULE(
+      "unsharded-module",
+      "field %1$s is a libtorch module (%2$s) without @Distributed: its parameters are neither"
+          + " sharded, nor updated by bmtrain4j's optimizers, nor saved in its checkpoints",
+      "annotate it @Distributed; if it is meant to stay out of training (frozen, or trained by"
+          + " hand), add @SuppressWarnings(\"bmtrain4j-unsharded\") to the field",
+      Kind.WARNING),
   PROCESSOR_FAILED(
       "internal",
       "bmtrain4j processor failed on %1$s: %2$s",

@@ -45,12 +45,32 @@ final class ShardedClassValidator {
       }
     }
     validateMethods(type, report);
+    warnAboutUnshardedModules(type, report);
     if (type.getModifiers().contains(Modifier.ABSTRACT)) {
       // [Note: abstract classes] Their members are checked here, for their subclasses' sake, but
       // an abstract Distributed<Name> could never be constructed: only concrete classes get one.
       report.skipGeneration();
     }
     return report;
+  }
+
+  /**
+   * A libtorch module field the user left unannotated in a sharded class is usually an oversight:
+   * nothing trains or saves it (BMTrain users expect every layer of the model to be). Its own
+   * class's fields only; {@code @SuppressWarnings("bmtrain4j-unsharded")} says it is meant.
+   */
+  private void warnAboutUnshardedModules(TypeElement type, ValidationReport report) {
+    for (VariableElement field : ElementFilter.fieldsIn(type.getEnclosedElements())) {
+      if (field.getModifiers().contains(Modifier.STATIC) || !TypeFacts.fieldAnnotations(field).isEmpty()
+          || !facts.isModule(field.asType())) {
+        continue;
+      }
+      SuppressWarnings suppressed = field.getAnnotation(SuppressWarnings.class);
+      if (suppressed != null && java.util.Arrays.asList(suppressed.value()).contains("bmtrain4j-unsharded")) {
+        continue;
+      }
+      report.add(Message.UNSHARDED_MODULE, field, field.getSimpleName(), field.asType());
+    }
   }
 
   private void validateClass(TypeElement type, String generated, ValidationReport report) {

@@ -46,6 +46,20 @@ class DiagnosticsTest {
   }
 
   @Test
+  void aLibtorchModuleLeftUnshardedIsAWarningUnlessSuppressed() {
+    JavaFileObject src = model("  @Distributed Tensor w;", "  org.bytedeco.pytorch.LinearImpl proj;",
+        "  @SuppressWarnings(\"bmtrain4j-unsharded\") org.bytedeco.pytorch.LinearImpl frozen;");
+    // A warning, so without -Werror the class compiles and its sharded subclass is generated.
+    Compilation compilation = com.google.testing.compile.Compiler.javac().withProcessors(new DistributedProcessor())
+        .withOptions("-Xlint:all,-processing").compile(src);
+    assertThat(compilation).succeeded();
+    assertThat(compilation).generatedSourceFile("test.DistributedM");
+    assertThat(compilation).hadWarningContaining("[bmtrain4j:unsharded-module] field proj is a libtorch module"
+        + " (org.bytedeco.pytorch.LinearImpl) without @Distributed").inFile(src).onLineContaining("LinearImpl proj");
+    assertThat(compilation).hadWarningCount(1);
+  }
+
+  @Test
   void privateField() {
     assertError(model("  @Distributed private Tensor w;"),
         "@Distributed field w is private. Fix: make it package-private or protected",

@@ -123,7 +123,7 @@ class ActivationPlanTest {
             l = loss(gpt.forward(tokens(step, from, per)), step, from, per);
             l.backward();
           }
-          losses.add(Bmt.sumLoss(l));
+          losses.add(Bmt.meanLoss(l));
           grads.clear();
           int i = 0;
           for (Tensor g : Bmt.gatherGradients(gpt).values()) {

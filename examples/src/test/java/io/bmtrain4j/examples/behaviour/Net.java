@@ -23,6 +23,7 @@ public class Net {
 
   @Distributed Tensor embed;
   @Distributed LinearImpl pre;
+  @SuppressWarnings("bmtrain4j-unsharded") // on purpose: BMTrain's tests have a layer outside the sharding too
   LinearImpl unsharded;
   @BlockList List<Mlp> layers = new ArrayList<>();
   @Checkpoint TwoHeads heads;
