@@ -26,7 +26,7 @@ for workload in "$@"; do
   echo "=== $n GPU(s), $workload: bmtrain4j ==="
   timeout 300 bash .gpu/gpu.sh torchrun --nproc_per_node="$n" -- io.bmtrain4j.examples.bench.LlamaThroughput "${args[@]}" \
     --full-logits --budget-rounds "${save[@]}" > "$logs/bmt-llama-$tag.log" 2>&1
-  grep -E "^(LLaMA|chunked-loss|full-logits|budget|checkpoint:|RESULT)[ :]" "$logs/bmt-llama-$tag.log" || tail -20 "$logs/bmt-llama-$tag.log"
+  grep -E "^(LLaMA|chunked-loss|full-logits|budget|budget-logits|checkpoint:|RESULT)[ :]" "$logs/bmt-llama-$tag.log" || tail -20 "$logs/bmt-llama-$tag.log"
   results+=("$(grep '^RESULT' "$logs/bmt-llama-$tag.log" | tail -1)")
   rm -rf /tmp/llama-ckpt
   echo "=== $n GPU(s), $workload: PyTorch FSDP2 ==="

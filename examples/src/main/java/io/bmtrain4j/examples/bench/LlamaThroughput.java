@@ -66,7 +66,7 @@ public final class LlamaThroughput implements Callable<Integer> {
   @Option(names = "--save-dir", description = "also time a sharded checkpoint: blocking save against saveAsync")
   Path saveDir;
 
-  @Option(names = "--budget-rounds", description = "also time the chunked loss with the activation budget choosing what blocks keep")
+  @Option(names = "--budget-rounds", description = "also time the chunked loss (and with --full-logits the whole logits) with the activation budget choosing what blocks keep")
   boolean budgetRounds;
 
   @Option(names = "--activation-budget", description = "the budget of the budget rounds (default ${DEFAULT-VALUE})")
@@ -106,6 +106,9 @@ public final class LlamaThroughput implements Callable<Integer> {
       }
       if (budgetRounds) {
         names.add("budget"); // the chunked loss, blocks keeping what the activation budget fits
+        if (fullLogits) {
+          names.add("budget-logits"); // the same with the whole logits
+        }
       }
       double[] best = new double[names.size()];
       java.util.Arrays.fill(best, Double.MAX_VALUE);
@@ -113,8 +116,8 @@ public final class LlamaThroughput implements Callable<Integer> {
       double loss = Double.NaN;
       for (int r = 0; r < rounds; r++) {
         for (int v = 0; v < names.size(); v++) {
-          boolean whole = names.get(v).equals("full-logits");
-          Bmt.activationBudget(llama, names.get(v).equals("budget") ? ActivationBudget.parse(budget) : null);
+          boolean whole = names.get(v).equals("full-logits") || names.get(v).equals("budget-logits");
+          Bmt.activationBudget(llama, names.get(v).startsWith("budget") ? ActivationBudget.parse(budget) : null);
           runSteps(llama, manager, dev, 1, whole, c.vocab()); // settles the allocator (and measures, for the budget)
           if (bench.onGpu()) {
             DeviceMemory.resetPeak();
