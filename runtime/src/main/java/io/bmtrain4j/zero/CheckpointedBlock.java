@@ -193,20 +193,19 @@ final class CheckpointedBlock implements ModuleRole {
       long start = System.nanoTime();
       // As a kept graph would run: the forward's temporaries die, what the graph saved stays.
       kept = SelectiveRecompute.within(parts, () -> callFreeingTemporaries(leafArgs, body));
-      meter.allocated(); // synchronises a GPU: the time is the forward's
+      long graphAlive = meter.allocated(); // synchronises a GPU: the time is the forward's
       double millis = (System.nanoTime() - start) / 1e6;
       List<Tensor> keptOutputs = TensorTree.tensorsOut(kept, module.path());
       long outputBytes = 0;
       for (Tensor t : keptOutputs) {
         outputBytes += t == null || !t.defined() ? 0 : t.nbytes();
       }
-      long graphBytes = meter.allocated() - before - outputBytes;
+      long graphBytes = graphAlive - before - outputBytes;
       long pinnedBytes = 0;
       if (options.zeroLevel() == 3) {
         // Release frees the gathered buffer (and a shard the optimizer can rebuild). What it fails
         // to free while the graph is alive, the graph would pin if it were kept.
         HeldMemory held = group.heldMemory();
-        long graphAlive = meter.allocated();
         group.release();
         HeldMemory after = group.heldMemory();
         long releases = held.gatheredBytes() + held.shardBytes() - after.gatheredBytes() - after.shardBytes();
