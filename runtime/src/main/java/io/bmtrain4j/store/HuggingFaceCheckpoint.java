@@ -171,9 +171,9 @@ public final class HuggingFaceCheckpoint {
   public static void save(Object model, Path dir, Function<String, String> keyMap, long maxFileBytes) {
     ShardedModuleRuntime root = ShardedModules.runtimeOf(model);
     // The files, planned before any communication: every rank walks the same blocks in order.
-    List<List<WholeModelWriter.Saved>> files = new ArrayList<>();
+    List<List<WholeModelWriter.NamedParameter>> files = new ArrayList<>();
     long current = 0;
-    for (WholeModelWriter.Saved s : WholeModelWriter.plan(root, keyMap)) {
+    for (WholeModelWriter.NamedParameter s : WholeModelWriter.plan(root, keyMap)) {
       if (files.isEmpty() || (current > 0 && current + s.bytes() > maxFileBytes)) {
         files.add(new ArrayList<>());
         current = 0;
@@ -194,12 +194,12 @@ public final class HuggingFaceCheckpoint {
         });
   }
 
-  private static void writeIndex(Path dir, List<List<WholeModelWriter.Saved>> files, List<String> names) throws IOException {
+  private static void writeIndex(Path dir, List<List<WholeModelWriter.NamedParameter>> files, List<String> names) throws IOException {
     ObjectNode root = JSON.createObjectNode();
     long total = 0;
     Map<String, String> weightMap = new TreeMap<>();
     for (int i = 0; i < files.size(); i++) {
-      for (WholeModelWriter.Saved s : files.get(i)) {
+      for (WholeModelWriter.NamedParameter s : files.get(i)) {
         total += s.bytes();
         weightMap.put(s.key(), names.get(i));
       }

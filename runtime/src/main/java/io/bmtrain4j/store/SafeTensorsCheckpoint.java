@@ -1,6 +1,5 @@
 package io.bmtrain4j.store;
 
-import io.bmtrain4j.zero.FlatLayout;
 import io.bmtrain4j.zero.ParameterGroup;
 import io.bmtrain4j.zero.ShardedModuleRuntime;
 import java.io.IOException;
@@ -29,20 +28,6 @@ import org.bytedeco.pytorch.Tensor;
 public final class SafeTensorsCheckpoint {
   private SafeTensorsCheckpoint() {}
 
-  private record Param(String key, ParameterGroup group, FlatLayout.Member member) {}
-
-  private static List<Param> params(ShardedModuleRuntime root) {
-    List<Param> out = new ArrayList<>();
-    for (ShardedModuleRuntime r : root.tree()) {
-      if (r.group() != null) {
-        for (FlatLayout.Member m : r.group().members()) {
-          out.add(new Param(r.keyPrefix() + m.name(), r.group(), m));
-        }
-      }
-    }
-    return out;
-  }
-
   /**
    * Writes the whole model to {@code file} (a collective: every rank calls it; rank 0 writes). A
    * failure to write fails every rank with the same message; none is left waiting.
@@ -61,13 +46,13 @@ public final class SafeTensorsCheckpoint {
     if (!Files.isRegularFile(file)) {
       throw new CheckpointException("no checkpoint file at " + file);
     }
-    List<Param> params = params(root);
+    List<WholeModelWriter.NamedParameter> params = WholeModelWriter.plan(root, key -> key);
     try (FileChannel in = FileChannel.open(file, StandardOpenOption.READ)) {
       SafeTensorsHeader header = SafeTensorsHeader.read(file, in);
       List<String> missing = new ArrayList<>();
-      for (Param p : params) {
-        if (!header.entries().containsKey(p.key)) {
-          missing.add(p.key);
+      for (WholeModelWriter.NamedParameter p : params) {
+        if (!header.entries().containsKey(p.key())) {
+          missing.add(p.key());
         }
       }
       if (!missing.isEmpty()) {
@@ -76,28 +61,28 @@ public final class SafeTensorsCheckpoint {
       }
       if (strict) {
         List<String> unexpected = new ArrayList<>(header.entries().keySet());
-        for (Param p : params) {
-          unexpected.remove(p.key);
+        for (WholeModelWriter.NamedParameter p : params) {
+          unexpected.remove(p.key());
         }
         if (!unexpected.isEmpty()) {
           throw new CheckpointException(file + " holds " + unexpected.size() + " key(s) this model does not have: "
               + unexpected + " (load with strict = false to ignore them)");
         }
       }
-      for (Param p : params) {
-        SafeTensorsHeader.Entry e = header.entries().get(p.key);
-        String dtype = SafeTensorsHeader.dtypeName(p.group.dtype());
-        if (!Arrays.equals(e.shape(), p.member.shape())) {
-          throw new CheckpointException("'" + p.key + "' in " + file + " has shape " + Arrays.toString(e.shape())
-              + " but the model's is " + Arrays.toString(p.member.shape()));
+      for (WholeModelWriter.NamedParameter p : params) {
+        SafeTensorsHeader.Entry e = header.entries().get(p.key());
+        String dtype = p.dtype();
+        if (!Arrays.equals(e.shape(), p.member().shape())) {
+          throw new CheckpointException("'" + p.key() + "' in " + file + " has shape " + Arrays.toString(e.shape())
+              + " but the model's is " + Arrays.toString(p.member().shape()));
         }
         if (!e.dtype().equals(dtype)) {
-          throw new CheckpointException("'" + p.key + "' in " + file + " is " + e.dtype() + " but the model's is " + dtype);
+          throw new CheckpointException("'" + p.key() + "' in " + file + " is " + e.dtype() + " but the model's is " + dtype);
         }
       }
-      for (Param p : params) {
+      for (WholeModelWriter.NamedParameter p : params) {
         readShardPart(in, file, header, p);
-        p.member.markInitialised(); // a parameter declared with Bmt.parameter needs no initParameters now
+        p.member().markInitialised(); // a parameter declared with Bmt.parameter needs no initParameters now
       }
     } catch (IOException e) {
       throw new UncheckedIOException("cannot read " + file, e);
@@ -105,14 +90,15 @@ public final class SafeTensorsCheckpoint {
   }
 
   /** Copies the part of {@code p} that lies in this rank's shard from the file into the shard. */
-  private static void readShardPart(FileChannel in, Path file, SafeTensorsHeader header, Param p) throws IOException {
-    ParameterGroup g = p.group;
-    io.bmtrain4j.zero.Overlap o = g.layout().overlap(p.member);
+  private static void readShardPart(FileChannel in, Path file, SafeTensorsHeader header, WholeModelWriter.NamedParameter p)
+      throws IOException {
+    ParameterGroup g = p.group();
+    io.bmtrain4j.zero.Overlap o = g.layout().overlap(p.member());
     if (o.isEmpty()) {
       return;
     }
     long elem = g.shard().forReading().element_size();
-    SafeTensorsHeader.Entry e = header.entries().get(p.key);
+    SafeTensorsHeader.Entry e = header.entries().get(p.key());
     long filePos = header.dataStart() + e.begin() + o.offsetInParameter() * elem;
     try (NoGradGuard ng = new NoGradGuard()) {
       Tensor target = g.shard().forWriting().narrow(0, o.offsetInShard(), o.length());

@@ -36,8 +36,8 @@ import org.bytedeco.pytorch.global.torch;
 final class WholeModelWriter {
   private WholeModelWriter() {}
 
-  /** One tensor to save: its name in the file, and where it is in the model. */
-  record Saved(String key, ParameterGroup group, FlatLayout.Member member, long bytes, String dtype) {}
+  /** One parameter as a whole-model file holds it: its name there, its place in the model, its size and dtype. */
+  record NamedParameter(String key, ParameterGroup group, FlatLayout.Member member, long bytes, String dtype) {}
 
   /** Rank 0's work around the files, which may fail on I/O. */
   @FunctionalInterface
@@ -45,14 +45,14 @@ final class WholeModelWriter {
     void run() throws IOException;
   }
 
-  /** Every parameter of the tree under {@code root}, named by {@code keyMap}, in model order. */
-  static List<Saved> plan(ShardedModuleRuntime root, Function<String, String> keyMap) {
-    List<Saved> saved = new ArrayList<>();
+  /** Every parameter of the tree under {@code root}, named by {@code keyMap}, in model order (for saving and loading). */
+  static List<NamedParameter> plan(ShardedModuleRuntime root, Function<String, String> keyMap) {
+    List<NamedParameter> saved = new ArrayList<>();
     for (ShardedModuleRuntime r : root.tree()) {
       if (r.group() != null) {
         String dtype = SafeTensorsHeader.dtypeName(r.group().dtype());
         for (FlatLayout.Member m : r.group().members()) {
-          saved.add(new Saved(keyMap.apply(r.keyPrefix() + m.name()), r.group(), m,
+          saved.add(new NamedParameter(keyMap.apply(r.keyPrefix() + m.name()), r.group(), m,
               m.numel() * SafeTensorsHeader.elementSize(dtype), dtype));
         }
       }
@@ -65,7 +65,7 @@ final class WholeModelWriter {
    * before} first and {@code after} once every file is in place; a failure in any of them fails
    * every rank, naming {@code what}.
    */
-  static void write(ShardedModuleRuntime root, Path dir, List<List<Saved>> files, List<String> names,
+  static void write(ShardedModuleRuntime root, Path dir, List<List<NamedParameter>> files, List<String> names,
       Map<String, String> metadata, String what, DiskStep before, DiskStep after) {
     Communicator comm = root.comm().dataParallel();
     FileSink sink = comm.rank() == 0 ? new FileSink(dir, files, names, metadata, before) : null;
@@ -77,7 +77,7 @@ final class WholeModelWriter {
         if (sink != null) {
           sink.open(i);
         }
-        for (Saved s : files.get(i)) {
+        for (NamedParameter s : files.get(i)) {
           if (s.group() != gatheredGroup) {
             if (whole != null) {
               whole.close();
@@ -113,14 +113,14 @@ final class WholeModelWriter {
   /** Rank 0's files of one save: keeps the first I/O failure and writes nothing after it. */
   private static final class FileSink {
     private final Path dir;
-    private final List<List<Saved>> files;
+    private final List<List<NamedParameter>> files;
     private final List<String> names;
     private final Map<String, String> metadata;
     private FileChannel out;
     private Path tmp;
     Exception failure; // the first; an I/O error, or a host copy that failed
 
-    FileSink(Path dir, List<List<Saved>> files, List<String> names, Map<String, String> metadata, DiskStep before) {
+    FileSink(Path dir, List<List<NamedParameter>> files, List<String> names, Map<String, String> metadata, DiskStep before) {
       this.dir = dir;
       this.files = files;
       this.names = names;
@@ -197,10 +197,10 @@ final class WholeModelWriter {
     }
   }
 
-  private static void writeHeader(FileChannel out, List<Saved> tensors, Map<String, String> metadata) throws IOException {
+  private static void writeHeader(FileChannel out, List<NamedParameter> tensors, Map<String, String> metadata) throws IOException {
     Map<String, SafeTensorsHeader.Entry> entries = new LinkedHashMap<>();
     long offset = 0;
-    for (Saved s : tensors) {
+    for (NamedParameter s : tensors) {
       entries.put(s.key(), new SafeTensorsHeader.Entry(s.dtype(), s.member().shape(), offset, offset + s.bytes()));
       offset += s.bytes();
     }
