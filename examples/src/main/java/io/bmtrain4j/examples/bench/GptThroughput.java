@@ -72,6 +72,9 @@ public final class GptThroughput implements Callable<Integer> {
   @Option(names = "--activation-budget", description = "the budget of the budget rounds (default ${DEFAULT-VALUE})")
   String budget = "90%";
 
+  /** One timed setting: its name in the output, the blocks' options, and what they keep for backward. */
+  private record Variant(String name, BlockOptions options, Consumer<DistributedGpt> plan) {}
+
   /** Lifts whatever an earlier variant set: every block as its options say (recompute). */
   private static final Consumer<DistributedGpt> ALL_RECOMPUTE = g -> {
     Bmt.activationBudget(g, null);
@@ -117,36 +120,29 @@ public final class GptThroughput implements Callable<Integer> {
       java.util.Arrays.fill(phaseNanos, 0); // phases count the timed rounds (and their settling steps) only
       java.util.Arrays.fill(phasePeakBytes, 0);
       phaseSteps = 0;
-      List<String> names = new ArrayList<>(List.of("prefetch"));
-      List<BlockOptions> variants = new ArrayList<>(List.of(new BlockOptions(3, true, 2)));
-      List<Consumer<DistributedGpt>> plans = new ArrayList<>(List.of(ALL_RECOMPUTE));
+      List<Variant> variants = new ArrayList<>(List.of(new Variant("prefetch", new BlockOptions(3, true, 2), ALL_RECOMPUTE)));
       if (prefetchOff && world > 1) { // a world of one never prefetches (nothing to overlap)
-        names.add("no-prefetch");
-        variants.add(new BlockOptions(3, true, 1));
-        plans.add(ALL_RECOMPUTE);
+        variants.add(new Variant("no-prefetch", new BlockOptions(3, true, 1), ALL_RECOMPUTE));
       }
       if (fullRecompute) { // the same blocks recomputing their last matmul: what early stop saves
-        names.add("no-early-stop");
-        variants.add(new BlockOptions(3, true, 2, false));
-        plans.add(ALL_RECOMPUTE);
+        variants.add(new Variant("no-early-stop", new BlockOptions(3, true, 2, false), ALL_RECOMPUTE));
       }
       if (activationRounds) { // what blocks keep for backward: attention only, everything, or as the budget fits
-        names.addAll(List.of("selective", "keep-all", "budget"));
-        for (ActivationMode mode : List.of(ActivationMode.SELECTIVE, ActivationMode.KEEP)) {
-          variants.add(new BlockOptions(3, true, 2));
-          plans.add(g -> Bmt.planActivations(g, everyBlock(g, mode)));
-        }
-        variants.add(new BlockOptions(3, true, 2));
-        plans.add(g -> Bmt.activationBudget(g, ActivationBudget.parse(budget)));
+        variants.add(new Variant("selective", new BlockOptions(3, true, 2),
+            g -> Bmt.planActivations(g, everyBlock(g, ActivationMode.SELECTIVE))));
+        variants.add(new Variant("keep-all", new BlockOptions(3, true, 2),
+            g -> Bmt.planActivations(g, everyBlock(g, ActivationMode.KEEP))));
+        variants.add(new Variant("budget", new BlockOptions(3, true, 2),
+            g -> Bmt.activationBudget(g, ActivationBudget.parse(budget))));
       }
       double[][] seconds = new double[variants.size()][rounds];
       DeviceMemory[] peak = new DeviceMemory[variants.size()];
       double loss = Double.NaN;
       for (int r = 0; r < rounds; r++) {
         for (int v = 0; v < variants.size(); v++) {
-          Bmt.configureBlocks(gpt, variants.get(v));
+          Bmt.configureBlocks(gpt, variants.get(v).options());
           ALL_RECOMPUTE.accept(gpt);
-          plans.get(v).accept(gpt);
+          variants.get(v).plan().accept(gpt);
           countPhases = v == 0;
           runSteps(gpt, manager, dev, 1); // the first step after a switch settles the allocator (and measures, for the budget)
           if (gpu) {
@@ -166,7 +162,7 @@ public final class GptThroughput implements Callable<Integer> {
         double s = min(seconds[v]);
         double tokensPerGpu = (double) workload.microBatch * workload.seq / s;
         double mfu = tokensPerGpu * flopsPerToken / (peakTflops * 1e12);
-        Bmt.printRank("%-12s %8.1f ms/step  %,10.0f tokens/s/GPU  MFU %5.1f%%  %s", names.get(v), s * 1e3, tokensPerGpu,
+        Bmt.printRank("%-12s %8.1f ms/step  %,10.0f tokens/s/GPU  MFU %5.1f%%  %s", variants.get(v).name(), s * 1e3, tokensPerGpu,
             100 * mfu, peak[v]);
         if (v == 0) {
           best = s;
