@@ -29,6 +29,8 @@ public final class GlooCommunicator implements Communicator {
   private final int rank;
   private final int worldSize;
   private final Duration timeout;
+  /** Handles not yet awaited: {@link #close()} finishes them before the group goes (see there). */
+  private final java.util.Set<GlooHandle> unfinished = java.util.concurrent.ConcurrentHashMap.newKeySet();
 
   public GlooCommunicator(Store store, int rank, int worldSize, String hostname, Duration timeout) {
     this.rank = rank;
@@ -119,6 +121,11 @@ public final class GlooCommunicator implements Communicator {
 
   @Override
   public void close() {
+    // A Work freed after its process group corrupts the native heap (its destructor reaches into
+    // the group): finish every collective nobody awaited while the group still exists.
+    for (GlooHandle h : List.copyOf(unfinished)) {
+      h.finishQuietly();
+    }
     group.close();
     options.close();
   }
@@ -155,7 +162,9 @@ public final class GlooCommunicator implements Communicator {
   private CollectiveHandle start(String what, Launch launch, List<Tensor> callerTensors, List<Pointer> owned,
       Runnable onDone) {
     try {
-      return new GlooHandle(what, Native.own(launch.run()), callerTensors, owned, onDone);
+      GlooHandle h = new GlooHandle(what, Native.own(launch.run()), callerTensors, owned, onDone);
+      unfinished.add(h);
+      return h;
     } catch (RuntimeException e) {
       Native.closeAll(owned);
       throw failure(what, e);
@@ -222,7 +231,17 @@ public final class GlooCommunicator implements Communicator {
       return work == null || work.isCompleted();
     }
 
+    /** Waits for the collective if it is still unfinished, swallowing its failure (the communicator is closing). */
+    synchronized void finishQuietly() {
+      try {
+        await();
+      } catch (RuntimeException e) {
+        // already reported to whoever awaited it, or nobody wants it: the job is ending
+      }
+    }
+
     private void release() {
+      unfinished.remove(this);
       work.close();
       work = null;
       Native.closeAll(owned);

@@ -1,6 +1,7 @@
 package io.bmtrain4j.dist;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -115,5 +116,26 @@ class GlooCommunicatorTest {
     CollectiveException e = assertThrows(CollectiveException.class, () -> Bmt.initDistributed(
         InitOptions.builder().environment(env).timeout(Duration.ofSeconds(2)).build()));
     assertTrue(e.getMessage().contains("MASTER_ADDR=127.0.0.1 MASTER_PORT="), e.getMessage());
+  }
+
+  @Test
+  void aCollectiveNobodyAwaitedIsFinishedWhenTheCommunicatorCloses() {
+    // Before the fix its Work outlived the process group, and the garbage collector's free of it
+    // corrupted the native heap: the JVM aborted at a later malloc.
+    for (int round = 0; round < 3; round++) {
+      List<Float> sums = RanksAsThreads.run(2, 0, TIMEOUT, ctx -> {
+        Tensor t = torch.ones(3);
+        ctx.communicator().allReduce(t, ReduceOperation.SUM); // issued, never awaited
+        return 0f;
+      });
+      System.gc();
+      assertEquals(2, sums.size());
+    }
+    List<float[]> after = RanksAsThreads.run(2, 0, TIMEOUT, ctx -> {
+      Tensor t = torch.ones(2);
+      ctx.communicator().allReduce(t, ReduceOperation.SUM).await();
+      return TensorAsserts.values(t);
+    });
+    assertArrayEquals(new float[] {2, 2}, after.get(0), 0f);
   }
 }
