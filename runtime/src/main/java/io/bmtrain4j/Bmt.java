@@ -62,6 +62,15 @@ public final class Bmt {
     return DistContext.current().worldSize();
   }
 
+  /**
+   * How long this rank's compute waited on collectives: {@code start()} before the steps to
+   * measure, {@code stop()} after them (benchmarks use it to show how much of the communication
+   * overlap hid). Off, and free, unless started.
+   */
+  public static io.bmtrain4j.dist.CollectiveWaits collectiveWaits() {
+    return DistContext.current().comm().collectiveWaits();
+  }
+
   /** Waits until every rank gets here. */
   public static void synchronize() {
     DistContext.current().communicator().barrier();
