@@ -24,8 +24,8 @@ tag="$(echo "${args[*]}" | tr -c 'a-z0-9.' '_')-$n"
 results=()
 echo "=== $n GPU(s): bmtrain4j ==="
 timeout 420 bash .gpu/gpu.sh torchrun --nproc_per_node="$n" -- io.bmtrain4j.examples.bench.GptThroughput "${args[@]}" \
-  --activation-rounds --no-full-recompute-rounds ${BMT_ARGS:-} > "$logs/bmt-budget-$tag.log" 2>&1
-grep -E "^(GPT|prefetch|no-prefetch|selective|keep-all|budget|RESULT) " "$logs/bmt-budget-$tag.log" \
+  --activation-rounds --no-full-recompute-rounds --collective-waits ${BMT_ARGS:-} > "$logs/bmt-budget-$tag.log" 2>&1
+grep -E "^(GPT|prefetch|no-prefetch|selective|keep-all|budget|collective|all-gathers|RESULT) " "$logs/bmt-budget-$tag.log" \
   || grep -v "^\s*$" "$logs/bmt-budget-$tag.log" | tail -20 | cut -c1-300
 while read -r line; do results+=("$line"); done < <(grep '^RESULT' "$logs/bmt-budget-$tag.log")
 for s in ${FSDP2_SETTINGS:-1 2 3 0 sac}; do

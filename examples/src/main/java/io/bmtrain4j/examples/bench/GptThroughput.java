@@ -2,6 +2,7 @@ package io.bmtrain4j.examples.bench;
 
 import io.bmtrain4j.natives.NativeLibraries;
 import io.bmtrain4j.Bmt;
+import io.bmtrain4j.dist.CollectiveWaits;
 import io.bmtrain4j.DeviceMemory;
 import io.bmtrain4j.examples.gpt.DistributedGpt;
 import io.bmtrain4j.examples.gpt.DistributedTransformerBlock;
@@ -136,6 +137,8 @@ public final class GptThroughput implements Callable<Integer> {
             g -> Bmt.activationBudget(g, ActivationBudget.parse(budget))));
       }
       double[][] seconds = new double[variants.size()][rounds];
+      boolean measureWaits = collectiveWaits && world > 1;
+      double[][] waitedMillis = new double[variants.size()][2]; // all-gathers, reduce-scatters; summed over timed steps
       DeviceMemory[] peak = new DeviceMemory[variants.size()];
       double loss = Double.NaN;
       for (int r = 0; r < rounds; r++) {
@@ -150,9 +153,17 @@ public final class GptThroughput implements Callable<Integer> {
             windowPeakBytes = 0;
           }
           Bmt.synchronize();
+          if (measureWaits) {
+            Bmt.collectiveWaits().start();
+          }
           long start = System.nanoTime();
           loss = runSteps(gpt, manager, dev, steps);
           seconds[v][r] = (System.nanoTime() - start) / 1e9 / steps;
+          if (measureWaits) {
+            CollectiveWaits.Report waits = Bmt.collectiveWaits().stop();
+            waitedMillis[v][0] += waits.kind("all-gather").waitedMillis();
+            waitedMillis[v][1] += waits.kind("reduce-scatter").waitedMillis();
+          }
           peak[v] = gpu ? withPhasePeaks(DeviceMemory.current()) : new DeviceMemory(-1, 0, 0, 0, 0);
         }
       }
@@ -183,6 +194,15 @@ public final class GptThroughput implements Callable<Integer> {
         Bmt.printRank("all-gathers alone: %.1f ms per step (2 per block: forward and recompute, plus the root);"
             + " prefetch saves %.1f ms, hiding %.0f%% of them", gatherSeconds * 1e3, exposedWithout * 1e3,
             100 * Math.max(0, Math.min(1, exposedWithout / gatherSeconds)));
+      }
+      if (measureWaits) {
+        // What overlap left exposed, measured on the compute stream itself (CollectiveWaits).
+        for (int v = 0; v < variants.size(); v++) {
+          double ag = waitedMillis[v][0] / rounds / steps;
+          Bmt.printRank("collective waits, %-13s compute waited %.2f ms per step on all-gathers (%.0f%% of them hidden),"
+              + " %.2f ms on reduce-scatters", variants.get(v).name(), ag,
+              100 * Math.max(0, 1 - ag / (gatherSeconds * 1e3)), waitedMillis[v][1] / rounds / steps);
+        }
       }
       if (phases && phaseSteps > 0) {
         Bmt.printRank("phases (first variant, synchronised, mean of %d steps): forward + loss %.1f ms, backward + reduction %.1f ms,"
@@ -292,6 +312,10 @@ public final class GptThroughput implements Callable<Integer> {
     }
     return best;
   }
+
+  @Option(names = "--collective-waits", description = "with 2+ GPUs: time how long compute waited on all-gathers and"
+      + " reduce-scatters in the timed steps (timing events around each wait)")
+  boolean collectiveWaits;
 
   @Option(names = "--phases", description = "time forward, backward and optimizer separately (a device sync after each: slower)")
   boolean phases;
