@@ -36,10 +36,17 @@ public class TransformerBlock {
     dropout = c.dropout();
   }
 
-  /** Drawn in fp32 on the CPU (the same values whatever the dtype and device), then stored as the config says. */
+  /**
+   * Drawn in fp32 on the config's device from its generator, then stored in the config's dtype.
+   * On a GPU this takes milliseconds where drawing on the CPU took 56 s for the 6.7B model; a
+   * plain and a sharded model built on the same device after the same seed hold the same values
+   * (a GPU's generator draws other values than the CPU's).
+   */
   static Tensor normal(long rows, long cols, double std, GptConfig c) {
-    return torch.randn(rows, cols).mul(new Scalar(std)).to(new org.bytedeco.pytorch.Device(c.device()), c.dtype())
-        .requires_grad_(true);
+    org.bytedeco.pytorch.TensorOptions fp32 = new org.bytedeco.pytorch.TensorOptions()
+        .dtype(new org.bytedeco.pytorch.ScalarTypeOptional(torch.ScalarType.Float))
+        .device(new org.bytedeco.pytorch.DeviceOptional(new org.bytedeco.pytorch.Device(c.device())));
+    return torch.randn(new long[] {rows, cols}, fp32).mul_(new Scalar(std)).to(c.dtype()).requires_grad_(true);
   }
 
   static LayerNormImpl layerNorm(GptConfig c) {
