@@ -32,16 +32,15 @@ public final class Bmt {
     NativeLibraries.load();
     DistEnvironment env = DistEnvironment.fromEnvironment(options.environment());
     String who = "rank " + env.rank() + " of " + env.worldSize();
+    java.util.function.Supplier<DistContext> join = () -> DistContext.create(env, options.seed(), options.timeout(),
+        options.backend(), options.separateReduceStream());
     DistContext ctx;
     if (options.processGuards()) {
       ProcessGuards.exitWithLauncher(who, options.environment());
       // The store's and process group's constructors block in native code: bound them from outside.
-      ctx = env.worldSize() == 1
-          ? DistContext.create(env, options.seed(), options.timeout(), options.backend())
-          : ProcessGuards.withinDeadline(who, options.timeout(),
-              () -> DistContext.create(env, options.seed(), options.timeout(), options.backend()));
+      ctx = env.worldSize() == 1 ? join.get() : ProcessGuards.withinDeadline(who, options.timeout(), join::get);
     } else {
-      ctx = DistContext.create(env, options.seed(), options.timeout(), options.backend());
+      ctx = join.get();
     }
     DistContext.install(ctx);
     if (options.preferCudnnAttention()) {

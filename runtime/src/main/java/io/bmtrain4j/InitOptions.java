@@ -13,6 +13,7 @@ public final class InitOptions {
   private final Backend backend;
   private final boolean preferCudnnAttention;
   private final boolean processGuards;
+  private final boolean separateReduceStream;
 
   private InitOptions(Builder b) {
     this.seed = b.seed;
@@ -21,9 +22,15 @@ public final class InitOptions {
     this.backend = b.backend;
     this.preferCudnnAttention = b.preferCudnnAttention;
     this.processGuards = b.processGuards;
+    this.separateReduceStream = b.separateReduceStream;
   }
 
   /** Whether attention tries cuDNN's kernel first where PyTorch does: see {@link AttentionBackends}. */
+  /** Whether NCCL reductions get their own communicator and stream; see {@link Builder#separateReduceStream}. */
+  public boolean separateReduceStream() {
+    return separateReduceStream;
+  }
+
   /** Whether this rank is a whole process that guards may end; see {@link Builder#processGuards}. */
   public boolean processGuards() {
     return processGuards;
@@ -62,6 +69,7 @@ public final class InitOptions {
     private Backend backend = Backend.GLOO;
     private boolean preferCudnnAttention = true;
     private boolean processGuards = true;
+    private boolean separateReduceStream;
 
     /** The collectives' backend: Gloo (CPU, default) or NCCL (GPUs). */
     public Builder backend(Backend backend) {
@@ -112,6 +120,16 @@ public final class InitOptions {
      */
     public Builder processGuards(boolean guards) {
       this.processGuards = guards;
+      return this;
+    }
+
+    /**
+     * With NCCL: run reduce-scatters and all-reduces on a second communicator and stream, so they
+     * never queue behind (or hold up) the all-gathers (default false; see the NCCL communicator's
+     * [Note: a reduce lane]). Gloo ignores it.
+     */
+    public Builder separateReduceStream(boolean separate) {
+      this.separateReduceStream = separate;
       return this;
     }
 

@@ -48,6 +48,12 @@ public final class DistContext implements AutoCloseable {
 
   /** As {@link #create(DistEnvironment, long, Duration)}, with Gloo (CPU) or NCCL (one GPU per rank) collectives. */
   public static DistContext create(DistEnvironment env, long seed, Duration timeout, Backend backend) {
+    return create(env, seed, timeout, backend, false);
+  }
+
+  /** As above; {@code separateReduceStream}: NCCL reductions on a communicator and stream of their own. */
+  public static DistContext create(DistEnvironment env, long seed, Duration timeout, Backend backend,
+      boolean separateReduceStream) {
     NativeLibraries.load(); // see [Note: native cache]
     torch.manual_seed(seed);
     if (env.worldSize() == 1) {
@@ -63,7 +69,7 @@ public final class DistContext implements AutoCloseable {
       Rendezvous rendezvous = Rendezvous.join(store, env, timeout, deadline);
       try {
         if (backend == Backend.NCCL) {
-          comm = new NcclCommunicator(store, env.rank(), env.worldSize(), env.localRank(), timeout);
+          comm = new NcclCommunicator(store, env.rank(), env.worldSize(), env.localRank(), timeout, separateReduceStream);
         } else {
           String host = isLoopback(env.masterAddr()) ? "127.0.0.1" : localHostName();
           comm = new GlooCommunicator(store, env.rank(), env.worldSize(), host, timeout);

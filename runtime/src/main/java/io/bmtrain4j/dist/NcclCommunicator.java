@@ -33,6 +33,14 @@ import org.bytedeco.pytorch.global.torch_cuda;
  * reduce-scatters (gradients) both overlap the compute stream, not each other. See
  * [Note: buffers held with events] for when a buffer may be freed.
  *
+ * <p>[Note: a reduce lane] With {@code separateReduceStream}, reduce-scatters and all-reduces run
+ * on a second communicator (split from the first) and a second stream, so a block's gradient
+ * reduction and the next block's prefetched all-gather no longer queue behind each other, as
+ * FSDP2's separate all-gather and reduce-scatter streams intend. Each communicator still sees its
+ * collectives in the same order on every rank. NCCL runs kernels of two communicators at once only
+ * when both fit on the GPU (its documentation's caveat), which they do with room to spare; the
+ * option stays off by default until measured on several GPUs.
+ *
  * <p>A dead or silent peer is reported by {@link NcclWatchdog}, which aborts and ends the process.
  */
 public final class NcclCommunicator implements Communicator {
@@ -40,10 +48,18 @@ public final class NcclCommunicator implements Communicator {
   private final int worldSize;
   private final ncclComm comm;
   private final CUDAStream stream;
+  /** The reduce lane: {@link #comm} and {@link #stream} themselves unless separate (see [Note: a reduce lane]). */
+  private final ncclComm reduceComm;
+  private final CUDAStream reduceStream;
   private final NcclWatchdog watchdog;
   private long sequence;
 
   public NcclCommunicator(Store store, int rank, int worldSize, int localRank, Duration timeout) {
+    this(store, rank, worldSize, localRank, timeout, false);
+  }
+
+  /** As above; {@code separateReduceStream} gives reductions their own communicator and stream. */
+  public NcclCommunicator(Store store, int rank, int worldSize, int localRank, Duration timeout, boolean separateReduceStream) {
     this.rank = rank;
     this.worldSize = worldSize;
     torch_cuda.set_device((byte) localRank);
@@ -66,11 +82,29 @@ public final class NcclCommunicator implements Communicator {
     this.comm = out.get(ncclComm.class, 0);
     // Owned: initDistributed may run inside a user's PointerScope, which must not free the stream.
     this.stream = Native.own(torch_cuda.getStreamFromPool(true, (byte) localRank));
-    this.watchdog = new NcclWatchdog("rank " + rank + " of " + worldSize, localRank, timeout, this::asyncError,
-        () -> nccl.ncclCommAbort(comm));
+    if (separateReduceStream) {
+      PointerPointer<ncclComm> split = new PointerPointer<>(1);
+      check(nccl.ncclCommSplit(comm, 0, rank, split, (org.bytedeco.cuda.nccl.ncclConfig_t) null), "ncclCommSplit (the reduce lane)");
+      this.reduceComm = split.get(ncclComm.class, 0);
+      this.reduceStream = Native.own(torch_cuda.getStreamFromPool(true, (byte) localRank));
+    } else {
+      this.reduceComm = comm;
+      this.reduceStream = stream;
+    }
+    this.watchdog = new NcclWatchdog("rank " + rank + " of " + worldSize, localRank, timeout, this::asyncError, () -> {
+      nccl.ncclCommAbort(comm);
+      if (reduceComm != comm) {
+        nccl.ncclCommAbort(reduceComm);
+      }
+    });
   }
 
   private String asyncError() {
+    String error = asyncError(comm);
+    return error != null || reduceComm == comm ? error : asyncError(reduceComm);
+  }
+
+  private static String asyncError(ncclComm comm) {
     try (IntPointer result = new IntPointer(1)) {
       result.put(nccl.ncclSuccess);
       int call = nccl.ncclCommGetAsyncError(comm, result);
@@ -79,9 +113,14 @@ public final class NcclCommunicator implements Communicator {
     }
   }
 
-  /** The stream the collectives run on (benchmarks time it; tests check the overlap). */
+  /** The stream the all-gathers (and, unless separate, every collective) run on; checks keep it busy. */
   public CUDAStream communicationStream() {
     return stream;
+  }
+
+  /** The stream reduce-scatters and all-reduces run on: {@link #communicationStream()} unless separate. */
+  public CUDAStream reductionStream() {
+    return reduceStream;
   }
 
   private void check(int result, String what) {
@@ -92,23 +131,23 @@ public final class NcclCommunicator implements Communicator {
   }
 
   /**
-   * Runs {@code collective} on the communication stream after the caller's stream has reached this
+   * Runs {@code collective} on {@code lane} (a communication stream) after the caller's stream has reached this
    * point, then {@code after} (in place, on the same stream), and returns the handle to wait on.
    */
-  private synchronized CollectiveHandle enqueue(String what, java.util.function.ToIntFunction<CUstream_st> collective,
+  private synchronized CollectiveHandle enqueue(String what, CUDAStream lane, java.util.function.ToIntFunction<CUstream_st> collective,
       Runnable after) {
     CUDAStream caller = torch_cuda.getCurrentCUDAStream();
     try (CUDAEvent inputsReady = new CUDAEvent(0x02)) {
       inputsReady.record(caller);
-      inputsReady.block(stream);
+      inputsReady.block(lane);
     }
-    check(collective.applyAsInt(stream.stream()), what);
+    check(collective.applyAsInt(lane.stream()), what);
     if (after != null) {
-      try (CUDAStreamGuard onComm = new CUDAStreamGuard(stream.unwrap())) {
+      try (CUDAStreamGuard onComm = new CUDAStreamGuard(lane.unwrap())) {
         after.run();
       }
     }
-    NcclWork work = new NcclWork(what, ++sequence, stream);
+    NcclWork work = new NcclWork(what, ++sequence, lane);
     watchdog.track(work);
     return work;
   }
@@ -161,23 +200,23 @@ public final class NcclCommunicator implements Communicator {
   public CollectiveHandle allGather(Tensor output, Tensor input) {
     CollectiveArguments.checkSizes("all-gather", output.numel(), input.numel(), worldSize);
     int type = dtype(input);
-    return enqueue("all-gather", st -> nccl.ncclAllGather(input.data_ptr(), output.data_ptr(), input.numel(), type, comm, st), null);
+    return enqueue("all-gather", stream, st -> nccl.ncclAllGather(input.data_ptr(), output.data_ptr(), input.numel(), type, comm, st), null);
   }
 
   @Override
   public CollectiveHandle reduceScatter(Tensor output, Tensor input, ReduceOperation o) {
     CollectiveArguments.checkSizes("reduce-scatter", input.numel(), output.numel(), worldSize);
     int type = dtype(input);
-    return enqueue("reduce-scatter",
-        st -> nccl.ncclReduceScatter(input.data_ptr(), output.data_ptr(), output.numel(), type, op(o), comm, st),
+    return enqueue("reduce-scatter", reduceStream,
+        st -> nccl.ncclReduceScatter(input.data_ptr(), output.data_ptr(), output.numel(), type, op(o), reduceComm, st),
         average(o, output));
   }
 
   @Override
   public CollectiveHandle allReduce(Tensor tensor, ReduceOperation o) {
     int type = dtype(tensor);
-    return enqueue("all-reduce",
-        st -> nccl.ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(), type, op(o), comm, st),
+    return enqueue("all-reduce", reduceStream,
+        st -> nccl.ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(), type, op(o), reduceComm, st),
         average(o, tensor));
   }
 
@@ -185,7 +224,7 @@ public final class NcclCommunicator implements Communicator {
   public CollectiveHandle broadcast(Tensor tensor, int root) {
     CollectiveArguments.checkPeer("broadcast", root, worldSize);
     int type = dtype(tensor);
-    return enqueue("broadcast",
+    return enqueue("broadcast", stream,
         st -> nccl.ncclBroadcast(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(), type, root, comm, st), null);
   }
 
@@ -193,14 +232,14 @@ public final class NcclCommunicator implements Communicator {
   public CollectiveHandle send(Tensor tensor, int peer, int tag) {
     CollectiveArguments.checkPeer("send", peer, worldSize);
     int type = dtype(tensor);
-    return enqueue("send", st -> nccl.ncclSend(tensor.data_ptr(), tensor.numel(), type, peer, comm, st), null);
+    return enqueue("send", stream, st -> nccl.ncclSend(tensor.data_ptr(), tensor.numel(), type, peer, comm, st), null);
   }
 
   @Override
   public CollectiveHandle recv(Tensor tensor, int peer, int tag) {
     CollectiveArguments.checkPeer("recv", peer, worldSize);
     int type = dtype(tensor);
-    return enqueue("recv", st -> nccl.ncclRecv(tensor.data_ptr(), tensor.numel(), type, peer, comm, st), null);
+    return enqueue("recv", stream, st -> nccl.ncclRecv(tensor.data_ptr(), tensor.numel(), type, peer, comm, st), null);
   }
 
   @Override
@@ -220,7 +259,12 @@ public final class NcclCommunicator implements Communicator {
   @Override
   public void close() {
     stream.synchronize();
+    reduceStream.synchronize();
     watchdog.close(); // every collective has completed: the watchdog frees their events
+    if (reduceComm != comm) {
+      nccl.ncclCommDestroy(reduceComm);
+      reduceStream.close();
+    }
     nccl.ncclCommDestroy(comm);
     stream.close(); // the wrapper only: pool streams live as long as the process
   }

@@ -20,6 +20,10 @@ public class BenchDevice {
       description = "attention tries cuDNN first on H100/H200, as PyTorch does (default ${DEFAULT-VALUE})")
   boolean cudnnAttention = true;
 
+  @Option(names = "--separate-reduce-stream",
+      description = "NCCL reductions on a communicator and stream of their own (InitOptions.separateReduceStream)")
+  boolean separateReduceStream;
+
   boolean onGpu() {
     return deviceKind.equals("cuda");
   }
@@ -32,9 +36,9 @@ public class BenchDevice {
     return System.nanoTime();
   }
 
-  /** Joins the job: NCCL on GPUs, Gloo on the CPU, seed 0, this attention preference. */
+  /** Joins the job: NCCL on GPUs, Gloo on the CPU, seed 0, this attention preference and reduce stream. */
   void initDistributed() {
     Bmt.initDistributed(InitOptions.builder().seed(0).backend(onGpu() ? Backend.NCCL : Backend.GLOO)
-        .preferCudnnAttention(cudnnAttention).build());
+        .preferCudnnAttention(cudnnAttention).separateReduceStream(separateReduceStream).build());
   }
 }
