@@ -194,9 +194,12 @@ public final class SelectiveRecompute {
         }
       }
       List<Tensor> in = new ArrayList<>(List.of(inputs));
-      // The value handed on is a copy of the kept output with no link to its graph: the Java
-      // backward runs that graph, once, and passes the inputs' gradients on.
-      return CustomBackward.apply(in, List.of(part.output.detach()), grads -> backward(part, grads), false).get(0);
+      // The value handed on is the kept output's storage under a version counter of its own
+      // (variable_data, not detach, which shares the counter), wired in place: the kept graph saved
+      // that output (attention's backward reads it), and a copy or an add of zero to wire it cost
+      // a read and write of it per block and a reduction of its gradient. The Java backward runs
+      // the kept graph, once, and passes the inputs' gradients on.
+      return CustomBackward.apply(in, List.of(part.output.variable_data()), grads -> backward(part, grads), true).get(0);
     }
 
     private static List<Tensor> backward(KeptPart part, List<Tensor> gradOutputs) {
