@@ -202,18 +202,36 @@ public final class SelectiveRecompute {
       return CustomBackward.apply(in, List.of(part.output.variable_data()), grads -> backward(part, grads), true).get(0);
     }
 
+    /**
+     * Runs the kept graph once and returns its inputs' gradients. {@code torch::autograd::grad}
+     * hands them over as computed: no AccumulateGrad into the leaves' {@code .grad}, which copies
+     * a gradient whose layout differs from its leaf's (attention's q, k and v are strided views).
+     */
     private static List<Tensor> backward(KeptPart part, List<Tensor> gradOutputs) {
       Tensor g = gradOutputs.get(0);
-      if (g != null && g.defined() && part.output.requires_grad()) {
-        try (TensorVector roots = new TensorVector(part.output); TensorVector grads = new TensorVector(g);
-            BoolOptional retain = new BoolOptional(false); TensorVector all = new TensorVector()) {
-          torch.backward(roots, grads, retain, false, all);
+      List<Tensor> out = new ArrayList<>();
+      List<Integer> wanted = new ArrayList<>();
+      for (int i = 0; i < part.leaves.size(); i++) {
+        Tensor leaf = part.leaves.get(i);
+        out.add(null);
+        if (leaf != null && leaf.requires_grad()) {
+          wanted.add(i);
         }
       }
-      List<Tensor> out = new ArrayList<>();
-      for (Tensor leaf : part.leaves) {
-        Tensor lg = leaf != null && leaf.requires_grad() ? leaf.grad() : null;
-        out.add(lg != null && lg.defined() ? lg : null);
+      if (g == null || !g.defined() || !part.output.requires_grad() || wanted.isEmpty()) {
+        return out;
+      }
+      try (TensorVector roots = new TensorVector(part.output); TensorVector grads = new TensorVector(g);
+          TensorVector inputs = new TensorVector(); BoolOptional retain = new BoolOptional(false)) {
+        for (int i : wanted) {
+          inputs.push_back(part.leaves.get(i));
+        }
+        try (TensorVector result = torch.grad(roots, inputs, grads, retain, false, true)) {
+          for (int k = 0; k < wanted.size(); k++) {
+            Tensor r = result.get(k); // an element of the vector, gone with it: a handle of our own if defined
+            out.set(wanted.get(k), r.defined() ? new Tensor(r) : null);
+          }
+        }
       }
       return out;
     }
