@@ -12,15 +12,8 @@
 # FSDP2_SETTINGS="1 2 3 0 sac" picks the reference's settings; BMT_ARGS adds bmtrain4j-only options.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-n="${1:-1}"
-shift || true
-args=("$@")
-[ ${#args[@]} -gt 0 ] || args=(--model 1.3b --micro-batch 8 --seq 2048)
-logs="${OUT:-/tmp}"
-export BMT_JAVA_OPTS="${BMT_JAVA_OPTS:--Xmx16g}"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | head -1
-echo "arguments: ${args[*]}"
-tag="$(echo "${args[*]}" | tr -c 'a-z0-9.' '_')-$n"
+default_gpus=1
+source bench/gpu-args.sh "$@"
 results=()
 echo "=== $n GPU(s): bmtrain4j ==="
 timeout 420 bash .gpu/gpu.sh torchrun --nproc_per_node="$n" -- io.bmtrain4j.examples.bench.GptThroughput "${args[@]}" \

@@ -11,15 +11,8 @@
 # Usage: bench/gpu-overlap.sh GPUS [ARGS] (default: --model 1.3b --micro-batch 8 --seq 2048)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-n="${1:-2}"
-shift || true
-args=("$@")
-[ ${#args[@]} -gt 0 ] || args=(--model 1.3b --micro-batch 8 --seq 2048)
-logs="${OUT:-/tmp}"
-export BMT_JAVA_OPTS="${BMT_JAVA_OPTS:--Xmx16g}"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | head -1
-echo "arguments: ${args[*]}"
-tag="$(echo "${args[*]}" | tr -c 'a-z0-9.' '_')-$n"
+default_gpus=2
+source bench/gpu-args.sh "$@"
 run() { # NAME [EXTRA ARGS...]; an environment given before the call reaches the JVMs
   local name="$1"; shift
   echo "=== $n GPU(s): $name ==="
