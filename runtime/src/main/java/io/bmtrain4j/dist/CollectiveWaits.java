@@ -20,7 +20,9 @@ import org.bytedeco.pytorch.global.torch_cuda;
  *   <li>on the CPU, by the host's wall time inside {@code await()} (Gloo's wait blocks the caller).</li>
  * </ul>
  * The hidden share of a kind of collective is then {@code 1 - waited / (its time alone)}, where
- * "alone" comes from issuing the same collectives back to back (the benchmarks do both).
+ * "alone" comes from issuing the same collectives back to back (the benchmarks do both). On the
+ * CPU the wait includes the completion work Gloo's handle does on the caller's thread (an AVG's
+ * division). While on, a GPU wait holds two events until {@link #stop()}: measure a bounded span.
  */
 public final class CollectiveWaits {
   private static final int TIMING = 0; // cudaEventDefault: the events can be timed against each other
@@ -81,20 +83,33 @@ public final class CollectiveWaits {
       long start = System.nanoTime();
       inner.await();
       synchronized (this) {
-        tally.awaited++;
-        tally.waitedNanos += System.nanoTime() - start;
+        if (on) {
+          tally.awaited++;
+          tally.waitedNanos += System.nanoTime() - start;
+        }
       }
       return;
     }
     // Owned: the events outlive the step's PointerScope until stop() reads them.
     CUDAEvent before = Native.own(new CUDAEvent(TIMING));
     CUDAEvent after = Native.own(new CUDAEvent(TIMING));
-    before.record(torch_cuda.getCurrentCUDAStream());
-    inner.await();
-    after.record(torch_cuda.getCurrentCUDAStream());
-    synchronized (this) {
-      tally.awaited++;
-      gpuWaits.add(new GpuWait(tally, before, after));
+    boolean kept = false;
+    try {
+      before.record(torch_cuda.getCurrentCUDAStream());
+      inner.await();
+      after.record(torch_cuda.getCurrentCUDAStream());
+      synchronized (this) {
+        if (on) { // a stop() meanwhile has read and cleared the figures: this wait is not counted
+          tally.awaited++;
+          gpuWaits.add(new GpuWait(tally, before, after));
+          kept = true;
+        }
+      }
+    } finally {
+      if (!kept) {
+        before.close();
+        after.close();
+      }
     }
   }
 

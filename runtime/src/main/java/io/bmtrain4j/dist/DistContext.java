@@ -68,6 +68,9 @@ public final class DistContext implements AutoCloseable {
     try {
       Rendezvous rendezvous = Rendezvous.join(store, env, timeout, deadline);
       try {
+        // Checked whatever the backend (Gloo ignores the option): with NCCL, ranks that differ
+        // would block in different NCCL calls.
+        requireSameReduceStream(store, env, separateReduceStream);
         if (backend == Backend.NCCL) {
           comm = new NcclCommunicator(store, env.rank(), env.worldSize(), env.localRank(), timeout, separateReduceStream);
         } else {
@@ -120,6 +123,20 @@ public final class DistContext implements AutoCloseable {
     try (TCPStoreOptions opts = new TCPStoreOptions()) {
       opts.port((short) env.masterPort()).isServer(server).waitWorkers(false).timeout(new Milliseconds(timeout.toMillis()));
       return new TCPStore(env.masterAddr(), opts);
+    }
+  }
+
+  /** Fails every rank, naming the two values, unless all were given the same separateReduceStream. */
+  private static void requireSameReduceStream(TCPStore store, DistEnvironment env, boolean separate) {
+    StoreRound round = new StoreRound(store, Rendezvous.keyPrefix() + "separate-reduce-stream/");
+    String mine = String.valueOf(separate);
+    round.publish(env.rank(), mine);
+    for (int q = 0; q < env.worldSize(); q++) {
+      String theirs = round.get(q);
+      if (!theirs.equals(mine)) {
+        throw new CollectiveException("rank " + env.rank() + " was given InitOptions.separateReduceStream(" + mine + ") and rank "
+            + q + " separateReduceStream(" + theirs + "): start every rank with the same options");
+      }
     }
   }
 

@@ -220,10 +220,13 @@ public final class GlooCommunicator implements Communicator {
         release();
         throw failure;
       }
-      if (onDone != null) {
-        onDone.run();
+      try {
+        if (onDone != null) {
+          onDone.run();
+        }
+      } finally {
+        release(); // even if the averaging threw: a Work must not outlive the group (see close)
       }
-      release();
     }
 
     @Override

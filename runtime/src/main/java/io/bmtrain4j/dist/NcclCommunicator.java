@@ -37,9 +37,11 @@ import org.bytedeco.pytorch.global.torch_cuda;
  * on a second communicator (split from the first) and a second stream, so a block's gradient
  * reduction and the next block's prefetched all-gather no longer queue behind each other, as
  * FSDP2's separate all-gather and reduce-scatter streams intend. Each communicator still sees its
- * collectives in the same order on every rank. NCCL runs kernels of two communicators at once only
- * when both fit on the GPU (its documentation's caveat), which they do with room to spare; the
- * option stays off by default until measured on several GPUs.
+ * collectives in the same order on every rank, and {@code NCCL_LAUNCH_ORDER_IMPLICIT=1} (unless
+ * the user set it) makes NCCL order the two communicators' kernels as the host issued them, the
+ * same on every rank, so they cannot wait on each other across ranks. {@link #barrier()} first
+ * orders the reduce lane after the all-gathers. The option stays off by default until measured
+ * on several GPUs; every rank must be given the same value (checked when joining).
  *
  * <p>A dead or silent peer is reported by {@link NcclWatchdog}, which aborts and ends the process.
  */
@@ -77,6 +79,11 @@ public final class NcclCommunicator implements Communicator {
         id.internal(i, v.get(i));
       }
     }
+    if (separateReduceStream) {
+      // See [Note: a reduce lane]: NCCL (2.26 and later) then orders the two communicators'
+      // kernels on the GPU as the host issued them, which every rank does in the same order.
+      io.bmtrain4j.internal.NativeEnvironment.setIfAbsent("NCCL_LAUNCH_ORDER_IMPLICIT", "1");
+    }
     PointerPointer<ncclComm> out = new PointerPointer<>(1);
     check(nccl.ncclCommInitRank(out, worldSize, id, rank), "ncclCommInitRank");
     this.comm = out.get(ncclComm.class, 0);
@@ -84,7 +91,11 @@ public final class NcclCommunicator implements Communicator {
     this.stream = Native.own(torch_cuda.getStreamFromPool(true, (byte) localRank));
     if (separateReduceStream) {
       PointerPointer<ncclComm> split = new PointerPointer<>(1);
-      check(nccl.ncclCommSplit(comm, 0, rank, split, (org.bytedeco.cuda.nccl.ncclConfig_t) null), "ncclCommSplit (the reduce lane)");
+      int status = nccl.ncclCommSplit(comm, 0, rank, split, (org.bytedeco.cuda.nccl.ncclConfig_t) null);
+      if (status != nccl.ncclSuccess) {
+        nccl.ncclCommDestroy(comm);
+        check(status, "ncclCommSplit (the reduce lane)");
+      }
       this.reduceComm = split.get(ncclComm.class, 0);
       this.reduceStream = Native.own(torch_cuda.getStreamFromPool(true, (byte) localRank));
     } else {
@@ -244,6 +255,12 @@ public final class NcclCommunicator implements Communicator {
 
   @Override
   public void barrier() {
+    if (reduceStream != stream) { // the barrier's all-reduce also waits for the all-gathers issued before it
+      try (CUDAEvent gathersIssued = new CUDAEvent(0x02)) {
+        gathersIssued.record(stream);
+        gathersIssued.block(reduceStream);
+      }
+    }
     Tensor one = torch.ones(new long[] {1}, new org.bytedeco.pytorch.TensorOptions()
         .device(new org.bytedeco.pytorch.DeviceOptional(new org.bytedeco.pytorch.Device("cuda"))));
     allReduce(one, ReduceOperation.SUM).await();

@@ -9,7 +9,8 @@ import org.bytedeco.pytorch.global.torch_cuda;
 /**
  * Turns a dead or silent peer into an error instead of a hang. NCCL kernels of a collective whose
  * peer has gone spin forever, and so does every host call that later synchronises with the GPU.
- * A daemon thread polls the oldest collective in flight (they complete in order: one stream) and
+ * A daemon thread polls the oldest collective in flight (in issue order; with a separate reduce
+ * stream a later one may finish first and waits in the queue until the oldest has) and
  * NCCL's asynchronous error; past the timeout it reports the collective and the rank, aborts the
  * communicator and ends the process, as PyTorch's ProcessGroupNCCL watchdog does by default
  * ({@code TORCH_NCCL_ASYNC_ERROR_HANDLING=3}). The launcher (torchrun or ours) then stops the

@@ -138,4 +138,34 @@ class GlooCommunicatorTest {
     });
     assertArrayEquals(new float[] {2, 2}, after.get(0), 0f);
   }
+
+  @Test
+  void ranksGivenDifferentReduceStreamOptionsBothFailNamingIt() throws Exception {
+    int port = RanksAsThreads.freePort();
+    java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(2);
+    try {
+      List<java.util.concurrent.Future<String>> outcomes = new java.util.ArrayList<>();
+      for (int rank = 0; rank < 2; rank++) {
+        boolean separate = rank == 1;
+        Map<String, String> env = Map.of("RANK", String.valueOf(rank), "WORLD_SIZE", "2", "LOCAL_RANK", String.valueOf(rank),
+            "LOCAL_WORLD_SIZE", "2", "MASTER_ADDR", "127.0.0.1", "MASTER_PORT", String.valueOf(port));
+        outcomes.add(pool.submit(() -> {
+          try {
+            Bmt.initDistributed(InitOptions.builder().timeout(TIMEOUT).environment(env).processGuards(false)
+                .separateReduceStream(separate).build()).close();
+            return "joined";
+          } catch (CollectiveException e) {
+            return e.getMessage();
+          }
+        }));
+      }
+      for (java.util.concurrent.Future<String> f : outcomes) {
+        String message = f.get(60, java.util.concurrent.TimeUnit.SECONDS);
+        assertTrue(message.contains("separateReduceStream(true)") && message.contains("separateReduceStream(false)")
+            && message.contains("same options"), message);
+      }
+    } finally {
+      pool.shutdownNow();
+    }
+  }
 }

@@ -41,7 +41,9 @@ public class TransformerBlock {
    * milliseconds where drawing on the CPU took 56 s for the 6.7B model, and drawing in the
    * parameter's own dtype leaves no fp32 copy in the caching allocator (fp32 draws left 25 GiB
    * more reserved at 6.7B). A plain and a sharded model built on the same device after the same
-   * seed hold the same values (a GPU's generator draws other values than the CPU's).
+   * seed hold the same values. A GPU's generator draws other values than the CPU's, and
+   * libtorch's CUDA kernels size their launch by the GPU's SM count, so GPU models differ too:
+   * a job's ranks should run on one model of GPU (they draw the same tensors and keep slices).
    */
   static Tensor normal(long rows, long cols, double std, GptConfig c) {
     org.bytedeco.pytorch.TensorOptions options = new org.bytedeco.pytorch.TensorOptions()
