@@ -110,9 +110,9 @@ public final class GptThroughput implements Callable<Integer> {
     GptConfig config = GptConfig.preset(workload.model, workload.vocab, workload.seq, 0.0, torch.ScalarType.BFloat16).on(device);
     long t0 = System.nanoTime();
     DistributedGpt gpt = new DistributedGpt(config, DistributedTransformerBlock::new);
-    Bmt.printRank("GPT %s: %,d parameters, bf16, %d GPU(s), micro-batch %d x %d tokens per GPU, %s attention; built in %.1f s",
+    Bmt.printRank("GPT %s: %,d parameters, bf16, %d GPU(s), micro-batch %d x %d tokens per GPU, %s attention%s; built in %.1f s",
         workload.model, config.parameterCount(), world, workload.microBatch, workload.seq, TransformerBlock.attentionBackend(config, workload.microBatch, workload.seq),
-        (System.nanoTime() - t0) / 1e9);
+        workload.separateReduceStream && gpu && world > 1 ? ", reductions on their own NCCL stream" : "", (System.nanoTime() - t0) / 1e9);
     double flopsPerToken = flopsPerToken(config, workload.seq);
     try (AdamOptimizer adam = new AdamOptimizer(Bmt.parameters(gpt), AdamOptions.builder().lr(1e-4).weightDecay(0.1).build())) {
       OptimManager manager = new OptimManager(LossScale.none()).add(adam, null);
