@@ -70,7 +70,10 @@ public final class DistContext implements AutoCloseable {
       try {
         // Checked whatever the backend (Gloo ignores the option): with NCCL, ranks that differ
         // would block in different NCCL calls.
-        requireSameReduceStream(store, env, separateReduceStream);
+        String topic = "InitOptions";
+        requireSame(env, topic, List.of("separateReduceStream(" + separateReduceStream + ")"),
+            new StoreRound(store, Rendezvous.keyPrefix() + topic + "-hash/join/"),
+            new StoreRound(store, Rendezvous.keyPrefix() + topic + "/join/"));
         if (backend == Backend.NCCL) {
           comm = new NcclCommunicator(store, env.rank(), env.worldSize(), env.localRank(), timeout, separateReduceStream);
         } else {
@@ -123,20 +126,6 @@ public final class DistContext implements AutoCloseable {
     try (TCPStoreOptions opts = new TCPStoreOptions()) {
       opts.port((short) env.masterPort()).isServer(server).waitWorkers(false).timeout(new Milliseconds(timeout.toMillis()));
       return new TCPStore(env.masterAddr(), opts);
-    }
-  }
-
-  /** Fails every rank, naming the two values, unless all were given the same separateReduceStream. */
-  private static void requireSameReduceStream(TCPStore store, DistEnvironment env, boolean separate) {
-    StoreRound round = new StoreRound(store, Rendezvous.keyPrefix() + "separate-reduce-stream/");
-    String mine = String.valueOf(separate);
-    round.publish(env.rank(), mine);
-    for (int q = 0; q < env.worldSize(); q++) {
-      String theirs = round.get(q);
-      if (!theirs.equals(mine)) {
-        throw new CollectiveException("rank " + env.rank() + " was given InitOptions.separateReduceStream(" + mine + ") and rank "
-            + q + " separateReduceStream(" + theirs + "): start every rank with the same options");
-      }
     }
   }
 
@@ -267,9 +256,13 @@ public final class DistContext implements AutoCloseable {
     if (store == null || env.worldSize() == 1) {
       return;
     }
+    requireSame(env, topic, description, storeRound(topic + "-hash"), storeRound(topic));
+  }
+
+  /** {@link #requireSameOnEveryRank} through the given rounds: usable while joining, before a context exists. */
+  private static void requireSame(DistEnvironment env, String topic, List<String> description, StoreRound hashes,
+      StoreRound texts) {
     String mine = String.join("\n", description);
-    StoreRound hashes = storeRound(topic + "-hash");
-    StoreRound texts = storeRound(topic);
     texts.publish(env.rank(), mine);
     String myHash = sha256(mine);
     hashes.publish(env.rank(), myHash);
