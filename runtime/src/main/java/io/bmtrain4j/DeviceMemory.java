@@ -1,6 +1,6 @@
 package io.bmtrain4j;
 
-import org.bytedeco.pytorch.cuda.DeviceStats;
+import io.bmtrain4j.internal.CudaAllocator;
 import org.bytedeco.pytorch.global.torch_cuda;
 
 /**
@@ -14,16 +14,13 @@ public record DeviceMemory(int device, long allocatedBytes, long peakAllocatedBy
   /** Reads the allocator's statistics for the current CUDA device. */
   public static DeviceMemory current() {
     byte device = torch_cuda.current_device();
-    try (DeviceStats stats = torch_cuda.getAllocator().getDeviceStats(device)) {
-      // allocated_bytes()/reserved_bytes() are StatArrays; their first entry is the aggregate over pools.
-      return new DeviceMemory(device, stats.allocated_bytes().current(), stats.allocated_bytes().peak(),
-          stats.reserved_bytes().current(), stats.reserved_bytes().peak());
-    }
+    CudaAllocator.Figures f = CudaAllocator.figures(device);
+    return new DeviceMemory(device, f.allocated(), f.peakAllocated(), f.reserved(), f.peakReserved());
   }
 
   /** Starts a new peak window (torch.cuda.reset_peak_memory_stats). */
   public static void resetPeak() {
-    torch_cuda.getAllocator().resetPeakStats(torch_cuda.current_device());
+    CudaAllocator.resetPeak(torch_cuda.current_device());
   }
 
   @Override

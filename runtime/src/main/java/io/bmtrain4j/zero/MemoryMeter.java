@@ -1,10 +1,10 @@
 package io.bmtrain4j.zero;
 
+import io.bmtrain4j.internal.CudaAllocator;
 import io.bmtrain4j.internal.HostMalloc;
 import org.bytedeco.cuda.global.cudart;
 import org.bytedeco.javacpp.SizeTPointer;
 import org.bytedeco.pytorch.Device;
-import org.bytedeco.pytorch.cuda.DeviceStats;
 import org.bytedeco.pytorch.global.torch_cuda;
 
 /**
@@ -35,28 +35,20 @@ abstract class MemoryMeter {
       this.device = index >= 0 ? (byte) index : torch_cuda.current_device(); // "cuda": the current GPU
     }
 
-    private DeviceStats stats() {
-      return torch_cuda.getAllocator().getDeviceStats(device);
-    }
-
     @Override
     long allocated() {
       torch_cuda.getCurrentCUDAStream().synchronize();
-      try (DeviceStats s = stats()) {
-        return s.allocated_bytes().current();
-      }
+      return CudaAllocator.figures(device).allocated();
     }
 
     @Override
     long peak() {
-      try (DeviceStats s = stats()) {
-        return s.allocated_bytes().peak();
-      }
+      return CudaAllocator.figures(device).peakAllocated();
     }
 
     @Override
     void resetPeak() {
-      torch_cuda.getAllocator().resetPeakStats(device);
+      CudaAllocator.resetPeak(device);
     }
 
     @Override

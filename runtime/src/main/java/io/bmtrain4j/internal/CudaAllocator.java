@@ -1,0 +1,28 @@
+package io.bmtrain4j.internal;
+
+import org.bytedeco.pytorch.cuda.DeviceStats;
+import org.bytedeco.pytorch.global.torch_cuda;
+
+/**
+ * The CUDA caching allocator's statistics for one GPU, as {@code torch.cuda.memory_stats()} gives
+ * them: read here once for the public {@code DeviceMemory} and the activation budget's meter.
+ */
+public final class CudaAllocator {
+  private CudaAllocator() {}
+
+  /** Bytes allocated to tensors and reserved from the driver, now and at their peak since {@link #resetPeak}. */
+  public record Figures(long allocated, long peakAllocated, long reserved, long peakReserved) {}
+
+  public static Figures figures(byte device) {
+    try (DeviceStats stats = torch_cuda.getAllocator().getDeviceStats(device)) {
+      // allocated_bytes()/reserved_bytes() are StatArrays; their first entry is the aggregate over pools.
+      return new Figures(stats.allocated_bytes().current(), stats.allocated_bytes().peak(),
+          stats.reserved_bytes().current(), stats.reserved_bytes().peak());
+    }
+  }
+
+  /** Starts a new peak window (torch.cuda.reset_peak_memory_stats). */
+  public static void resetPeak(byte device) {
+    torch_cuda.getAllocator().resetPeakStats(device);
+  }
+}
