@@ -105,11 +105,7 @@ public final class CollectiveWaitsCheck {
     torch_cuda.getCurrentCUDAStream().synchronize();
     comm.collectiveWaits().start();
     if (busyStream != null) {
-      try (CUDAStreamGuard on = new CUDAStreamGuard(busyStream.unwrap())) {
-        for (int i = 0; i < MATMULS; i++) {
-          a.matmul(a);
-        }
-      }
+      enqueueMatmuls(busyStream, a);
     }
     op.apply(comm.dataParallel()).await();
     double ms = comm.collectiveWaits().stop().kind(kind).waitedMillis();
@@ -121,15 +117,21 @@ public final class CollectiveWaitsCheck {
 
   /** Runs the matmuls on {@code stream} and returns how long they took there. */
   private static double busy(CUDAStream stream, Tensor a) {
-    try (CUDAEvent start = new CUDAEvent(0); CUDAEvent end = new CUDAEvent(0);
-        CUDAStreamGuard on = new CUDAStreamGuard(stream.unwrap())) {
+    try (CUDAEvent start = new CUDAEvent(0); CUDAEvent end = new CUDAEvent(0)) {
       start.record(stream);
-      for (int i = 0; i < MATMULS; i++) {
-        a.matmul(a);
-      }
+      enqueueMatmuls(stream, a);
       end.record(stream);
       end.synchronize();
       return start.elapsed_time(end);
+    }
+  }
+
+  /** Queues {@link #MATMULS} matmuls on {@code stream}, without waiting for them. */
+  private static void enqueueMatmuls(CUDAStream stream, Tensor a) {
+    try (CUDAStreamGuard on = new CUDAStreamGuard(stream.unwrap())) {
+      for (int i = 0; i < MATMULS; i++) {
+        a.matmul(a);
+      }
     }
   }
 }
