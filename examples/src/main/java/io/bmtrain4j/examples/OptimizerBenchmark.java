@@ -12,6 +12,8 @@ import io.bmtrain4j.optim.AdamOptimizer;
 import io.bmtrain4j.optim.AdamOptions;
 import io.bmtrain4j.optim.LibtorchOptimizer;
 import io.bmtrain4j.optim.ShardedOptimizer;
+import io.bmtrain4j.dist.Backend;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.Callable;
@@ -19,15 +21,21 @@ import java.util.function.Function;
 import org.bytedeco.javacpp.PointerScope;
 import org.bytedeco.pytorch.AdamW;
 import org.bytedeco.pytorch.AdamWOptions;
+import org.bytedeco.pytorch.Device;
+import org.bytedeco.pytorch.DeviceOptional;
+import org.bytedeco.pytorch.ScalarTypeOptional;
+import org.bytedeco.pytorch.TensorOptions;
 import org.bytedeco.pytorch.global.torch;
+import org.bytedeco.pytorch.global.torch_cuda;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 /**
- * Optimizer step time per million parameters on the same shards: bmtrain4j's Adam (fused AdamW
- * kernel), AdamOffload (host copies around the same kernel) and libtorch's AdamW driven over the
- * shards. Gradients are filled once; each variant then takes timed steps, alternating in rounds.
+ * Optimizer step time per million parameters on the same shards: bmtrain4j's Adam, AdamOffload
+ * (host copies around libtorch's fused AdamW) and libtorch's AdamW driven over the shards; with
+ * bf16 parameters on a GPU also Adam with libtorch's fused AdamW in place of the mixed-precision
+ * kernel. Gradients are filled once; each variant then takes timed steps, alternating in rounds.
  */
 @Command(name = "optimizer-benchmark", mixinStandardHelpOptions = true, description = "Time optimizer steps.")
 public final class OptimizerBenchmark implements Callable<Integer> {
@@ -46,6 +54,12 @@ public final class OptimizerBenchmark implements Callable<Integer> {
   @Option(names = "--threads", description = "libtorch threads (default: cores per rank - 1, at least 1)")
   int threads = 0;
 
+  @Option(names = "--device", description = "cpu, or cuda (one GPU per rank) (default ${DEFAULT-VALUE})")
+  String device = "cpu";
+
+  @Option(names = "--dtype", description = "the parameters' dtype: fp32 or bf16 (default ${DEFAULT-VALUE})")
+  String dtype = "fp32";
+
   public static void main(String[] args) {
     NativeLibraries.load(); // ranks may start together: see NativeLibraries
     System.exit(new CommandLine(new OptimizerBenchmark()).execute(args));
@@ -53,9 +67,14 @@ public final class OptimizerBenchmark implements Callable<Integer> {
 
   @Override
   public Integer call() {
-    Bmt.initDistributed(InitOptions.builder().seed(0).build());
+    boolean cuda = device.startsWith("cuda");
+    InitOptions.Builder init = InitOptions.builder().seed(0);
+    Bmt.initDistributed((cuda ? init.backend(Backend.NCCL) : init).build());
+    String on = cuda ? "cuda:" + Bmt.context().localRank() : "cpu";
     torch.set_num_threads(threads > 0 ? threads : Threads.perRank());
-    GptConfig c = new GptConfig(256, 128, dModel, Math.max(1, dModel / 64), layers, 4 * dModel, 0.0);
+    boolean bf16 = dtype.equals("bf16");
+    GptConfig c = new GptConfig(256, 128, dModel, Math.max(1, dModel / 64), layers, 4 * dModel, 0.0,
+        bf16 ? torch.ScalarType.BFloat16 : torch.ScalarType.Float).on(on);
     DistributedGpt model = new DistributedGpt(c, DistributedTransformerBlock::new);
     List<ShardedParameter> params = Bmt.parameters(model);
     long local = 0;
@@ -64,19 +83,25 @@ public final class OptimizerBenchmark implements Callable<Integer> {
     }
     // Gradients: one backward, then reused by every step.
     try (PointerScope s = new PointerScope()) {
-      torch.cross_entropy_loss(model.forward(torch.zeros(new long[] {2, 16}, new org.bytedeco.pytorch.TensorOptions()
-          .dtype(new org.bytedeco.pytorch.ScalarTypeOptional(torch.ScalarType.Long)))).reshape(-1, 256),
-          torch.zeros(new long[] {32}, new org.bytedeco.pytorch.TensorOptions()
-              .dtype(new org.bytedeco.pytorch.ScalarTypeOptional(torch.ScalarType.Long)))).backward();
+      TensorOptions tokens = new TensorOptions().dtype(new ScalarTypeOptional(torch.ScalarType.Long))
+          .device(new DeviceOptional(new Device(on)));
+      torch.cross_entropy_loss(model.forward(torch.zeros(new long[] {2, 16}, tokens)).to(torch.ScalarType.Float).reshape(-1, 256),
+          torch.zeros(new long[] {32}, tokens)).backward();
       Bmt.finishBackward(model);
     }
-    String[] names = {"bmtrain4j Adam (fused AdamW kernel)", "bmtrain4j AdamOffload", "libtorch AdamW over the shards"};
     AdamOptions o = AdamOptions.builder().lr(1e-4).weightDecay(0.01).build();
-    List<Function<List<ShardedParameter>, ShardedOptimizer>> makers = List.of(
+    List<String> names = new ArrayList<>(List.of("bmtrain4j Adam", "bmtrain4j AdamOffload", "libtorch AdamW over the shards"));
+    List<Function<List<ShardedParameter>, ShardedOptimizer>> makers = new ArrayList<>(List.of(
         p -> new AdamOptimizer(p, o),
         p -> new AdamOffloadOptimizer(p, o),
-        p -> new LibtorchOptimizer(p, 1e-4, v -> new AdamW(v, new AdamWOptions(1e-4)), null));
+        p -> new LibtorchOptimizer(p, 1e-4, v -> new AdamW(v, new AdamWOptions(1e-4)), null)));
+    if (cuda && bf16) {
+      // Side by side with the default, which updates bf16 parameters with the mixed-precision kernel.
+      names.add(1, "bmtrain4j Adam, libtorch's fused AdamW");
+      makers.add(1, p -> new AdamOptimizer(p, AdamOptions.builder().lr(1e-4).weightDecay(0.01).mixedPrecisionKernel(false).build()));
+    }
     ShardedOptimizer[] opts = new ShardedOptimizer[makers.size()];
+    Runnable finish = cuda ? () -> torch_cuda.getCurrentCUDAStream().synchronize() : () -> { };
     for (int i = 0; i < opts.length; i++) {
       opts[i] = makers.get(i).apply(params);
     }
@@ -84,21 +109,24 @@ public final class OptimizerBenchmark implements Callable<Integer> {
     for (int r = 0; r < rounds; r++) {
       for (int i = 0; i < opts.length; i++) {
         opts[i].step(1.0); // warm-up step of this round
+        finish.run();
         long t0 = System.nanoTime();
         for (int k = 0; k < steps; k++) {
           try (PointerScope s = new PointerScope()) {
             opts[i].step(1.0);
           }
         }
+        finish.run();
         ms[i][r] = (System.nanoTime() - t0) / 1e6 / steps;
       }
     }
-    Bmt.printRank("%,d parameters on this rank (world %d), %d libtorch threads", local, Bmt.worldSize(), torch.get_num_threads());
+    Bmt.printRank("%,d %s parameters on this rank (world %d, %s), %d libtorch threads", local, dtype, Bmt.worldSize(), on,
+        torch.get_num_threads());
     for (int i = 0; i < opts.length; i++) {
       double[] sorted = ms[i].clone();
       Arrays.sort(sorted);
       double median = sorted[sorted.length / 2];
-      Bmt.printRank("%-36s %8.2f ms/step  %6.2f ms per million parameters  rounds %s", names[i], median,
+      Bmt.printRank("%-40s %8.2f ms/step  %6.2f ms per million parameters  rounds %s", names.get(i), median,
           median / (local / 1e6), Arrays.toString(Arrays.stream(ms[i]).mapToLong(Math::round).toArray()));
       opts[i].close();
     }

@@ -16,11 +16,12 @@ import org.bytedeco.pytorch.global.torch;
 
 /**
  * Adam with decoupled weight decay over this rank's slices, on libtorch's fused multi-tensor
- * kernel. The kernel updates fp32 master weights ({@code MasterWeights}): fp32 parameters in
- * place, fp16/bf16 parameters through fp32 copies whose rounding then becomes the parameter. This
- * class keeps only Adam's own state, the moments and step counts, beside the masters (where a
- * {@code StatePlacement} keeps them: on the parameters' device here, on the host in {@link
- * AdamOffloadOptimizer}).
+ * kernel, or, for bf16/fp16 parameters on a GPU, on bmtrain4j's own {@link MixedPrecisionAdamW},
+ * which reads their gradients without an fp32 copy. Either kernel updates fp32 master weights
+ * ({@code MasterWeights}): fp32 parameters in place, fp16/bf16 parameters through fp32 copies
+ * whose rounding then becomes the parameter. This class keeps only Adam's own state, the moments
+ * and step counts, beside the masters (where a {@code StatePlacement} keeps them: on the
+ * parameters' device here, on the host in {@link AdamOffloadOptimizer}).
  */
 public class AdamOptimizer extends ShardedOptimizer {
   /** State-dict key suffixes, after the parameter's name: the names checkpoints hold. */
@@ -32,6 +33,8 @@ public class AdamOptimizer extends ShardedOptimizer {
   private final StatePlacement placement;
   private final MasterWeights masters;
   private final Map<ShardedParameter, Moments> moments = new IdentityHashMap<>();
+  /** bf16/fp16 parameters' update on a GPU (see AdamOptions.mixedPrecisionKernel); made at the first such step. */
+  private MixedPrecisionAdamW kernel;
 
   /** A parameter's Adam state, fp32 beside its master: the two moments and its step count. */
   private record Moments(Tensor expAvg, Tensor expAvgSq, Tensor step) {}
@@ -124,33 +127,74 @@ public class AdamOptimizer extends ShardedOptimizer {
       }
       StatePlacement.StepGradients gradients = placement.gradients(blocks, gradScale);
       masters.adoptExternalWrites(blocks);
-      update(stepping, gradients, baseLr);
+      update(stepping, gradients, gradScale, baseLr);
       masters.updated(updated);
     }
   }
 
-  /** Updates these parameters' masters and moments: one fused call per hyperparameter group. */
-  private void update(List<Stepping> stepping, StatePlacement.StepGradients gradients, double baseLr) {
+  /**
+   * Updates these parameters' masters and moments, per hyperparameter group: bf16/fp16 gradients
+   * on a GPU through the mixed-precision kernel (one launch per slice, no fp32 copy), the rest
+   * through one call of libtorch's fused AdamW.
+   */
+  private void update(List<Stepping> stepping, StatePlacement.StepGradients gradients, double gradScale, double baseLr) {
     Map<HyperparameterGroup, List<ShardedParameter>> bySettings = new LinkedHashMap<>();
     for (Stepping st : stepping) {
       bySettings.computeIfAbsent(st.settings(), k -> new ArrayList<>()).add(st.parameter());
     }
     for (Map.Entry<HyperparameterGroup, List<ShardedParameter>> e : bySettings.entrySet()) {
       HyperparameterGroup settings = e.getKey();
-      List<Tensor> weights = new ArrayList<>();
-      List<Tensor> expAvgs = new ArrayList<>();
-      List<Tensor> expAvgSqs = new ArrayList<>();
-      List<Tensor> updatedSteps = new ArrayList<>();
-      for (ShardedParameter p : e.getValue()) {
-        Moments m = moments.get(p);
-        weights.add(masters.of(p));
-        expAvgs.add(m.expAvg());
-        expAvgSqs.add(m.expAvgSq());
-        updatedSteps.add(m.step());
+      double lr = baseLr * settings.lrScale();
+      List<ShardedParameter> all = e.getValue();
+      List<Tensor> stored = options.mixedPrecisionKernel() ? gradients.asStored(all) : null;
+      UpdateList fused = new UpdateList();
+      UpdateList converting = new UpdateList();
+      List<ShardedParameter> fusedParameters = new ArrayList<>();
+      for (int i = 0; i < all.size(); i++) {
+        ShardedParameter p = all.get(i);
+        if (stored != null && MixedPrecisionAdamW.handles(masters.of(p), stored.get(i)) && mixedPrecisionKernel() != null) {
+          converting.add(masters.of(p), moments.get(p), stored.get(i));
+        } else {
+          fusedParameters.add(p);
+          fused.add(masters.of(p), moments.get(p), null);
+        }
       }
-      FusedAdamW.step(weights, gradients.of(e.getValue()), expAvgs, expAvgSqs, updatedSteps,
-          baseLr * settings.lrScale(), options.beta1(), options.beta2(), settings.weightDecay(), options.eps());
+      if (!converting.weights.isEmpty()) {
+        kernel.step(converting.weights, converting.grads, converting.expAvgs, converting.expAvgSqs, converting.steps, lr,
+            options.beta1(), options.beta2(), settings.weightDecay(), options.eps(), gradScale);
+      }
+      if (!fusedParameters.isEmpty()) {
+        FusedAdamW.step(fused.weights, gradients.of(fusedParameters), fused.expAvgs, fused.expAvgSqs, fused.steps, lr,
+            options.beta1(), options.beta2(), settings.weightDecay(), options.eps());
+      }
     }
+  }
+
+  /** The tensors one update call takes, parameter by parameter. */
+  private static final class UpdateList {
+    final List<Tensor> weights = new ArrayList<>();
+    final List<Tensor> grads = new ArrayList<>();
+    final List<Tensor> expAvgs = new ArrayList<>();
+    final List<Tensor> expAvgSqs = new ArrayList<>();
+    final List<Tensor> steps = new ArrayList<>();
+
+    void add(Tensor weight, Moments m, Tensor grad) {
+      weights.add(weight);
+      expAvgs.add(m.expAvg());
+      expAvgSqs.add(m.expAvgSq());
+      steps.add(m.step());
+      if (grad != null) {
+        grads.add(grad);
+      }
+    }
+  }
+
+  /** The mixed-precision kernel, compiled on first need; null where it is unavailable (logged once). */
+  private MixedPrecisionAdamW mixedPrecisionKernel() {
+    if (kernel == null) {
+      kernel = MixedPrecisionAdamW.onThisDevice();
+    }
+    return kernel;
   }
 
   @Override
@@ -205,6 +249,9 @@ public class AdamOptimizer extends ShardedOptimizer {
       m.step().close();
     }
     moments.clear();
+    if (kernel != null) {
+      kernel.close();
+    }
     placement.close();
   }
 }

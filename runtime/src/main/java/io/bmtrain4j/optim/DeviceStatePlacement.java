@@ -16,8 +16,8 @@ import org.bytedeco.pytorch.global.torch;
 
 /**
  * Optimizer state on the parameters' device: an fp32 shard is its own master, masters may
- * rebuild low-precision shards, and each block's gradient is cast to fp32 once per part of the
- * step and sliced per parameter.
+ * rebuild low-precision shards, and each block's gradient is cast to fp32 at most once per part
+ * of the step and sliced per parameter (or read as it is by a kernel that converts as it reads).
  */
 final class DeviceStatePlacement implements StatePlacement {
   @Override
@@ -43,16 +43,28 @@ final class DeviceStatePlacement implements StatePlacement {
 
   @Override
   public StepGradients gradients(List<ParameterGroup> blocks, double gradScale) {
-    Map<ParameterGroup, Tensor> fp32Grads = new IdentityHashMap<>();
-    for (ParameterGroup block : blocks) {
-      fp32Grads.put(block, fp32Gradient(block.shardGrad(), gradScale));
-    }
-    return parameters -> {
-      List<Tensor> out = new ArrayList<>();
-      for (ShardedParameter p : parameters) {
-        out.add(p.sliceOf(fp32Grads.get(p.group())));
+    return new StepGradients() {
+      /** Each block's fp32 gradient, cast when first asked for: an update that reads the stored dtype needs none. */
+      private final Map<ParameterGroup, Tensor> fp32Grads = new IdentityHashMap<>();
+
+      @Override
+      public List<Tensor> of(List<ShardedParameter> parameters) {
+        List<Tensor> out = new ArrayList<>();
+        for (ShardedParameter p : parameters) {
+          Tensor fp32 = fp32Grads.computeIfAbsent(p.group(), block -> fp32Gradient(block.shardGrad(), gradScale));
+          out.add(p.sliceOf(fp32));
+        }
+        return out;
       }
-      return out;
+
+      @Override
+      public List<Tensor> asStored(List<ShardedParameter> parameters) {
+        List<Tensor> out = new ArrayList<>();
+        for (ShardedParameter p : parameters) {
+          out.add(p.sliceOf(p.group().shardGrad()));
+        }
+        return out;
+      }
     };
   }
 

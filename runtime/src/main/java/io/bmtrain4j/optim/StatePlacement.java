@@ -46,7 +46,16 @@ interface StatePlacement extends AutoCloseable {
 
   /** One part of a step's gradients, next to the state. */
   interface StepGradients {
-    /** The gradients of {@code parameters} (of the part's blocks), in the same order. */
+    /** The gradients of {@code parameters} (of the part's blocks), in the same order: fp32, loss scale removed. */
     List<Tensor> of(List<ShardedParameter> parameters);
+
+    /**
+     * The gradients of {@code parameters} as their shards hold them (the blocks' dtype, loss
+     * scale still in), when those already lie beside the state; null when they must be brought
+     * here first. For an update kernel that converts as it reads.
+     */
+    default List<Tensor> asStored(List<ShardedParameter> parameters) {
+      return null;
+    }
   }
 }

@@ -73,6 +73,14 @@ public final class GptThroughput implements Callable<Integer> {
   @Option(names = "--activation-budget", description = "the budget of the budget rounds (default ${DEFAULT-VALUE})")
   String budget = "90%";
 
+  @Option(names = "--variants", split = ",", description = "time only these of the variants the other options ask for"
+      + " (names as printed, e.g. prefetch,budget; the first listed is timed first and its phases printed)")
+  List<String> onlyVariants;
+
+  @Option(names = "--libtorch-adam", description = "update the bf16 parameters with libtorch's fused AdamW on fp32"
+      + " gradient copies instead of bmtrain4j's mixed-precision kernel (the kernel's A/B)")
+  boolean libtorchAdam;
+
   /** One timed setting: its name in the output, the blocks' options, and what they keep for backward. */
   private record Variant(String name, BlockOptions options, Consumer<DistributedGpt> plan) {}
 
@@ -114,7 +122,11 @@ public final class GptThroughput implements Callable<Integer> {
         workload.model, config.parameterCount(), world, workload.microBatch, workload.seq, TransformerBlock.attentionBackend(config, workload.microBatch, workload.seq),
         workload.separateReduceStream && gpu && world > 1 ? ", reductions on their own NCCL stream" : "", (System.nanoTime() - t0) / 1e9);
     double flopsPerToken = flopsPerToken(config, workload.seq);
-    try (AdamOptimizer adam = new AdamOptimizer(Bmt.parameters(gpt), AdamOptions.builder().lr(1e-4).weightDecay(0.1).build())) {
+    if (libtorchAdam) {
+      Bmt.printRank("Adam: libtorch's fused AdamW on fp32 gradient copies (--libtorch-adam)");
+    }
+    try (AdamOptimizer adam = new AdamOptimizer(Bmt.parameters(gpt),
+        AdamOptions.builder().lr(1e-4).weightDecay(0.1).mixedPrecisionKernel(!libtorchAdam).build())) {
       OptimManager manager = new OptimManager(LossScale.none()).add(adam, null);
       Device dev = new Device(device);
       runSteps(gpt, manager, dev, warmup);
@@ -135,6 +147,16 @@ public final class GptThroughput implements Callable<Integer> {
             g -> Bmt.planActivations(g, everyBlock(g, ActivationMode.KEEP))));
         variants.add(new Variant("budget", new BlockOptions(3, true, 2),
             g -> Bmt.activationBudget(g, ActivationBudget.parse(budget))));
+      }
+      if (onlyVariants != null) {
+        List<Variant> chosen = new ArrayList<>();
+        for (String name : onlyVariants) {
+          chosen.add(variants.stream().filter(v -> v.name().equals(name)).findFirst().orElseThrow(() -> new IllegalArgumentException(
+              "--variants: no variant " + name + " among " + variants.stream().map(Variant::name).toList()
+                  + " (--activation-rounds adds selective, keep-all and budget)")));
+        }
+        variants.clear();
+        variants.addAll(chosen);
       }
       double[][] seconds = new double[variants.size()][rounds];
       boolean measureWaits = collectiveWaits && world > 1;
@@ -179,18 +201,20 @@ public final class GptThroughput implements Callable<Integer> {
           best = s;
         }
       }
-      ActivationPlan plan = Bmt.activationPlan(gpt);
-      if (plan != null) {
+      ActivationPlan plan = Bmt.activationPlan(gpt); // the budget's, when the budget variant ran last in the round
+      int budgetIndex = indexOf(variants, "budget");
+      if (plan != null && budgetIndex == variants.size() - 1) {
         Bmt.printRank("budget: %s", plan.describe());
-        double s = min(seconds[variants.size() - 1]);
+        double s = min(seconds[budgetIndex]);
         double tokensPerGpu = (double) workload.microBatch * workload.seq / s;
         Bmt.printRank("RESULT impl=bmtrain4j-budget model=%s gpus=%d tokens_per_s_per_gpu=%.0f mfu=%.4f peak_allocated_gib=%.2f"
             + " peak_reserved_gib=%.2f step_ms=%.1f loss=%.4f", workload.model, world, tokensPerGpu,
-            tokensPerGpu * flopsPerToken / (peakTflops * 1e12), peak[variants.size() - 1].peakAllocatedBytes() / 1073741824.0,
-            peak[variants.size() - 1].peakReservedBytes() / 1073741824.0, s * 1e3, loss);
+            tokensPerGpu * flopsPerToken / (peakTflops * 1e12), peak[budgetIndex].peakAllocatedBytes() / 1073741824.0,
+            peak[budgetIndex].peakReservedBytes() / 1073741824.0, s * 1e3, loss);
       }
-      if (prefetchOff && world > 1) {
-        double exposedWithout = min(seconds[1]) - best;
+      int noPrefetchIndex = indexOf(variants, "no-prefetch");
+      if (noPrefetchIndex > 0 && variants.get(0).name().equals("prefetch")) {
+        double exposedWithout = min(seconds[noPrefetchIndex]) - best;
         Bmt.printRank("all-gathers alone: %.1f ms per step (2 per block: forward and recompute, plus the root);"
             + " prefetch saves %.1f ms, hiding %.0f%% of them", gatherSeconds * 1e3, exposedWithout * 1e3,
             100 * Math.max(0, Math.min(1, exposedWithout / gatherSeconds)));
@@ -349,6 +373,15 @@ public final class GptThroughput implements Callable<Integer> {
       }
       DeviceMemory.resetPeak();
     }
+  }
+
+  private static int indexOf(List<Variant> variants, String name) {
+    for (int v = 0; v < variants.size(); v++) {
+      if (variants.get(v).name().equals(name)) {
+        return v;
+      }
+    }
+    return -1;
   }
 
   private static double min(double[] xs) {

@@ -1,0 +1,217 @@
+package io.bmtrain4j.internal;
+
+import static org.bytedeco.cuda.global.cudart.cudaDevAttrComputeCapabilityMajor;
+import static org.bytedeco.cuda.global.cudart.cudaDevAttrComputeCapabilityMinor;
+import static org.bytedeco.cuda.global.cudart.cudaDevAttrMultiProcessorCount;
+import static org.bytedeco.cuda.global.cudart.cudaDeviceGetAttribute;
+import static org.bytedeco.cuda.global.cudart.cudaGetDevice;
+import static org.bytedeco.cuda.global.cudart.cudaGetErrorString;
+import static org.bytedeco.cuda.global.cudart.cudaLaunchKernel;
+import static org.bytedeco.cuda.global.cudart.cudaLibraryGetKernel;
+import static org.bytedeco.cuda.global.cudart.cudaLibraryLoadData;
+import static org.bytedeco.cuda.global.cudart.cudaSetDevice;
+
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import org.bytedeco.cuda.cudart.CUkern_st;
+import org.bytedeco.cuda.cudart.CUlib_st;
+import org.bytedeco.cuda.cudart.dim3;
+import org.bytedeco.cuda.global.nvrtc;
+import org.bytedeco.cuda.nvrtc._nvrtcProgram;
+import org.bytedeco.javacpp.BytePointer;
+import org.bytedeco.javacpp.IntPointer;
+import org.bytedeco.javacpp.LongPointer;
+import org.bytedeco.javacpp.PointerPointer;
+import org.bytedeco.javacpp.SizeTPointer;
+import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.global.torch_cuda;
+
+/**
+ * CUDA C++ compiled at run time by NVRTC for the GPU at hand and loaded as a CUDA library: for
+ * the few kernels libtorch lacks (the optimizer's mixed-precision update). The source travels in
+ * the jar, so the build needs no nvcc and the code is compiled for exactly the device's
+ * architecture; each source is compiled once per process and architecture, and its library stays
+ * loaded for the process's life (as libtorch's own kernels do).
+ *
+ * <p>The source must include no headers (NVRTC would need the CUDA toolkit's include directory,
+ * which a runtime-only install lacks) and declare its kernels {@code extern "C"}.
+ */
+public final class CudaKernels {
+  private static final Map<String, CudaKernels> COMPILED = new ConcurrentHashMap<>();
+
+  private final String name;
+  private final CUlib_st library;
+  private final int multiprocessors;
+
+  private CudaKernels(String name, CUlib_st library, int multiprocessors) {
+    this.name = name;
+    this.library = library;
+    this.multiprocessors = multiprocessors;
+  }
+
+  /**
+   * {@code source}, compiled for the current device's architecture (once: later calls with the
+   * same name and architecture return the first library).
+   *
+   * @throws IllegalStateException when NVRTC is missing or the source does not compile or load
+   */
+  public static CudaKernels compile(String name, String source) {
+    int device = currentDevice();
+    int major = attribute(cudaDevAttrComputeCapabilityMajor, device);
+    int minor = attribute(cudaDevAttrComputeCapabilityMinor, device);
+    String arch = "sm_" + major + minor;
+    return COMPILED.computeIfAbsent(name + "@" + arch,
+        key -> new CudaKernels(name, load(name, nvrtcCompile(name, source, arch)), attribute(cudaDevAttrMultiProcessorCount, device)));
+  }
+
+  /** The streaming multiprocessors of the device it was compiled on: the grid size of a grid-stride kernel follows it. */
+  public int multiprocessors() {
+    return multiprocessors;
+  }
+
+  /** The {@code extern "C"} kernel {@code symbol} of this library. */
+  public Kernel kernel(String symbol) {
+    CUkern_st kernel = new CUkern_st();
+    check(cudaLibraryGetKernel(kernel, library, symbol), name + ": kernel " + symbol);
+    return new Kernel(name + "." + symbol, kernel);
+  }
+
+  /** One kernel: launched with {@link Arguments} on libtorch's current stream of the current device. */
+  public static final class Kernel {
+    private final String name;
+    private final CUkern_st handle;
+
+    private Kernel(String name, CUkern_st handle) {
+      this.name = name;
+      this.handle = handle;
+    }
+
+    /** Queues the kernel on libtorch's current stream: {@code blocks} of {@code threads}, one dimension. */
+    public void launch(long blocks, int threads, Arguments arguments) {
+      if (blocks < 1 || blocks > Integer.MAX_VALUE || threads < 1) {
+        throw new IllegalArgumentException(name + ": grid of " + blocks + " blocks of " + threads + " threads");
+      }
+      try (dim3 grid = new dim3(1); dim3 block = new dim3(1)) {
+        grid.x((int) blocks).y(1).z(1);
+        block.x(threads).y(1).z(1);
+        check(cudaLaunchKernel(handle, grid, block, arguments.addresses, 0, torch_cuda.getCurrentCUDAStream().stream()),
+            name + ": launch");
+      }
+    }
+  }
+
+  /**
+   * A kernel's arguments, in order, each in an 8-byte slot of native memory (a device pointer, a
+   * 64-bit integer, or a float in the slot's low bytes). Reused from launch to launch: the launch
+   * copies the values.
+   */
+  public static final class Arguments implements AutoCloseable {
+    private final LongPointer slots;
+    private final LongPointer addresses; // void*[]: the address of each slot, as cudaLaunchKernel takes them
+
+    public Arguments(int count) {
+      slots = new LongPointer(count);
+      addresses = new LongPointer(count);
+      for (int i = 0; i < count; i++) {
+        addresses.put(i, slots.address() + (long) i * Long.BYTES);
+      }
+    }
+
+    /** Argument {@code i}: the device address of {@code tensor}'s first element. */
+    public Arguments pointer(int i, Tensor tensor) {
+      slots.put(i, tensor.data_ptr().address());
+      return this;
+    }
+
+    /** Argument {@code i}: a {@code long long}. */
+    public Arguments int64(int i, long value) {
+      slots.put(i, value);
+      return this;
+    }
+
+    /** Argument {@code i}: a {@code float} (x86-64 and aarch64 are little-endian: the slot's low four bytes). */
+    public Arguments float32(int i, float value) {
+      slots.put(i, Integer.toUnsignedLong(Float.floatToRawIntBits(value)));
+      return this;
+    }
+
+    @Override
+    public void close() {
+      slots.close();
+      addresses.close();
+    }
+  }
+
+  private static byte[] nvrtcCompile(String name, String source, String arch) {
+    _nvrtcProgram program = new _nvrtcProgram();
+    try (BytePointer src = new BytePointer(source); BytePointer file = new BytePointer(name + ".cu")) {
+      checkNvrtc(nvrtc.nvrtcCreateProgram(program, src, file, 0, (PointerPointer<?>) null, (PointerPointer<?>) null),
+          name + ": nvrtcCreateProgram");
+    } catch (UnsatisfiedLinkError | NoClassDefFoundError e) {
+      throw new IllegalStateException("NVRTC (libnvrtc.so, CUDA's run-time compiler) could not be loaded: " + e.getMessage()
+          + ". Install it beside the CUDA runtime (pip's nvidia-cuda-nvrtc, or the CUDA toolkit).", e);
+    }
+    try (PointerPointer<BytePointer> options = new PointerPointer<>("--gpu-architecture=" + arch, "--std=c++17")) {
+      int compiled = nvrtc.nvrtcCompileProgram(program, 2, options);
+      if (compiled != nvrtc.NVRTC_SUCCESS) {
+        throw new IllegalStateException(name + " did not compile for " + arch + ": "
+            + nvrtc.nvrtcGetErrorString(compiled).getString() + "\n" + log(program));
+      }
+      try (SizeTPointer size = new SizeTPointer(1)) {
+        checkNvrtc(nvrtc.nvrtcGetCUBINSize(program, size), name + ": nvrtcGetCUBINSize");
+        byte[] cubin = new byte[(int) size.get()];
+        checkNvrtc(nvrtc.nvrtcGetCUBIN(program, cubin), name + ": nvrtcGetCUBIN");
+        return cubin;
+      }
+    } finally {
+      nvrtc.nvrtcDestroyProgram(program);
+    }
+  }
+
+  private static String log(_nvrtcProgram program) {
+    try (SizeTPointer size = new SizeTPointer(1)) {
+      nvrtc.nvrtcGetProgramLogSize(program, size);
+      byte[] text = new byte[(int) size.get()];
+      nvrtc.nvrtcGetProgramLog(program, text);
+      return new String(text, 0, Math.max(0, text.length - 1), java.nio.charset.StandardCharsets.UTF_8);
+    }
+  }
+
+  private static CUlib_st load(String name, byte[] cubin) {
+    CUlib_st library = new CUlib_st();
+    try (BytePointer code = new BytePointer(cubin)) {
+      check(cudaLibraryLoadData(library, code, (IntPointer) null, (PointerPointer<?>) null, 0, (IntPointer) null,
+          (PointerPointer<?>) null, 0), name + ": cudaLibraryLoadData");
+    }
+    return library;
+  }
+
+  /** libtorch's current device on this thread, made the CUDA runtime's current device too. */
+  private static int currentDevice() {
+    int device = torch_cuda.getCurrentCUDAStream().device_index();
+    int[] runtime = new int[1];
+    check(cudaGetDevice(runtime), "cudaGetDevice");
+    if (runtime[0] != device) {
+      check(cudaSetDevice(device), "cudaSetDevice");
+    }
+    return device;
+  }
+
+  private static int attribute(int attribute, int device) {
+    int[] value = new int[1];
+    check(cudaDeviceGetAttribute(value, attribute, device), "cudaDeviceGetAttribute");
+    return value[0];
+  }
+
+  private static void check(int result, String what) {
+    if (result != 0) {
+      throw new IllegalStateException(what + " failed: " + cudaGetErrorString(result).getString());
+    }
+  }
+
+  private static void checkNvrtc(int result, String what) {
+    if (result != nvrtc.NVRTC_SUCCESS) {
+      throw new IllegalStateException(what + " failed: " + nvrtc.nvrtcGetErrorString(result).getString());
+    }
+  }
+}
