@@ -4,22 +4,20 @@ import static org.bytedeco.cuda.global.cudart.cudaDevAttrComputeCapabilityMajor;
 import static org.bytedeco.cuda.global.cudart.cudaDevAttrComputeCapabilityMinor;
 import static org.bytedeco.cuda.global.cudart.cudaDevAttrMultiProcessorCount;
 import static org.bytedeco.cuda.global.cudart.cudaDeviceGetAttribute;
-import static org.bytedeco.cuda.global.cudart.cudaGetDevice;
 import static org.bytedeco.cuda.global.cudart.cudaGetErrorString;
-import static org.bytedeco.cuda.global.cudart.cudaLaunchKernel;
-import static org.bytedeco.cuda.global.cudart.cudaLibraryGetKernel;
-import static org.bytedeco.cuda.global.cudart.cudaLibraryLoadData;
+import static org.bytedeco.cuda.global.cudart.cuGetErrorString;
+import static org.bytedeco.cuda.global.cudart.cuLaunchKernel;
+import static org.bytedeco.cuda.global.cudart.cuModuleGetFunction;
+import static org.bytedeco.cuda.global.cudart.cuModuleLoadData;
 import static org.bytedeco.cuda.global.cudart.cudaSetDevice;
 
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
-import org.bytedeco.cuda.cudart.CUkern_st;
-import org.bytedeco.cuda.cudart.CUlib_st;
-import org.bytedeco.cuda.cudart.dim3;
+import org.bytedeco.cuda.cudart.CUfunc_st;
+import org.bytedeco.cuda.cudart.CUmod_st;
 import org.bytedeco.cuda.global.nvrtc;
 import org.bytedeco.cuda.nvrtc._nvrtcProgram;
 import org.bytedeco.javacpp.BytePointer;
-import org.bytedeco.javacpp.IntPointer;
 import org.bytedeco.javacpp.LongPointer;
 import org.bytedeco.javacpp.PointerPointer;
 import org.bytedeco.javacpp.SizeTPointer;
@@ -30,8 +28,9 @@ import org.bytedeco.pytorch.global.torch_cuda;
  * CUDA C++ compiled at run time by NVRTC for the GPU at hand and loaded as a CUDA library: for
  * the few kernels libtorch lacks (the optimizer's mixed-precision update). The source travels in
  * the jar, so the build needs no nvcc and the code is compiled for exactly the device's
- * architecture; each source is compiled once per process and architecture, and its library stays
- * loaded for the process's life (as libtorch's own kernels do).
+ * architecture; each source is compiled once per process and device, and its module stays loaded
+ * in the device's primary context (libtorch's) for the process's life, as libtorch's own kernels
+ * do.
  *
  * <p>The source must include no headers (NVRTC would need the CUDA toolkit's include directory,
  * which a runtime-only install lacks) and declare its kernels {@code extern "C"}.
@@ -40,18 +39,18 @@ public final class CudaKernels {
   private static final Map<String, CudaKernels> COMPILED = new ConcurrentHashMap<>();
 
   private final String name;
-  private final CUlib_st library;
+  private final CUmod_st module;
   private final int multiprocessors;
 
-  private CudaKernels(String name, CUlib_st library, int multiprocessors) {
+  private CudaKernels(String name, CUmod_st module, int multiprocessors) {
     this.name = name;
-    this.library = library;
+    this.module = module;
     this.multiprocessors = multiprocessors;
   }
 
   /**
-   * {@code source}, compiled for the current device's architecture (once: later calls with the
-   * same name and architecture return the first library).
+   * {@code source}, compiled for the current device's architecture and loaded there (once: later
+   * calls with the same name on the same device return the first module).
    *
    * @throws IllegalStateException when NVRTC is missing or the source does not compile or load
    */
@@ -60,7 +59,7 @@ public final class CudaKernels {
     int major = attribute(cudaDevAttrComputeCapabilityMajor, device);
     int minor = attribute(cudaDevAttrComputeCapabilityMinor, device);
     String arch = "sm_" + major + minor;
-    return COMPILED.computeIfAbsent(name + "@" + arch,
+    return COMPILED.computeIfAbsent(name + "@" + device,
         key -> new CudaKernels(name, load(name, nvrtcCompile(name, source, arch)), attribute(cudaDevAttrMultiProcessorCount, device)));
   }
 
@@ -69,19 +68,19 @@ public final class CudaKernels {
     return multiprocessors;
   }
 
-  /** The {@code extern "C"} kernel {@code symbol} of this library. */
+  /** The {@code extern "C"} kernel {@code symbol} of this module. */
   public Kernel kernel(String symbol) {
-    CUkern_st kernel = new CUkern_st();
-    check(cudaLibraryGetKernel(kernel, library, symbol), name + ": kernel " + symbol);
-    return new Kernel(name + "." + symbol, kernel);
+    CUfunc_st function = Native.own(new CUfunc_st()); // cached by callers: no caller's PointerScope may reset it
+    checkDriver(cuModuleGetFunction(function, module, symbol), name + ": kernel " + symbol);
+    return new Kernel(name + "." + symbol, function);
   }
 
   /** One kernel: launched with {@link Arguments} on libtorch's current stream of the current device. */
   public static final class Kernel {
     private final String name;
-    private final CUkern_st handle;
+    private final CUfunc_st handle;
 
-    private Kernel(String name, CUkern_st handle) {
+    private Kernel(String name, CUfunc_st handle) {
       this.name = name;
       this.handle = handle;
     }
@@ -91,54 +90,58 @@ public final class CudaKernels {
       if (blocks < 1 || blocks > Integer.MAX_VALUE || threads < 1) {
         throw new IllegalArgumentException(name + ": grid of " + blocks + " blocks of " + threads + " threads");
       }
-      try (dim3 grid = new dim3(1); dim3 block = new dim3(1)) {
-        grid.x((int) blocks).y(1).z(1);
-        block.x(threads).y(1).z(1);
-        check(cudaLaunchKernel(handle, grid, block, arguments.addresses, 0, torch_cuda.getCurrentCUDAStream().stream()),
-            name + ": launch");
-      }
+      checkDriver(cuLaunchKernel(handle, (int) blocks, 1, 1, threads, 1, 1, 0, torch_cuda.getCurrentCUDAStream().stream(),
+          arguments.addresses, (PointerPointer<?>) null), name + ": launch");
     }
   }
 
   /**
-   * A kernel's arguments, in order, each in an 8-byte slot of native memory (a device pointer, a
-   * 64-bit integer, or a float in the slot's low bytes). Reused from launch to launch: the launch
-   * copies the values.
+   * A kernel's arguments, in order, each in an 8-byte slot of native memory of its own (a device
+   * pointer, a 64-bit integer, a double, or a float in the slot's low bytes), owned here rather than by any
+   * caller's PointerScope. Reused from launch to launch: the launch copies the values.
    */
   public static final class Arguments implements AutoCloseable {
-    private final LongPointer slots;
-    private final LongPointer addresses; // void*[]: the address of each slot, as cudaLaunchKernel takes them
+    private final LongPointer[] slots;
+    // void*[]: each slot's address, as cuLaunchKernel takes them. (A LongPointer holding the same
+    // addresses, passed as a plain Pointer, was refused with "invalid argument" on an H200.)
+    private final PointerPointer<LongPointer> addresses;
 
     public Arguments(int count) {
-      slots = new LongPointer(count);
-      addresses = new LongPointer(count);
+      slots = new LongPointer[count];
       for (int i = 0; i < count; i++) {
-        addresses.put(i, slots.address() + (long) i * Long.BYTES);
+        slots[i] = Native.own(new LongPointer(1));
       }
+      addresses = Native.own(new PointerPointer<>(slots));
     }
 
     /** Argument {@code i}: the device address of {@code tensor}'s first element. */
     public Arguments pointer(int i, Tensor tensor) {
-      slots.put(i, tensor.data_ptr().address());
+      slots[i].put(tensor.data_ptr().address());
       return this;
     }
 
-    /** Argument {@code i}: a {@code long long}. */
+    /** Argument {@code i}: a {@code long long}, or a device address. */
     public Arguments int64(int i, long value) {
-      slots.put(i, value);
+      slots[i].put(value);
+      return this;
+    }
+
+    /** Argument {@code i}: a {@code double}. */
+    public Arguments float64(int i, double value) {
+      slots[i].put(Double.doubleToRawLongBits(value));
       return this;
     }
 
     /** Argument {@code i}: a {@code float} (x86-64 and aarch64 are little-endian: the slot's low four bytes). */
     public Arguments float32(int i, float value) {
-      slots.put(i, Integer.toUnsignedLong(Float.floatToRawIntBits(value)));
+      slots[i].put(Integer.toUnsignedLong(Float.floatToRawIntBits(value)));
       return this;
     }
 
     @Override
     public void close() {
-      slots.close();
       addresses.close();
+      Native.closeAll(java.util.List.of(slots));
     }
   }
 
@@ -177,23 +180,21 @@ public final class CudaKernels {
     }
   }
 
-  private static CUlib_st load(String name, byte[] cubin) {
-    CUlib_st library = new CUlib_st();
+  private static CUmod_st load(String name, byte[] cubin) {
+    CUmod_st module = Native.own(new CUmod_st()); // cached for the process: no caller's PointerScope may reset it
     try (BytePointer code = new BytePointer(cubin)) {
-      check(cudaLibraryLoadData(library, code, (IntPointer) null, (PointerPointer<?>) null, 0, (IntPointer) null,
-          (PointerPointer<?>) null, 0), name + ": cudaLibraryLoadData");
+      checkDriver(cuModuleLoadData(module, code), name + ": cuModuleLoadData");
     }
-    return library;
+    return module;
   }
 
-  /** libtorch's current device on this thread, made the CUDA runtime's current device too. */
+  /**
+   * libtorch's current device on this thread, made the CUDA runtime's current device too, which
+   * makes its primary context (libtorch's) current for the driver calls that load and launch.
+   */
   private static int currentDevice() {
     int device = torch_cuda.getCurrentCUDAStream().device_index();
-    int[] runtime = new int[1];
-    check(cudaGetDevice(runtime), "cudaGetDevice");
-    if (runtime[0] != device) {
-      check(cudaSetDevice(device), "cudaSetDevice");
-    }
+    check(cudaSetDevice(device), "cudaSetDevice");
     return device;
   }
 
@@ -206,6 +207,16 @@ public final class CudaKernels {
   private static void check(int result, String what) {
     if (result != 0) {
       throw new IllegalStateException(what + " failed: " + cudaGetErrorString(result).getString());
+    }
+  }
+
+  private static void checkDriver(int result, String what) {
+    if (result != 0) {
+      try (PointerPointer<BytePointer> message = new PointerPointer<>(1)) {
+        cuGetErrorString(result, message);
+        BytePointer text = message.get(BytePointer.class, 0);
+        throw new IllegalStateException(what + " failed: CUDA driver error " + result + (text == null ? "" : " (" + text.getString() + ")"));
+      }
     }
   }
 

@@ -74,8 +74,8 @@ final class MixedPrecisionAdamW implements AutoCloseable {
    */
   void step(List<Tensor> masters, List<Tensor> gradients, List<Tensor> expAvgs, List<Tensor> expAvgSqs,
       List<Tensor> steps, double lr, double beta1, double beta2, double weightDecay, double eps, double gradScale) {
-    arguments.float32(6, (float) lr).float32(7, (float) beta1).float32(8, (float) beta2).float32(9, (float) eps)
-        .float32(10, (float) weightDecay).float32(11, (float) gradScale);
+    arguments.float64(6, lr).float64(7, beta1).float64(8, beta2).float64(9, eps).float64(10, weightDecay)
+        .float32(11, (float) gradScale);
     long maxBlocks = (long) library.multiprocessors() * BLOCKS_PER_MULTIPROCESSOR;
     for (int i = 0; i < masters.size(); i++) {
       Tensor p = masters.get(i);

@@ -24,16 +24,16 @@ __device__ __forceinline__ float gradient(unsigned int bits, float grad_scale) {
   return grad_scale == 1.0f ? g : g / grad_scale;
 }
 
+// The hyperparameters arrive in double, as PyTorch holds them: 1 - beta2 taken in float would be
+// off by 1.3e-5 relative (0.999f is not 0.999), and so would every second moment.
 struct Hyper {
-  float lr, beta1, beta2, eps, weight_decay, step_size, bias_correction2_sqrt;
+  float beta1, one_minus_beta1, beta2, one_minus_beta2, eps, lr_weight_decay, step_size, bias_correction2_sqrt;
 };
 
 __device__ __forceinline__ void adamw(float& p, float g, float& m, float& v, const Hyper& h) {
-  if (h.weight_decay != 0.0f) {
-    p -= h.lr * h.weight_decay * p;
-  }
-  m = h.beta1 * m + (1.0f - h.beta1) * g;
-  v = h.beta2 * v + (1.0f - h.beta2) * g * g;
+  p -= h.lr_weight_decay * p;
+  m = h.beta1 * m + h.one_minus_beta1 * g;
+  v = h.beta2 * v + h.one_minus_beta2 * g * g;
   float denom = sqrtf(v) / h.bias_correction2_sqrt + h.eps;
   p -= h.step_size * m / denom;
 }
@@ -42,18 +42,19 @@ __device__ __forceinline__ void adamw(float& p, float g, float& m, float& v, con
 // last n % 4 elements go one by one. Grid-stride loops: the grid follows the GPU, not n.
 template <bool BF16, bool VEC4>
 __device__ void update(float* __restrict__ p, const unsigned short* __restrict__ g, float* __restrict__ m,
-                       float* __restrict__ v, const float* __restrict__ step, long long n, float lr, float beta1,
-                       float beta2, float eps, float weight_decay, float grad_scale) {
+                       float* __restrict__ v, const float* __restrict__ step, long long n, double lr, double beta1,
+                       double beta2, double eps, double weight_decay, float grad_scale) {
   // The step count is the parameter's own (a tensor the caller has already incremented), as in PyTorch.
   const double t = (double) *step;
   Hyper h;
-  h.lr = lr;
-  h.beta1 = beta1;
-  h.beta2 = beta2;
-  h.eps = eps;
-  h.weight_decay = weight_decay;
-  h.step_size = (float) ((double) lr / (1.0 - pow((double) beta1, t)));
-  h.bias_correction2_sqrt = (float) sqrt(1.0 - pow((double) beta2, t));
+  h.beta1 = (float) beta1;
+  h.one_minus_beta1 = (float) (1.0 - beta1);
+  h.beta2 = (float) beta2;
+  h.one_minus_beta2 = (float) (1.0 - beta2);
+  h.eps = (float) eps;
+  h.lr_weight_decay = (float) (lr * weight_decay);
+  h.step_size = (float) (lr / (1.0 - pow(beta1, t)));
+  h.bias_correction2_sqrt = (float) sqrt(1.0 - pow(beta2, t));
   const long long stride = (long long) gridDim.x * blockDim.x;
   long long first = (long long) blockIdx.x * blockDim.x + threadIdx.x;
   long long scalar_from = 0;
@@ -91,8 +92,8 @@ __device__ void update(float* __restrict__ p, const unsigned short* __restrict__
 
 #define ADAMW_KERNEL(NAME, BF16, VEC4)                                                                   \
   extern "C" __global__ void NAME(float* p, const unsigned short* g, float* m, float* v, const float* step, \
-                                  long long n, float lr, float beta1, float beta2, float eps,              \
-                                  float weight_decay, float grad_scale) {                                 \
+                                  long long n, double lr, double beta1, double beta2, double eps,          \
+                                  double weight_decay, float grad_scale) {                                \
     update<BF16, VEC4>(p, g, m, v, step, n, lr, beta1, beta2, eps, weight_decay, grad_scale);             \
   }
 
