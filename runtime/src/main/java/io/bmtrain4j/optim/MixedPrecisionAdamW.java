@@ -24,6 +24,8 @@ import org.slf4j.LoggerFactory;
 final class MixedPrecisionAdamW implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(MixedPrecisionAdamW.class);
   private static final String SOURCE_NAME = "adamw_mixed_precision";
+  /** The source's kernels: element-wise and four at a time, for bf16 and for fp16 gradients. */
+  static final List<String> KERNELS = List.of("adamw_bf16", "adamw_bf16_vec4", "adamw_fp16", "adamw_fp16_vec4");
   private static final int THREADS = 256;
   /** Resident blocks per multiprocessor a grid-stride launch aims for (2048 threads each on Hopper). */
   private static final int BLOCKS_PER_MULTIPROCESSOR = 8;
@@ -38,10 +40,10 @@ final class MixedPrecisionAdamW implements AutoCloseable {
 
   private MixedPrecisionAdamW(CudaKernels library) {
     this.library = library;
-    bf16 = library.kernel("adamw_bf16");
-    bf16Vec4 = library.kernel("adamw_bf16_vec4");
-    fp16 = library.kernel("adamw_fp16");
-    fp16Vec4 = library.kernel("adamw_fp16_vec4");
+    bf16 = library.kernel(KERNELS.get(0));
+    bf16Vec4 = library.kernel(KERNELS.get(1));
+    fp16 = library.kernel(KERNELS.get(2));
+    fp16Vec4 = library.kernel(KERNELS.get(3));
   }
 
   /** The kernel for libtorch's current GPU, or null (logged once) when it cannot be compiled there. */
@@ -101,7 +103,8 @@ final class MixedPrecisionAdamW implements AutoCloseable {
     }
   }
 
-  private static String source() {
+  /** The kernels' CUDA C++ source, from the jar. */
+  static String source() {
     try (InputStream in = MixedPrecisionAdamW.class.getResourceAsStream(SOURCE_NAME + ".cu")) {
       if (in == null) {
         throw new IllegalStateException(SOURCE_NAME + ".cu is missing from the runtime jar");
