@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU checks of issue 7, in one go on a 4-GPU machine (project root, parts received):
-# parity of ZeRO-3 on 2 and 4 GPUs against a plain 1-GPU model (fp32 and bf16), the NCCL watchdog
-# against a vanished peer, the example training on 1, 2 and 4 GPUs, and collective bus bandwidth
-# of bmtrain4j next to PyTorch's NCCL process group.
+# parity of ZeRO-3 on 2 and 4 GPUs against a plain 1-GPU model (fp32 and bf16), Adam's
+# mixed-precision kernel against libtorch's fused AdamW, the NCCL watchdog against a vanished
+# peer, the example training on 1, 2 and 4 GPUs, and collective bus bandwidth of bmtrain4j next to
+# PyTorch's NCCL process group.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export BMT_JAVA_OPTS="${BMT_JAVA_OPTS:--Xmx8g}"
@@ -12,6 +13,8 @@ for n in 2 4; do
   run "$n" io.bmtrain4j.examples.GpuParityCheck --dtype bf16 --d-model 1024 --layers 6 | grep "GPU parity"
 done
 run 1 io.bmtrain4j.examples.GpuParityCheck --dropout 0.1 | grep "GPU parity"
+run 1 io.bmtrain4j.examples.AdamKernelCheck | grep "Adam kernel check"
+run 1 io.bmtrain4j.examples.AdamKernelCheck --dtype fp16 | grep "Adam kernel check"
 echo "=== dead peer (2 GPUs, timeout 10 s) ==="
 start=$(date +%s)
 run 2 io.bmtrain4j.examples.DeadPeerCheck --timeout-s 10 | grep -E "vanishes|did not complete|FAILED|asynchronous|exitcode" | head -5
