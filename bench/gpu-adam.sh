@@ -15,11 +15,11 @@ source bench/gpu-args.sh "$@"
 run() { bash .gpu/gpu.sh torchrun --nproc_per_node="$n" -- "$@" 2>&1; }
 if [ "${CHECKS:-1}" = 1 ]; then
   echo "=== checks ==="
-  run io.bmtrain4j.examples.AdamKernelCheck | grep -E "Adam kernel check|Exception|rror" | head -5
-  run io.bmtrain4j.examples.AdamKernelCheck --dtype fp16 | grep -E "Adam kernel check|Exception|rror" | head -5
+  run io.bmtrain4j.examples.AdamKernelCheck | grep -iE "Adam kernel check|exception|error|unavailable" | head -5
+  run io.bmtrain4j.examples.AdamKernelCheck --dtype fp16 | grep -iE "Adam kernel check|exception|error|unavailable" | head -5
   echo "=== optimizer step, 0.8B bf16 parameters over $n GPU(s) ==="
   run io.bmtrain4j.examples.OptimizerBenchmark --device cuda --dtype bf16 --d-model 4096 --layers 4 --steps 5 --rounds 3 \
-    | grep -E "parameters on this rank|ms/step|Exception" | head -8
+    | grep -iE "parameters on this rank|ms/step|exception|unavailable" | head -8
 fi
 results=()
 for adam in kernel libtorch; do
@@ -29,7 +29,7 @@ for adam in kernel libtorch; do
   timeout 400 bash .gpu/gpu.sh torchrun --nproc_per_node="$n" -- io.bmtrain4j.examples.bench.GptThroughput "${args[@]}" \
     --activation-rounds --no-full-recompute-rounds --no-prefetch-rounds --variants prefetch,budget --phases \
     "${extra[@]}" ${BMT_ARGS:-} > "$log" 2>&1
-  grep -E "^(GPT|Adam|prefetch|budget|phases|RESULT) " "$log" || grep -v "^\s*$" "$log" | tail -20 | cut -c1-300
+  grep -E "^(GPT|Adam:|prefetch|budget|phases|RESULT) |unavailable" "$log" || grep -v "^\s*$" "$log" | tail -20 | cut -c1-300
   while read -r line; do results+=("$adam: $line"); done < <(grep '^RESULT' "$log")
 done
 for s in ${FSDP2_SETTINGS:-0 1}; do

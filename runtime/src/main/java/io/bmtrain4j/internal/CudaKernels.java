@@ -4,6 +4,7 @@ import static org.bytedeco.cuda.global.cudart.cudaDevAttrComputeCapabilityMajor;
 import static org.bytedeco.cuda.global.cudart.cudaDevAttrComputeCapabilityMinor;
 import static org.bytedeco.cuda.global.cudart.cudaDevAttrMultiProcessorCount;
 import static org.bytedeco.cuda.global.cudart.cudaDeviceGetAttribute;
+import static org.bytedeco.cuda.global.cudart.cudaGetDevice;
 import static org.bytedeco.cuda.global.cudart.cudaGetErrorString;
 import static org.bytedeco.cuda.global.cudart.cuGetErrorString;
 import static org.bytedeco.cuda.global.cudart.cuLaunchKernel;
@@ -39,28 +40,60 @@ public final class CudaKernels {
   private static final Map<String, CudaKernels> COMPILED = new ConcurrentHashMap<>();
 
   private final String name;
+  private final int device;
   private final CUmod_st module;
   private final int multiprocessors;
 
-  private CudaKernels(String name, CUmod_st module, int multiprocessors) {
+  private CudaKernels(String name, int device, CUmod_st module, int multiprocessors) {
     this.name = name;
+    this.device = device;
     this.module = module;
     this.multiprocessors = multiprocessors;
   }
 
   /**
-   * {@code source}, compiled for the current device's architecture and loaded there (once: later
-   * calls with the same name on the same device return the first module).
+   * {@code source}, compiled for GPU {@code device}'s architecture and loaded there (once: later
+   * calls with the same name and device return the first module).
    *
    * @throws IllegalStateException when NVRTC is missing or the source does not compile or load
    */
-  public static CudaKernels compile(String name, String source) {
-    int device = currentDevice();
-    int major = attribute(cudaDevAttrComputeCapabilityMajor, device);
-    int minor = attribute(cudaDevAttrComputeCapabilityMinor, device);
-    String arch = "sm_" + major + minor;
-    return COMPILED.computeIfAbsent(name + "@" + device,
-        key -> new CudaKernels(name, load(name, nvrtcCompile(name, source, arch)), attribute(cudaDevAttrMultiProcessorCount, device)));
+  public static CudaKernels compile(String name, String source, int device) {
+    return COMPILED.computeIfAbsent(name + "@" + device, key -> {
+      try (OnDevice on = new OnDevice(device)) {
+        String arch = "sm_" + attribute(cudaDevAttrComputeCapabilityMajor, device) + attribute(cudaDevAttrComputeCapabilityMinor, device);
+        return new CudaKernels(name, device, load(name, nvrtcCompile(name, source, arch)), attribute(cudaDevAttrMultiProcessorCount, device));
+      }
+    });
+  }
+
+  /**
+   * Makes this module's device the thread's current CUDA device, and so its primary context
+   * (libtorch's) current for launches, until closed: then the thread's previous device is back.
+   * Launch this module's kernels inside one.
+   */
+  public OnDevice onDevice() {
+    return new OnDevice(device);
+  }
+
+  /** A thread's current CUDA device, set for a while (see {@link #onDevice()}). */
+  public static final class OnDevice implements AutoCloseable {
+    private final int previous;
+    private final int device;
+
+    private OnDevice(int device) {
+      int[] current = new int[1];
+      check(cudaGetDevice(current), "cudaGetDevice");
+      this.previous = current[0];
+      this.device = device;
+      check(cudaSetDevice(device), "cudaSetDevice"); // also makes the device's primary context current
+    }
+
+    @Override
+    public void close() {
+      if (previous != device) {
+        check(cudaSetDevice(previous), "cudaSetDevice");
+      }
+    }
   }
 
   /** The streaming multiprocessors of the device it was compiled on: the grid size of a grid-stride kernel follows it. */
@@ -72,25 +105,30 @@ public final class CudaKernels {
   public Kernel kernel(String symbol) {
     CUfunc_st function = Native.own(new CUfunc_st()); // cached by callers: no caller's PointerScope may reset it
     checkDriver(cuModuleGetFunction(function, module, symbol), name + ": kernel " + symbol);
-    return new Kernel(name + "." + symbol, function);
+    return new Kernel(name + "." + symbol, function, (byte) device);
   }
 
-  /** One kernel: launched with {@link Arguments} on libtorch's current stream of the current device. */
+  /** One kernel: launched with {@link Arguments} on libtorch's current stream of its module's device. */
   public static final class Kernel {
     private final String name;
     private final CUfunc_st handle;
+    private final byte device;
 
-    private Kernel(String name, CUfunc_st handle) {
+    private Kernel(String name, CUfunc_st handle, byte device) {
       this.name = name;
       this.handle = handle;
+      this.device = device;
     }
 
-    /** Queues the kernel on libtorch's current stream: {@code blocks} of {@code threads}, one dimension. */
+    /**
+     * Queues the kernel on libtorch's current stream of its device: {@code blocks} of
+     * {@code threads}, one dimension. Call it inside its module's {@link #onDevice()}.
+     */
     public void launch(long blocks, int threads, Arguments arguments) {
       if (blocks < 1 || blocks > Integer.MAX_VALUE || threads < 1) {
         throw new IllegalArgumentException(name + ": grid of " + blocks + " blocks of " + threads + " threads");
       }
-      checkDriver(cuLaunchKernel(handle, (int) blocks, 1, 1, threads, 1, 1, 0, torch_cuda.getCurrentCUDAStream().stream(),
+      checkDriver(cuLaunchKernel(handle, (int) blocks, 1, 1, threads, 1, 1, 0, torch_cuda.getCurrentCUDAStream(device).stream(),
           arguments.addresses, (PointerPointer<?>) null), name + ": launch");
     }
   }
@@ -186,16 +224,6 @@ public final class CudaKernels {
       checkDriver(cuModuleLoadData(module, code), name + ": cuModuleLoadData");
     }
     return module;
-  }
-
-  /**
-   * libtorch's current device on this thread, made the CUDA runtime's current device too, which
-   * makes its primary context (libtorch's) current for the driver calls that load and launch.
-   */
-  private static int currentDevice() {
-    int device = torch_cuda.getCurrentCUDAStream().device_index();
-    check(cudaSetDevice(device), "cudaSetDevice");
-    return device;
   }
 
   private static int attribute(int attribute, int device) {

@@ -35,6 +35,8 @@ public class AdamOptimizer extends ShardedOptimizer {
   private final Map<ShardedParameter, Moments> moments = new IdentityHashMap<>();
   /** bf16/fp16 parameters' update on a GPU (see AdamOptions.mixedPrecisionKernel); made at the first such step. */
   private MixedPrecisionAdamW kernel;
+  /** Parameter slices the last step updated with that kernel. */
+  private int kernelSlices;
 
   /** A parameter's Adam state, fp32 beside its master: the two moments and its step count. */
   private record Moments(Tensor expAvg, Tensor expAvgSq, Tensor step) {}
@@ -76,6 +78,7 @@ public class AdamOptimizer extends ShardedOptimizer {
   @Override
   public void step(double gradScale) {
     steps++;
+    kernelSlices = 0;
     double baseLr = steps <= options.holdSteps() ? 0.0 : learningRate();
     try (PointerScope temporaries = new PointerScope(); NoGradGuard g = new NoGradGuard()) {
       Map<ParameterGroup, List<Stepping>> byBlock = new LinkedHashMap<>();
@@ -152,7 +155,7 @@ public class AdamOptimizer extends ShardedOptimizer {
       List<ShardedParameter> fusedParameters = new ArrayList<>();
       for (int i = 0; i < all.size(); i++) {
         ShardedParameter p = all.get(i);
-        if (stored != null && MixedPrecisionAdamW.handles(masters.of(p), stored.get(i)) && mixedPrecisionKernel() != null) {
+        if (stored != null && mixedPrecisionKernel().handles(masters.of(p), stored.get(i))) {
           converting.add(masters.of(p), moments.get(p), stored.get(i));
         } else {
           fusedParameters.add(p);
@@ -160,6 +163,7 @@ public class AdamOptimizer extends ShardedOptimizer {
         }
       }
       if (!converting.weights.isEmpty()) {
+        kernelSlices += converting.weights.size();
         kernel.step(converting.weights, converting.grads, converting.expAvgs, converting.expAvgSqs, converting.steps, lr,
             options.beta1(), options.beta2(), settings.weightDecay(), options.eps(), gradScale);
       }
@@ -189,12 +193,21 @@ public class AdamOptimizer extends ShardedOptimizer {
     }
   }
 
-  /** The mixed-precision kernel, compiled on first need; null where it is unavailable (logged once). */
+  /** The mixed-precision kernel, made at the first step that has bf16/fp16 gradients beside their state. */
   private MixedPrecisionAdamW mixedPrecisionKernel() {
     if (kernel == null) {
-      kernel = MixedPrecisionAdamW.onThisDevice();
+      kernel = new MixedPrecisionAdamW();
     }
     return kernel;
+  }
+
+  /**
+   * How many parameter slices the last step updated with bmtrain4j's mixed-precision kernel
+   * ({@link AdamOptions#mixedPrecisionKernel()}): 0 on the CPU, for fp32 parameters, offloaded
+   * state, or where NVRTC is missing (then a warning was logged).
+   */
+  public int slicesOnMixedPrecisionKernel() {
+    return kernelSlices;
   }
 
   @Override

@@ -3,8 +3,9 @@
 // masters' dtype, which costs an fp32 copy of every gradient (written, then read again) before
 // each step; reading the 2-byte gradient here moves 26 bytes per parameter instead of 34.
 //
-// The arithmetic is PyTorch's fused AdamW (torch.optim.AdamW(fused=True)) in fp32: decoupled
-// weight decay, then the moments, then the bias-corrected step. No headers: NVRTC compiles this
+// The formula is PyTorch's fused AdamW (torch.optim.AdamW(fused=True)): decoupled weight decay,
+// then the moments, then the bias-corrected step. It runs in fp32 with constants rounded from
+// double, where PyTorch does some products in double: results agree to a few ulps per step. No headers: NVRTC compiles this
 // at run time without the CUDA toolkit's include directory (see io.bmtrain4j.internal.CudaKernels).
 
 __device__ __forceinline__ float bf16_to_float(unsigned int bits) {

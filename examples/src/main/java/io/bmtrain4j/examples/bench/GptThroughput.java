@@ -74,7 +74,8 @@ public final class GptThroughput implements Callable<Integer> {
   String budget = "90%";
 
   @Option(names = "--variants", split = ",", description = "time only these of the variants the other options ask for"
-      + " (names as printed, e.g. prefetch,budget; the first listed is timed first and its phases printed)")
+      + " (names as printed, e.g. prefetch,budget; the first listed gives the RESULT impl=bmtrain4j line and the phases;"
+      + " budget, if listed, last)")
   List<String> onlyVariants;
 
   @Option(names = "--libtorch-adam", description = "update the bf16 parameters with libtorch's fused AdamW on fp32"
@@ -122,14 +123,14 @@ public final class GptThroughput implements Callable<Integer> {
         workload.model, config.parameterCount(), world, workload.microBatch, workload.seq, TransformerBlock.attentionBackend(config, workload.microBatch, workload.seq),
         workload.separateReduceStream && gpu && world > 1 ? ", reductions on their own NCCL stream" : "", (System.nanoTime() - t0) / 1e9);
     double flopsPerToken = flopsPerToken(config, workload.seq);
-    if (libtorchAdam) {
-      Bmt.printRank("Adam: libtorch's fused AdamW on fp32 gradient copies (--libtorch-adam)");
-    }
     try (AdamOptimizer adam = new AdamOptimizer(Bmt.parameters(gpt),
         AdamOptions.builder().lr(1e-4).weightDecay(0.1).mixedPrecisionKernel(!libtorchAdam).build())) {
       OptimManager manager = new OptimManager(LossScale.none()).add(adam, null);
       Device dev = new Device(device);
       runSteps(gpt, manager, dev, warmup);
+      Bmt.printRank("Adam: %s", adam.slicesOnMixedPrecisionKernel() > 0
+          ? "bmtrain4j's mixed-precision kernel on " + adam.slicesOnMixedPrecisionKernel() + " parameter slices"
+          : "libtorch's fused AdamW on fp32 gradient copies");
       java.util.Arrays.fill(phaseNanos, 0); // phases count the timed rounds (and their settling steps) only
       java.util.Arrays.fill(phasePeakBytes, 0);
       phaseSteps = 0;
@@ -149,6 +150,9 @@ public final class GptThroughput implements Callable<Integer> {
             g -> Bmt.activationBudget(g, ActivationBudget.parse(budget))));
       }
       if (onlyVariants != null) {
+        if (onlyVariants.contains("budget") && !onlyVariants.get(onlyVariants.size() - 1).equals("budget")) {
+          throw new IllegalArgumentException("--variants: list budget last (its plan is read after the rounds)");
+        }
         List<Variant> chosen = new ArrayList<>();
         for (String name : onlyVariants) {
           chosen.add(variants.stream().filter(v -> v.name().equals(name)).findFirst().orElseThrow(() -> new IllegalArgumentException(
