@@ -25,7 +25,6 @@ public final class InitOptions {
     this.separateReduceStream = b.separateReduceStream;
   }
 
-  /** Whether attention tries cuDNN's kernel first where PyTorch does: see {@link AttentionBackends}. */
   /** Whether NCCL reductions get their own communicator and stream; see {@link Builder#separateReduceStream}. */
   public boolean separateReduceStream() {
     return separateReduceStream;
@@ -36,6 +35,7 @@ public final class InitOptions {
     return processGuards;
   }
 
+  /** Whether attention tries cuDNN's kernel first where PyTorch does: see {@link AttentionBackends}. */
   public boolean preferCudnnAttention() {
     return preferCudnnAttention;
   }

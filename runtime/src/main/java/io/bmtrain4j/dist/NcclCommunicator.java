@@ -147,11 +147,7 @@ public final class NcclCommunicator implements Communicator {
    */
   private synchronized CollectiveHandle enqueue(String what, CUDAStream lane, java.util.function.ToIntFunction<CUstream_st> collective,
       Runnable after) {
-    CUDAStream caller = torch_cuda.getCurrentCUDAStream();
-    try (CUDAEvent inputsReady = new CUDAEvent(0x02)) {
-      inputsReady.record(caller);
-      inputsReady.block(lane);
-    }
+    orderAfter(torch_cuda.getCurrentCUDAStream(), lane); // the inputs are ready
     check(collective.applyAsInt(lane.stream()), what);
     if (after != null) {
       try (CUDAStreamGuard onComm = new CUDAStreamGuard(lane.unwrap())) {
@@ -161,6 +157,14 @@ public final class NcclCommunicator implements Communicator {
     NcclWork work = new NcclWork(what, ++sequence, lane);
     watchdog.track(work);
     return work;
+  }
+
+  /** Work queued on {@code later} from now on starts after what {@code earlier} has queued so far (no host wait). */
+  private static void orderAfter(CUDAStream earlier, CUDAStream later) {
+    try (CUDAEvent reached = new CUDAEvent(0x02)) { // cudaEventDisableTiming
+      reached.record(earlier);
+      reached.block(later);
+    }
   }
 
   private static int dtype(Tensor t) {
@@ -256,10 +260,7 @@ public final class NcclCommunicator implements Communicator {
   @Override
   public void barrier() {
     if (reduceStream != stream) { // the barrier's all-reduce also waits for the all-gathers issued before it
-      try (CUDAEvent gathersIssued = new CUDAEvent(0x02)) {
-        gathersIssued.record(stream);
-        gathersIssued.block(reduceStream);
-      }
+      orderAfter(stream, reduceStream);
     }
     Tensor one = torch.ones(new long[] {1}, new org.bytedeco.pytorch.TensorOptions()
         .device(new org.bytedeco.pytorch.DeviceOptional(new org.bytedeco.pytorch.Device("cuda"))));

@@ -152,38 +152,39 @@ public class AdamOptimizer extends ShardedOptimizer {
       List<Tensor> stored = options.mixedPrecisionKernel() ? gradients.asStored(all) : null;
       UpdateList fused = new UpdateList();
       UpdateList converting = new UpdateList();
-      List<ShardedParameter> fusedParameters = new ArrayList<>();
       for (int i = 0; i < all.size(); i++) {
         ShardedParameter p = all.get(i);
         if (stored != null && mixedPrecisionKernel().handles(masters.of(p), stored.get(i))) {
-          converting.add(masters.of(p), moments.get(p), stored.get(i));
+          converting.add(p, stored.get(i));
         } else {
-          fusedParameters.add(p);
-          fused.add(masters.of(p), moments.get(p), null);
+          fused.add(p, null); // its fp32 gradient comes from the placement, per block, below
         }
       }
-      if (!converting.weights.isEmpty()) {
-        kernelSlices += converting.weights.size();
+      if (!converting.parameters.isEmpty()) {
+        kernelSlices += converting.parameters.size();
         kernel.step(converting.weights, converting.grads, converting.expAvgs, converting.expAvgSqs, converting.steps, lr,
             options.beta1(), options.beta2(), settings.weightDecay(), options.eps(), gradScale);
       }
-      if (!fusedParameters.isEmpty()) {
-        FusedAdamW.step(fused.weights, gradients.of(fusedParameters), fused.expAvgs, fused.expAvgSqs, fused.steps, lr,
+      if (!fused.parameters.isEmpty()) {
+        FusedAdamW.step(fused.weights, gradients.of(fused.parameters), fused.expAvgs, fused.expAvgSqs, fused.steps, lr,
             options.beta1(), options.beta2(), settings.weightDecay(), options.eps());
       }
     }
   }
 
   /** The tensors one update call takes, parameter by parameter. */
-  private static final class UpdateList {
+  private final class UpdateList {
+    final List<ShardedParameter> parameters = new ArrayList<>();
     final List<Tensor> weights = new ArrayList<>();
-    final List<Tensor> grads = new ArrayList<>();
+    final List<Tensor> grads = new ArrayList<>(); // given only for the mixed-precision kernel
     final List<Tensor> expAvgs = new ArrayList<>();
     final List<Tensor> expAvgSqs = new ArrayList<>();
     final List<Tensor> steps = new ArrayList<>();
 
-    void add(Tensor weight, Moments m, Tensor grad) {
-      weights.add(weight);
+    void add(ShardedParameter p, Tensor grad) {
+      Moments m = moments.get(p);
+      parameters.add(p);
+      weights.add(masters.of(p));
       expAvgs.add(m.expAvg());
       expAvgSqs.add(m.expAvgSq());
       steps.add(m.step());

@@ -5,9 +5,11 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.TreeMap;
 import org.bytedeco.pytorch.Device;
 import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.global.torch;
@@ -58,7 +60,11 @@ final class MixedPrecisionAdamW implements AutoCloseable {
     boolean fits = master.is_cuda() && gradient.is_cuda() && master.scalar_type().value == torch.ScalarType.Float.value
         && (g == torch.ScalarType.BFloat16.value || g == torch.ScalarType.Half.value)
         && master.is_contiguous() && gradient.is_contiguous() && master.numel() == gradient.numel();
-    return fits && deviceOf(master) == deviceOf(gradient) && kernelsOn(deviceOf(master)) != null;
+    if (!fits) {
+      return false;
+    }
+    int device = deviceOf(master);
+    return device == deviceOf(gradient) && kernelsOn(device) != null;
   }
 
   private static int deviceOf(Tensor t) {
@@ -92,30 +98,38 @@ final class MixedPrecisionAdamW implements AutoCloseable {
       List<Tensor> steps, double lr, double beta1, double beta2, double weightDecay, double eps, double gradScale) {
     arguments.float64(6, lr).float64(7, beta1).float64(8, beta2).float64(9, eps).float64(10, weightDecay)
         .float32(11, (float) gradScale);
+    // The slices by GPU (one, mostly), so that each GPU is made current once, not per launch.
+    Map<Integer, List<Integer>> slicesByDevice = new TreeMap<>();
     for (int i = 0; i < masters.size(); i++) {
-      Tensor p = masters.get(i);
-      Tensor g = gradients.get(i);
-      long n = p.numel();
-      if (n == 0) {
-        continue;
-      }
-      DeviceKernels kernels = byDevice.get(deviceOf(p));
-      long pAddress = p.data_ptr().address();
-      long gAddress = g.data_ptr().address();
-      long mAddress = expAvgs.get(i).data_ptr().address();
-      long vAddress = expAvgSqs.get(i).data_ptr().address();
-      boolean vec4 = (pAddress | mAddress | vAddress) % 16 == 0 && gAddress % 8 == 0;
-      boolean isBf16 = g.scalar_type().value == torch.ScalarType.BFloat16.value;
-      CudaKernels.Kernel kernel = isBf16 ? (vec4 ? kernels.bf16Vec4() : kernels.bf16()) : (vec4 ? kernels.fp16Vec4() : kernels.fp16());
-      long perThread = vec4 ? 4 : 1;
-      long maxBlocks = (long) kernels.library().multiprocessors() * BLOCKS_PER_MULTIPROCESSOR;
-      long blocks = Math.min(maxBlocks, Math.max(1, (n + perThread * THREADS - 1) / (perThread * THREADS)));
-      arguments.int64(0, pAddress).int64(1, gAddress).int64(2, mAddress).int64(3, vAddress).pointer(4, steps.get(i))
-          .int64(5, n);
-      try (CudaKernels.OnDevice on = kernels.library().onDevice()) {
-        kernel.launch(blocks, THREADS, arguments);
+      if (masters.get(i).numel() > 0) {
+        slicesByDevice.computeIfAbsent(deviceOf(masters.get(i)), d -> new ArrayList<>()).add(i);
       }
     }
+    slicesByDevice.forEach((device, slices) -> {
+      DeviceKernels kernels = byDevice.get(device);
+      try (CudaKernels.OnDevice on = kernels.library().onDevice()) {
+        for (int i : slices) {
+          launch(kernels, masters.get(i), gradients.get(i), expAvgs.get(i), expAvgSqs.get(i), steps.get(i));
+        }
+      }
+    });
+  }
+
+  /** One slice's update, the hyperparameters already in {@link #arguments}; inside its GPU's {@code onDevice()}. */
+  private void launch(DeviceKernels kernels, Tensor p, Tensor g, Tensor m, Tensor v, Tensor step) {
+    long n = p.numel();
+    long pAddress = p.data_ptr().address();
+    long gAddress = g.data_ptr().address();
+    long mAddress = m.data_ptr().address();
+    long vAddress = v.data_ptr().address();
+    boolean vec4 = (pAddress | mAddress | vAddress) % 16 == 0 && gAddress % 8 == 0;
+    boolean isBf16 = g.scalar_type().value == torch.ScalarType.BFloat16.value;
+    CudaKernels.Kernel kernel = isBf16 ? (vec4 ? kernels.bf16Vec4() : kernels.bf16()) : (vec4 ? kernels.fp16Vec4() : kernels.fp16());
+    long perThread = vec4 ? 4 : 1;
+    long maxBlocks = (long) kernels.library().multiprocessors() * BLOCKS_PER_MULTIPROCESSOR;
+    long blocks = Math.min(maxBlocks, Math.max(1, (n + perThread * THREADS - 1) / (perThread * THREADS)));
+    arguments.int64(0, pAddress).int64(1, gAddress).int64(2, mAddress).int64(3, vAddress).pointer(4, step).int64(5, n);
+    kernel.launch(blocks, THREADS, arguments);
   }
 
   /** The kernels' CUDA C++ source, from the jar. */

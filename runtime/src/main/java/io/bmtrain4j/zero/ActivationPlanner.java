@@ -35,6 +35,18 @@ public final class ActivationPlanner {
       }
     }
 
+    /** Both calls' figures together: a block called twice in one forward keeps two graphs. */
+    BlockCost plus(BlockCost other) {
+      return new BlockCost(block, keepBytes + other.keepBytes, keepSavesMillis + other.keepSavesMillis,
+          selectiveBytes + other.selectiveBytes, selectiveSavesMillis + other.selectiveSavesMillis);
+    }
+
+    /** The larger of each figure: over forwards (micro-batches), the largest counts. */
+    BlockCost largest(BlockCost other) {
+      return new BlockCost(block, Math.max(keepBytes, other.keepBytes), Math.max(keepSavesMillis, other.keepSavesMillis),
+          Math.max(selectiveBytes, other.selectiveBytes), Math.max(selectiveSavesMillis, other.selectiveSavesMillis));
+    }
+
     long bytes(ActivationMode mode) {
       return switch (mode) {
         case RECOMPUTE -> 0;

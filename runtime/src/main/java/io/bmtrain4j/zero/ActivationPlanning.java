@@ -123,17 +123,13 @@ final class ActivationPlanning {
 
   void record(ActivationPlanner.BlockCost cost) {
     // A block called twice in one forward keeps two graphs: the figures add up.
-    probedThisForward.merge(cost.block(), cost, (a, b) -> new ActivationPlanner.BlockCost(a.block(),
-        a.keepBytes() + b.keepBytes(), a.keepSavesMillis() + b.keepSavesMillis(),
-        a.selectiveBytes() + b.selectiveBytes(), a.selectiveSavesMillis() + b.selectiveSavesMillis()));
+    probedThisForward.merge(cost.block(), cost, ActivationPlanner.BlockCost::plus);
   }
 
   /** At the end of the tree's outermost forward: over forwards (micro-batches), the largest figures count. */
   void endForward() {
     for (ActivationPlanner.BlockCost cost : probedThisForward.values()) {
-      probed.merge(cost.block(), cost, (a, b) -> new ActivationPlanner.BlockCost(a.block(),
-          Math.max(a.keepBytes(), b.keepBytes()), Math.max(a.keepSavesMillis(), b.keepSavesMillis()),
-          Math.max(a.selectiveBytes(), b.selectiveBytes()), Math.max(a.selectiveSavesMillis(), b.selectiveSavesMillis())));
+      probed.merge(cost.block(), cost, ActivationPlanner.BlockCost::largest);
     }
     probedThisForward.clear();
   }

@@ -155,9 +155,12 @@ public final class GptThroughput implements Callable<Integer> {
         }
         List<Variant> chosen = new ArrayList<>();
         for (String name : onlyVariants) {
-          chosen.add(variants.stream().filter(v -> v.name().equals(name)).findFirst().orElseThrow(() -> new IllegalArgumentException(
-              "--variants: no variant " + name + " among " + variants.stream().map(Variant::name).toList()
-                  + " (--activation-rounds adds selective, keep-all and budget)")));
+          int k = indexOf(variants, name);
+          if (k < 0) {
+            throw new IllegalArgumentException("--variants: no variant " + name + " among "
+                + variants.stream().map(Variant::name).toList() + " (--activation-rounds adds selective, keep-all and budget)");
+          }
+          chosen.add(variants.get(k));
         }
         variants.clear();
         variants.addAll(chosen);
