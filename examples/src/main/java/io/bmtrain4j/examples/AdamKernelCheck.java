@@ -27,9 +27,10 @@ import org.bytedeco.pytorch.global.torch;
  * bf16 GPTs (fp16 with {@code --dtype fp16}) take the same steps from the same gradients, one
  * with the kernel and one with libtorch's fused AdamW on fp32 copies of the gradients; every
  * master weight and moment must agree. The width (66) and vocabulary (251) give slices whose
- * gradients are not 8-byte aligned, so both the vectorised and the element-wise paths run; the
- * steps use weight decay, and the last two a loss scale of 256. Exits 0 and prints the largest
- * relative difference, or exits 1.
+ * gradients are not 8-byte aligned, so both the vectorised and the element-wise paths run; its 16
+ * layers give more slices than one launch takes (64), so several launches run. The steps use
+ * weight decay, and the last two a loss scale of 256. Exits 0 and prints the largest relative
+ * difference, or exits 1.
  */
 public final class AdamKernelCheck {
   private static final int STEPS = 4;
@@ -42,7 +43,7 @@ public final class AdamKernelCheck {
         ? torch.ScalarType.Half : torch.ScalarType.BFloat16;
     Bmt.initDistributed(InitOptions.builder().seed(0).backend(Backend.NCCL).build());
     String device = "cuda:" + Bmt.context().localRank();
-    GptConfig c = new GptConfig(251, 64, 66, 6, 2, 264, 0.0, dtype).on(device);
+    GptConfig c = new GptConfig(251, 64, 66, 6, 16, 264, 0.0, dtype).on(device);
     DistributedGpt withKernel = newModel(c);
     DistributedGpt withLibtorch = newModel(c);
     List<ShardedParameter> kernelParams = Bmt.parameters(withKernel);

@@ -19,7 +19,6 @@ import org.bytedeco.cuda.cudart.CUmod_st;
 import org.bytedeco.cuda.global.nvrtc;
 import org.bytedeco.cuda.nvrtc._nvrtcProgram;
 import org.bytedeco.javacpp.BytePointer;
-import org.bytedeco.javacpp.LongPointer;
 import org.bytedeco.javacpp.PointerPointer;
 import org.bytedeco.javacpp.SizeTPointer;
 import org.bytedeco.pytorch.Tensor;
@@ -134,46 +133,54 @@ public final class CudaKernels {
   }
 
   /**
-   * A kernel's arguments, in order, each in an 8-byte slot of native memory of its own (a device
-   * pointer, a 64-bit integer, a double, or a float in the slot's low bytes), owned here rather than by any
-   * caller's PointerScope. Reused from launch to launch: the launch copies the values.
+   * A kernel's arguments, in order, each in native memory of its own, owned here rather than by
+   * any caller's PointerScope: an 8-byte slot (a device pointer, a 64-bit integer, a double, or a
+   * float in the slot's low bytes), or a larger one for a struct passed by value. Reused from
+   * launch to launch: the launch copies the values.
    */
   public static final class Arguments implements AutoCloseable {
-    private final LongPointer[] slots;
+    private final BytePointer[] slots;
     // void*[]: each slot's address, as cuLaunchKernel takes them. (A LongPointer holding the same
     // addresses, passed as a plain Pointer, was refused with "invalid argument" on an H200.)
-    private final PointerPointer<LongPointer> addresses;
+    private final PointerPointer<BytePointer> addresses;
 
-    public Arguments(int count) {
-      slots = new LongPointer[count];
-      for (int i = 0; i < count; i++) {
-        slots[i] = Native.own(new LongPointer(1));
+    /** One argument per size, in bytes: 8 for a scalar or pointer, a struct's {@code sizeof} for a struct by value. */
+    public Arguments(long... bytes) {
+      slots = new BytePointer[bytes.length];
+      for (int i = 0; i < bytes.length; i++) {
+        slots[i] = Native.own(new BytePointer(Math.max(8, bytes[i])));
+        slots[i].fill(0);
       }
       addresses = Native.own(new PointerPointer<>(slots));
     }
 
     /** Argument {@code i}: the device address of {@code tensor}'s first element. */
     public Arguments pointer(int i, Tensor tensor) {
-      slots[i].put(tensor.data_ptr().address());
+      slots[i].putLong(0, tensor.data_ptr().address());
       return this;
     }
 
     /** Argument {@code i}: a {@code long long}, or a device address. */
     public Arguments int64(int i, long value) {
-      slots[i].put(value);
+      slots[i].putLong(0, value);
       return this;
     }
 
     /** Argument {@code i}: a {@code double}. */
     public Arguments float64(int i, double value) {
-      slots[i].put(Double.doubleToRawLongBits(value));
+      slots[i].putDouble(0, value);
       return this;
     }
 
-    /** Argument {@code i}: a {@code float} (x86-64 and aarch64 are little-endian: the slot's low four bytes). */
+    /** Argument {@code i}: a {@code float}. */
     public Arguments float32(int i, float value) {
-      slots[i].put(Integer.toUnsignedLong(Float.floatToRawIntBits(value)));
+      slots[i].putFloat(0, value);
       return this;
+    }
+
+    /** Argument {@code i}'s bytes, for a struct the caller writes field by field at the offsets the kernel's source fixes. */
+    public BytePointer struct(int i) {
+      return slots[i];
     }
 
     @Override

@@ -1,12 +1,38 @@
-// AdamW over one parameter slice: fp32 master weights and moments updated in place from the
-// slice's bf16 or fp16 gradient, read as it is. libtorch's fused AdamW needs the gradient in the
-// masters' dtype, which costs an fp32 copy of every gradient (written, then read again) before
-// each step; reading the 2-byte gradient here moves 26 bytes per parameter instead of 34.
+// AdamW over parameter slices: fp32 master weights and moments updated in place from each slice's
+// bf16 or fp16 gradient, read as it is. libtorch's fused AdamW needs the gradient in the masters'
+// dtype, which costs an fp32 copy of every gradient (written, then read again) before each step;
+// reading the 2-byte gradient here moves 26 bytes per parameter instead of 34.
 //
 // The formula is PyTorch's fused AdamW (torch.optim.AdamW(fused=True)): decoupled weight decay,
 // then the moments, then the bias-corrected step. It runs in fp32 with constants rounded from
-// double, where PyTorch does some products in double: results agree to a few ulps per step. No headers: NVRTC compiles this
-// at run time without the CUDA toolkit's include directory (see io.bmtrain4j.internal.CudaKernels).
+// double, where PyTorch does some products in double: results agree to a few ulps per step.
+//
+// One launch updates up to MAX_SLICES slices, as PyTorch's multi_tensor_apply does: the slices'
+// addresses travel in the kernel's parameters, and each block finds its slice from its index. No
+// headers: NVRTC compiles this at run time without the CUDA toolkit's include directory (see
+// io.bmtrain4j.internal.CudaKernels).
+//
+// The launch's slices, as 8-byte words: MixedPrecisionAdamW writes them and prepends the #defines
+// of their byte offsets (SLICES_*), so the layout is written down once, on the Java side. Per
+// slice s: the fp32 master at P + 8s, the bf16 or fp16 gradient at G + 8s (the kernel says which),
+// the moments at M + 8s and V + 8s, the step count (a float the caller has incremented, PyTorch's
+// order) at STEP + 8s, the element count at N + 8s, and the slice's first block (an int) at
+// FIRST_BLOCK + 4s; slice s takes blocks [first(s), first(s + 1)). The slice count is an int at COUNT.
+struct Slices {
+  unsigned long long word[SLICES_BYTES / 8];
+};
+
+__device__ __forceinline__ unsigned long long word_at(const Slices& s, int offset, int slice) {
+  return s.word[(offset + 8 * slice) / 8];
+}
+
+__device__ __forceinline__ int int_at(const Slices& s, int offset) {
+  return (int) (unsigned int) (s.word[offset / 8] >> (8 * (offset % 8)));
+}
+
+__device__ __forceinline__ int first_block(const Slices& s, int slice) {
+  return int_at(s, SLICES_OFFSET_FIRST_BLOCK + 4 * slice);
+}
 
 __device__ __forceinline__ float bf16_to_float(unsigned int bits) {
   return __uint_as_float(bits << 16);
@@ -39,27 +65,17 @@ __device__ __forceinline__ void adamw(float& p, float g, float& m, float& v, con
   p -= h.step_size * m / denom;
 }
 
-// VEC4: p, m and v are 16-byte aligned and g 8-byte aligned, so four elements move per load; the
-// last n % 4 elements go one by one. Grid-stride loops: the grid follows the GPU, not n.
-template <bool BF16, bool VEC4>
+// One slice, by the threads from `first` on in steps of `stride`. Where p, m and v are 16-byte
+// aligned and g 8-byte aligned (nearly always), four elements move per load and the last n % 4
+// go one by one; otherwise all go one by one.
+template <bool BF16>
 __device__ void update(float* __restrict__ p, const unsigned short* __restrict__ g, float* __restrict__ m,
-                       float* __restrict__ v, const float* __restrict__ step, long long n, double lr, double beta1,
-                       double beta2, double eps, double weight_decay, float grad_scale) {
-  // The step count is the parameter's own (a tensor the caller has already incremented), as in PyTorch.
-  const double t = (double) *step;
-  Hyper h;
-  h.beta1 = (float) beta1;
-  h.one_minus_beta1 = (float) (1.0 - beta1);
-  h.beta2 = (float) beta2;
-  h.one_minus_beta2 = (float) (1.0 - beta2);
-  h.eps = (float) eps;
-  h.lr_weight_decay = (float) (lr * weight_decay);
-  h.step_size = (float) (lr / (1.0 - pow(beta1, t)));
-  h.bias_correction2_sqrt = (float) sqrt(1.0 - pow(beta2, t));
-  const long long stride = (long long) gridDim.x * blockDim.x;
-  long long first = (long long) blockIdx.x * blockDim.x + threadIdx.x;
+                       float* __restrict__ v, long long n, long long first, long long stride, const Hyper& h,
+                       float grad_scale) {
   long long scalar_from = 0;
-  if (VEC4) {
+  const bool vec4 = (((unsigned long long) p | (unsigned long long) m | (unsigned long long) v) % 16 == 0)
+                    && ((unsigned long long) g % 8 == 0);
+  if (vec4) {
     const long long n4 = n / 4;
     float4* p4 = reinterpret_cast<float4*>(p);
     float4* m4 = reinterpret_cast<float4*>(m);
@@ -91,14 +107,46 @@ __device__ void update(float* __restrict__ p, const unsigned short* __restrict__
   }
 }
 
-#define ADAMW_KERNEL(NAME, BF16, VEC4)                                                                   \
-  extern "C" __global__ void NAME(float* p, const unsigned short* g, float* m, float* v, const float* step, \
-                                  long long n, double lr, double beta1, double beta2, double eps,          \
-                                  double weight_decay, float grad_scale) {                                \
-    update<BF16, VEC4>(p, g, m, v, step, n, lr, beta1, beta2, eps, weight_decay, grad_scale);             \
+template <bool BF16>
+__device__ void update_slices(const Slices& slices, double lr, double beta1, double beta2, double eps,
+                              double weight_decay, float grad_scale) {
+  // This block's slice: the last s with first_block(s) <= blockIdx.x (binary search; count <= MAX_SLICES).
+  const int block = (int) blockIdx.x;
+  int lo = 0, hi = int_at(slices, SLICES_OFFSET_COUNT) - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    if (first_block(slices, mid) <= block) {
+      lo = mid;
+    } else {
+      hi = mid - 1;
+    }
   }
+  const int s = lo;
+  const double t = (double) *reinterpret_cast<const float*>(word_at(slices, SLICES_OFFSET_STEP, s));
+  Hyper h;
+  h.beta1 = (float) beta1;
+  h.one_minus_beta1 = (float) (1.0 - beta1);
+  h.beta2 = (float) beta2;
+  h.one_minus_beta2 = (float) (1.0 - beta2);
+  h.eps = (float) eps;
+  h.lr_weight_decay = (float) (lr * weight_decay);
+  h.step_size = (float) (lr / (1.0 - pow(beta1, t)));
+  h.bias_correction2_sqrt = (float) sqrt(1.0 - pow(beta2, t));
+  const int blocks = first_block(slices, s + 1) - first_block(slices, s);
+  const long long first = (long long) (block - first_block(slices, s)) * blockDim.x + threadIdx.x;
+  update<BF16>(reinterpret_cast<float*>(word_at(slices, SLICES_OFFSET_P, s)),
+               reinterpret_cast<const unsigned short*>(word_at(slices, SLICES_OFFSET_G, s)),
+               reinterpret_cast<float*>(word_at(slices, SLICES_OFFSET_M, s)),
+               reinterpret_cast<float*>(word_at(slices, SLICES_OFFSET_V, s)),
+               (long long) word_at(slices, SLICES_OFFSET_N, s), first, (long long) blocks * blockDim.x, h, grad_scale);
+}
 
-ADAMW_KERNEL(adamw_bf16, true, false)
-ADAMW_KERNEL(adamw_bf16_vec4, true, true)
-ADAMW_KERNEL(adamw_fp16, false, false)
-ADAMW_KERNEL(adamw_fp16_vec4, false, true)
+extern "C" __global__ void adamw_bf16(const Slices slices, double lr, double beta1, double beta2, double eps,
+                                      double weight_decay, float grad_scale) {
+  update_slices<true>(slices, lr, beta1, beta2, eps, weight_decay, grad_scale);
+}
+
+extern "C" __global__ void adamw_fp16(const Slices slices, double lr, double beta1, double beta2, double eps,
+                                      double weight_decay, float grad_scale) {
+  update_slices<false>(slices, lr, beta1, beta2, eps, weight_decay, grad_scale);
+}
