@@ -4,7 +4,8 @@
 #   fp16 gradients) and OptimizerBenchmark (step time of every optimizer on the same 0.8B bf16 shards);
 # - the GPT with the activation budget, bmtrain4j with the kernel, then with libtorch's fused AdamW
 #   (--libtorch-adam), phases timed, then PyTorch FSDP2 with the settings in FSDP2_SETTINGS
-#   (default "0 1": no activation checkpointing, then every block).
+#   (default "0 1": no activation checkpointing, then every block). ADAM_KERNELS="kernel" skips
+#   the run with libtorch's fused AdamW.
 # Run on the GPU machine from the project root after `../shared/gpu/stage examples` and the parts
 # are received (see ../shared/gpu/README.md).
 # Usage: bench/gpu-adam.sh GPUS [ARGS for both sides] (default: --model 1.3b --micro-batch 8 --seq 2048)
@@ -22,7 +23,7 @@ if [ "${CHECKS:-1}" = 1 ]; then
     | grep -iE "parameters on this rank|ms/step|exception|unavailable" | head -8
 fi
 results=()
-for adam in kernel libtorch; do
+for adam in ${ADAM_KERNELS:-kernel libtorch}; do
   extra=(); [ "$adam" = libtorch ] && extra=(--libtorch-adam)
   echo "=== $n GPU(s): bmtrain4j, Adam: $adam ==="
   log="$logs/bmt-adam-$adam-$tag.log"
