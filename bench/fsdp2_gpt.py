@@ -197,6 +197,7 @@ def main():
     mfu = tokens * flops_per_token(n_params, a.seq, d, layers) / (a.peak_tflops * 1e12)
     alloc = max(torch.cuda.max_memory_allocated(), *phase_peak) / 2**30
     reserved = torch.cuda.max_memory_reserved() / 2**30
+    retries = torch.cuda.memory_stats().get("num_alloc_retries", 0)  # as bmtrain4j's DeviceMemory prints them
     if rank == 0 and a.phases and phase_steps[0]:
         n = phase_steps[0]
         print(f"phases (synchronised, mean of {n} steps): forward + loss {phase_ms[0] / n:.1f} ms, backward + reduction"
@@ -204,7 +205,8 @@ def main():
               f" {' / '.join(f'{b / 2**30:.2f}' for b in phase_peak)} GiB", flush=True)
     if rank == 0:
         print(f"{'fsdp2-' + ac:<12} {best * 1e3:8.1f} ms/step  {tokens:10,.0f} tokens/s/GPU  MFU {100 * mfu:5.1f}%"
-              f"  peak allocated {alloc:.2f} GiB, reserved {reserved:.2f} GiB", flush=True)
+              f"  peak allocated {alloc:.2f} GiB, reserved {reserved:.2f} GiB"
+              + (f", {retries} allocator retries" if retries else ""), flush=True)
         print(f"RESULT impl=fsdp2-{ac} model={a.model} gpus={world} tokens_per_s_per_gpu={tokens:.0f} mfu={mfu:.4f}"
               f" peak_allocated_gib={alloc:.2f} peak_reserved_gib={reserved:.2f} step_ms={best * 1e3:.1f}"
               f" loss={loss:.4f}", flush=True)

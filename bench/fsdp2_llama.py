@@ -120,9 +120,11 @@ def main():
     mfu = tokens * flops / (a.peak_tflops * 1e12)
     alloc = torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0
     reserved = torch.cuda.max_memory_reserved() / 2**30 if cuda else 0.0
+    retries = torch.cuda.memory_stats().get("num_alloc_retries", 0) if cuda else 0  # as bmtrain4j's DeviceMemory prints them
     if rank == 0:
         print(f"{'fsdp2':<12} {best * 1e3:8.1f} ms/step  {tokens:10,.0f} tokens/s/GPU  MFU {100 * mfu:5.1f}%"
-              f"  peak allocated {alloc:.2f} GiB, reserved {reserved:.2f} GiB", flush=True)
+              f"  peak allocated {alloc:.2f} GiB, reserved {reserved:.2f} GiB"
+              + (f", {retries} allocator retries" if retries else ""), flush=True)
         print(f"RESULT impl=fsdp2{'-noac' if a.no_ac else ''} model={a.model} gpus={world} tokens_per_s_per_gpu={tokens:.0f} mfu={mfu:.4f}"
               f" peak_allocated_gib={alloc:.2f} peak_reserved_gib={reserved:.2f} step_ms={best * 1e3:.1f}"
               f" build_s={build:.1f} loss={loss:.4f}", flush=True)

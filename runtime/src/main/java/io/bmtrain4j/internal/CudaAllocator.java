@@ -10,14 +10,19 @@ import org.bytedeco.pytorch.global.torch_cuda;
 public final class CudaAllocator {
   private CudaAllocator() {}
 
-  /** Bytes allocated to tensors and reserved from the driver, now and at their peak since {@link #resetPeak}. */
-  public record Figures(long allocated, long peakAllocated, long reserved, long peakReserved) {}
+  /**
+   * Bytes allocated to tensors and reserved from the driver, now and at their peak since {@link
+   * #resetPeak}; and how often, since the process started, an allocation found no free block and
+   * the allocator freed its cache to retry (each one synchronises the device: a sign of running at
+   * the memory's edge).
+   */
+  public record Figures(long allocated, long peakAllocated, long reserved, long peakReserved, long allocRetries) {}
 
   public static Figures figures(byte device) {
     try (DeviceStats stats = torch_cuda.getAllocator().getDeviceStats(device)) {
       // allocated_bytes()/reserved_bytes() are StatArrays; their first entry is the aggregate over pools.
       return new Figures(stats.allocated_bytes().current(), stats.allocated_bytes().peak(),
-          stats.reserved_bytes().current(), stats.reserved_bytes().peak());
+          stats.reserved_bytes().current(), stats.reserved_bytes().peak(), stats.num_alloc_retries());
     }
   }
 

@@ -193,7 +193,7 @@ public final class GptThroughput implements Callable<Integer> {
             waitedMillis[v][0] += waits.kind("all-gather").waitedMillis();
             waitedMillis[v][1] += waits.kind("reduce-scatter").waitedMillis();
           }
-          peak[v] = gpu ? withPhasePeaks(DeviceMemory.current()) : new DeviceMemory(-1, 0, 0, 0, 0);
+          peak[v] = gpu ? withPhasePeaks(DeviceMemory.current()) : new DeviceMemory(-1, 0, 0, 0, 0, 0);
         }
       }
       double gatherSeconds = world > 1 ? allGatherSecondsPerStep(gpt) : 0;
@@ -365,7 +365,7 @@ public final class GptThroughput implements Callable<Integer> {
   /** The round's peak: with --phases the allocator's window restarts each phase, so the round's phase peaks count too. */
   private DeviceMemory withPhasePeaks(DeviceMemory d) {
     return new DeviceMemory(d.device(), d.allocatedBytes(), Math.max(d.peakAllocatedBytes(), windowPeakBytes),
-        d.reservedBytes(), d.peakReservedBytes());
+        d.reservedBytes(), d.peakReservedBytes(), d.allocRetries());
   }
 
   /** With --phases on a GPU: folds the allocator's peak since the last call into phase {@code i}'s, and starts a new window. */

@@ -126,7 +126,7 @@ public final class LlamaThroughput implements Callable<Integer> {
           long start = bench.synchronizedNanos();
           loss = runSteps(llama, manager, dev, steps, whole, c.vocab());
           best[v] = Math.min(best[v], (bench.synchronizedNanos() - start) / 1e9 / steps);
-          peak[v] = bench.onGpu() ? DeviceMemory.current() : new DeviceMemory(-1, 0, 0, 0, 0);
+          peak[v] = bench.onGpu() ? DeviceMemory.current() : new DeviceMemory(-1, 0, 0, 0, 0, 0);
         }
       }
       for (int v = 0; v < names.size(); v++) {
