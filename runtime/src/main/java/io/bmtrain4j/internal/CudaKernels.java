@@ -128,7 +128,7 @@ public final class CudaKernels {
         throw new IllegalArgumentException(name + ": grid of " + blocks + " blocks of " + threads + " threads");
       }
       checkDriver(cuLaunchKernel(handle, (int) blocks, 1, 1, threads, 1, 1, 0, torch_cuda.getCurrentCUDAStream(device).stream(),
-          arguments.addresses, (PointerPointer<?>) null), name + ": launch");
+          arguments.kernelParams(), (PointerPointer<?>) null), name + ": launch");
     }
   }
 
@@ -176,6 +176,11 @@ public final class CudaKernels {
     public Arguments float32(int i, float value) {
       slots[i].putFloat(0, value);
       return this;
+    }
+
+    /** The arguments as cuLaunchKernel takes them: {@code void*[]}, one address per argument's bytes. */
+    public PointerPointer<BytePointer> kernelParams() {
+      return addresses;
     }
 
     /** Argument {@code i}'s bytes, for a struct the caller writes field by field at the offsets the kernel's source fixes. */

@@ -62,6 +62,20 @@ final class MixedPrecisionAdamW implements AutoCloseable {
       CudaKernels library = CudaKernels.compile(SOURCE_NAME, source(), device);
       return new DeviceKernels(library, library.kernel(KERNELS.get(0)), library.kernel(KERNELS.get(1)));
     }
+
+    void launch(boolean bf16Gradients, long blocks, int threads, CudaKernels.Arguments arguments) {
+      (bf16Gradients ? bf16 : fp16).launch(blocks, threads, arguments);
+    }
+  }
+
+  /**
+   * Where one launch goes: {@code adamw_bf16} or {@code adamw_fp16} over {@code blocks} of
+   * {@code threads}, with {@code arguments} as cuLaunchKernel takes them. A GPU's compiled
+   * kernels, or in tests the same source compiled for the host.
+   */
+  @FunctionalInterface
+  interface LaunchTarget {
+    void launch(boolean bf16Gradients, long blocks, int threads, CudaKernels.Arguments arguments);
   }
 
   private final Map<Integer, DeviceKernels> byDevice = new HashMap<>();
@@ -113,37 +127,51 @@ final class MixedPrecisionAdamW implements AutoCloseable {
    */
   void step(List<Tensor> masters, List<Tensor> gradients, List<Tensor> expAvgs, List<Tensor> expAvgSqs,
       List<Tensor> steps, double lr, double beta1, double beta2, double weightDecay, double eps, double gradScale) {
-    arguments.float64(1, lr).float64(2, beta1).float64(3, beta2).float64(4, eps).float64(5, weightDecay)
-        .float32(6, (float) gradScale);
-    // The slices by GPU (one, mostly) and gradient dtype: one kernel per launch, each GPU made current once.
-    Map<Integer, Map<Boolean, List<Integer>>> slicesByDevice = new TreeMap<>();
+    // The slices by GPU (one, mostly), so that each GPU is made current once.
+    Map<Integer, List<Integer>> slicesByDevice = new TreeMap<>();
     for (int i = 0; i < masters.size(); i++) {
-      if (masters.get(i).numel() > 0) {
-        boolean bf16 = gradients.get(i).scalar_type().value == torch.ScalarType.BFloat16.value;
-        slicesByDevice.computeIfAbsent(deviceOf(masters.get(i)), d -> new TreeMap<>())
-            .computeIfAbsent(bf16, b -> new ArrayList<>()).add(i);
-      }
+      slicesByDevice.computeIfAbsent(deviceOf(masters.get(i)), d -> new ArrayList<>()).add(i);
     }
-    slicesByDevice.forEach((device, byType) -> {
+    slicesByDevice.forEach((device, slices) -> {
       DeviceKernels kernels = byDevice.get(device);
       try (CudaKernels.OnDevice on = kernels.library().onDevice()) {
-        byType.forEach((bf16, slices) -> {
-          CudaKernels.Kernel kernel = bf16 ? kernels.bf16() : kernels.fp16();
-          for (int from = 0; from < slices.size(); from += MAX_SLICES) {
-            launch(kernel, slices.subList(from, Math.min(slices.size(), from + MAX_SLICES)), masters, gradients, expAvgs,
-                expAvgSqs, steps);
-          }
-        });
+        update(kernels::launch, slices, masters, gradients, expAvgs, expAvgSqs, steps, lr, beta1, beta2, weightDecay, eps,
+            gradScale);
       }
     });
   }
 
   /**
-   * One launch over {@code slices} (indices into the lists; at most {@link #MAX_SLICES}), the
-   * hyperparameters already in {@link #arguments}; inside their GPU's {@code onDevice()}.
+   * {@link #step}'s launches for {@code slices} (indices into the lists, all on one device), sent
+   * to {@code target}: one launch per {@link #MAX_SLICES} non-empty slices of one gradient dtype.
    */
-  private void launch(CudaKernels.Kernel kernel, List<Integer> slices, List<Tensor> masters, List<Tensor> gradients,
-      List<Tensor> expAvgs, List<Tensor> expAvgSqs, List<Tensor> steps) {
+  void update(LaunchTarget target, List<Integer> slices, List<Tensor> masters, List<Tensor> gradients,
+      List<Tensor> expAvgs, List<Tensor> expAvgSqs, List<Tensor> steps, double lr, double beta1, double beta2,
+      double weightDecay, double eps, double gradScale) {
+    arguments.float64(1, lr).float64(2, beta1).float64(3, beta2).float64(4, eps).float64(5, weightDecay)
+        .float32(6, (float) gradScale);
+    Map<Boolean, List<Integer>> byType = new TreeMap<>();
+    for (int i : slices) {
+      if (masters.get(i).numel() > 0) {
+        boolean bf16 = gradients.get(i).scalar_type().value == torch.ScalarType.BFloat16.value;
+        byType.computeIfAbsent(bf16, b -> new ArrayList<>()).add(i);
+      }
+    }
+    byType.forEach((bf16, ofType) -> {
+      for (int from = 0; from < ofType.size(); from += MAX_SLICES) {
+        long blocks = writeSliceTable(ofType.subList(from, Math.min(ofType.size(), from + MAX_SLICES)), masters, gradients,
+            expAvgs, expAvgSqs, steps);
+        target.launch(bf16, blocks, THREADS, arguments);
+      }
+    });
+  }
+
+  /**
+   * Writes the kernel's slice table (its first argument) for {@code slices} (indices into the
+   * lists; at most {@link #MAX_SLICES}) and returns the blocks the launch needs.
+   */
+  private long writeSliceTable(List<Integer> slices, List<Tensor> masters, List<Tensor> gradients, List<Tensor> expAvgs,
+      List<Tensor> expAvgSqs, List<Tensor> steps) {
     BytePointer struct = arguments.struct(0);
     long blocks = 0;
     for (int s = 0; s < slices.size(); s++) {
@@ -163,7 +191,7 @@ final class MixedPrecisionAdamW implements AutoCloseable {
     }
     struct.putInt(OFFSET_FIRST_BLOCK + 4L * slices.size(), (int) blocks);
     struct.putInt(OFFSET_COUNT, slices.size());
-    kernel.launch(blocks, THREADS, arguments);
+    return blocks;
   }
 
   /** The kernels' CUDA C++ source, from the jar. */

@@ -25,7 +25,8 @@ import org.junit.jupiter.params.provider.ValueSource;
  * and exports every kernel {@link MixedPrecisionAdamW} looks up. NVRTC compiles without a GPU; it
  * comes from pip's {@code nvidia-cuda-nvrtc} in {@code .venv-reference} (which {@code .ci/run}
  * makes) and is called through JNA, since Bytedeco's NVRTC binding needs the CUDA driver. The
- * kernel's arithmetic is checked on a GPU by {@code AdamKernelCheck} (examples).
+ * kernel's arithmetic is checked on the CPU by {@link MixedPrecisionAdamWHostTest} and on a GPU
+ * by {@code AdamKernelCheck} (examples).
  */
 class MixedPrecisionAdamWSourceTest {
   @ParameterizedTest
