@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Adam's mixed-precision kernel (AdamOptions.mixedPrecisionKernel) on GPUs, in one go:
-# - with CHECKS=1 (default): AdamKernelCheck (the kernel against libtorch's fused AdamW, bf16 and
-#   fp16 gradients) and OptimizerBenchmark (step time of every optimizer on the same 0.8B bf16 shards);
+# - with CHECKS=1 (default): AdamKernelCheck (the kernel and the offloaded Adam against libtorch's
+#   fused AdamW, bf16 and fp16 gradients) and OptimizerBenchmark (step time of every optimizer on the same 0.8B bf16 shards);
 # - the GPT with the activation budget, bmtrain4j with the kernel, then with libtorch's fused AdamW
 #   (--libtorch-adam), phases timed, then PyTorch FSDP2 with the settings in FSDP2_SETTINGS
 #   (default "0 1": no activation checkpointing, then every block). ADAM_KERNELS="kernel" skips
@@ -16,8 +16,8 @@ source bench/gpu-args.sh "$@"
 run() { bash .gpu/gpu.sh torchrun --nproc_per_node="$n" -- "$@" 2>&1; }
 if [ "${CHECKS:-1}" = 1 ]; then
   echo "=== checks ==="
-  run io.bmtrain4j.examples.AdamKernelCheck | grep -iE "Adam kernel check|exception|error|unavailable" | head -5
-  run io.bmtrain4j.examples.AdamKernelCheck --dtype fp16 | grep -iE "Adam kernel check|exception|error|unavailable" | head -5
+  run io.bmtrain4j.examples.AdamKernelCheck | grep -iE "Adam (kernel|offload) check|exception|error|unavailable" | head -5
+  run io.bmtrain4j.examples.AdamKernelCheck --dtype fp16 | grep -iE "Adam (kernel|offload) check|exception|error|unavailable" | head -5
   echo "=== optimizer step, 0.8B bf16 parameters over $n GPU(s) ==="
   run io.bmtrain4j.examples.OptimizerBenchmark --device cuda --dtype bf16 --d-model 4096 --layers 4 --steps 5 --rounds 3 \
     | grep -iE "parameters on this rank|ms/step|exception|unavailable" | head -8

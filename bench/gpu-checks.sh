@@ -13,8 +13,8 @@ for n in 2 4; do
   run "$n" io.bmtrain4j.examples.GpuParityCheck --dtype bf16 --d-model 1024 --layers 6 | grep "GPU parity"
 done
 run 1 io.bmtrain4j.examples.GpuParityCheck --dropout 0.1 | grep "GPU parity"
-run 1 io.bmtrain4j.examples.AdamKernelCheck | grep "Adam kernel check"
-run 1 io.bmtrain4j.examples.AdamKernelCheck --dtype fp16 | grep "Adam kernel check"
+run 1 io.bmtrain4j.examples.AdamKernelCheck | grep -E "Adam (kernel|offload) check"
+run 1 io.bmtrain4j.examples.AdamKernelCheck --dtype fp16 | grep -E "Adam (kernel|offload) check"
 echo "=== dead peer (2 GPUs, timeout 10 s) ==="
 start=$(date +%s)
 run 2 io.bmtrain4j.examples.DeadPeerCheck --timeout-s 10 | grep -E "vanishes|did not complete|FAILED|asynchronous|exitcode" | head -5

@@ -52,9 +52,12 @@ final class MasterWeights implements AutoCloseable {
   private final Map<ParameterGroup, Long> versionSeen = new IdentityHashMap<>();
   /** The sources offered for blocks the masters can rebuild: see offerShardSources. */
   private final Map<ParameterGroup, LocalShard.ShardSource> sources = new IdentityHashMap<>();
+  /** Where the masters live: it copies their rounding into the shards (see updated). */
+  private final StatePlacement placement;
 
   /** Masters for {@code parameters}, made from their current values, where {@code placement} keeps state. */
   MasterWeights(List<ShardedParameter> parameters, StatePlacement placement) {
+    this.placement = placement;
     try (PointerScope scope = new PointerScope(); NoGradGuard g = new NoGradGuard()) {
       for (ShardedParameter p : parameters) {
         masters.put(p, newMaster(p, placement));
@@ -177,17 +180,19 @@ final class MasterWeights implements AutoCloseable {
    * stale, to be rebuilt at their next gather.
    */
   void updated(List<ShardedParameter> parameters) {
+    List<ShardedParameter> rounded = new ArrayList<>();
     List<Tensor> roundedDestinations = new ArrayList<>();
     List<Tensor> roundedSources = new ArrayList<>();
     for (ShardedParameter p : parameters) {
       if (isSeparate(p) && !rebuilds(p.group())) {
         // Written through forOptimizerUpdate: this optimizer's own update, not a write another
         // optimizer's masters lack (LocalShard's [Note: writes into the shard]).
+        rounded.add(p);
         roundedDestinations.add(p.sliceOf(p.group().shard().forOptimizerUpdate()));
         roundedSources.add(of(p));
       }
     }
-    MultiTensorOps.copyByDestinationType(roundedDestinations, roundedSources);
+    placement.writeRounded(rounded, roundedDestinations, roundedSources);
     for (ParameterGroup block : ShardedOptimizer.byBlock(parameters).keySet()) {
       if (rebuilds(block)) {
         block.shardSourceUpdated();

@@ -40,6 +40,14 @@ interface StatePlacement extends AutoCloseable {
    */
   StepGradients gradients(List<ParameterGroup> blocks, double gradScale);
 
+  /**
+   * Writes the rounding of {@code masters} into {@code shardSlices} (parameter by parameter, in
+   * the same order): an update's result reaching the shards the masters do not rebuild.
+   */
+  default void writeRounded(List<ShardedParameter> parameters, List<Tensor> shardSlices, List<Tensor> masters) {
+    MultiTensorOps.copyByDestinationType(shardSlices, masters);
+  }
+
   /** Frees what {@link #reserveGradients} made. */
   @Override
   void close();
