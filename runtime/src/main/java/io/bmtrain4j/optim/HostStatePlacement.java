@@ -24,9 +24,10 @@ import org.bytedeco.pytorch.global.torch;
  * <p>[Note: copies in the shard's dtype] A bf16/fp16 parameter also has a host buffer in its own
  * dtype, through which its gradient comes down and its rounded master goes up; the casts run on
  * the host, between host buffers. libtorch's copy_ between devices and dtypes at once goes through
- * a fresh pageable temporary instead: on an H200 host, 0.8B bf16 gradients took 1,100 ms to reach
- * fp32 host buffers that way, against 30 ms for the same-dtype copy to pinned memory plus 78 ms
- * for the cast on 16 cores (the way up: 390 ms against 30 + about 80).
+ * a fresh pageable temporary instead: on an H200 host, 0.8B bf16 gradients took 1,100 to 1,300 ms
+ * to reach fp32 host buffers that way, against 30 ms for the same-dtype copy to pinned memory
+ * plus 80 to 95 ms for the cast on 16 cores; the way up, 400 ms against 30 + 75
+ * ({@code bench/host_copies.py}). AdamOffload's step over those parameters fell from 2,300 to 390 ms.
  *
  * <p>The copies run one part of the step at a time, synchronously; overlapping one part's copies
  * with the next part's update (CUDA streams) is not done yet.
