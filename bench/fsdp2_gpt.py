@@ -186,6 +186,7 @@ def main():
     for _ in range(a.rounds):
         run(1)
         torch.cuda.reset_peak_memory_stats()
+        retries_before = torch.cuda.memory_stats().get("num_alloc_retries", 0)  # counted over the timed steps
         dist.barrier()
         torch.cuda.synchronize()
         start = time.perf_counter()
@@ -197,7 +198,7 @@ def main():
     mfu = tokens * flops_per_token(n_params, a.seq, d, layers) / (a.peak_tflops * 1e12)
     alloc = max(torch.cuda.max_memory_allocated(), *phase_peak) / 2**30
     reserved = torch.cuda.max_memory_reserved() / 2**30
-    retries = torch.cuda.memory_stats().get("num_alloc_retries", 0)  # as bmtrain4j's DeviceMemory prints them
+    retries = torch.cuda.memory_stats().get("num_alloc_retries", 0) - retries_before  # the last round's, as GptThroughput's
     if rank == 0 and a.phases and phase_steps[0]:
         n = phase_steps[0]
         print(f"phases (synchronised, mean of {n} steps): forward + loss {phase_ms[0] / n:.1f} ms, backward + reduction"

@@ -109,6 +109,7 @@ def main():
         run(1)
         if cuda:
             torch.cuda.reset_peak_memory_stats()
+            retries_before = torch.cuda.memory_stats().get("num_alloc_retries", 0)  # counted over the timed steps
         dist.barrier()
         sync()
         start = time.perf_counter()
@@ -120,7 +121,7 @@ def main():
     mfu = tokens * flops / (a.peak_tflops * 1e12)
     alloc = torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0
     reserved = torch.cuda.max_memory_reserved() / 2**30 if cuda else 0.0
-    retries = torch.cuda.memory_stats().get("num_alloc_retries", 0) if cuda else 0  # as bmtrain4j's DeviceMemory prints them
+    retries = torch.cuda.memory_stats().get("num_alloc_retries", 0) - retries_before if cuda else 0  # the last round's
     if rank == 0:
         print(f"{'fsdp2':<12} {best * 1e3:8.1f} ms/step  {tokens:10,.0f} tokens/s/GPU  MFU {100 * mfu:5.1f}%"
               f"  peak allocated {alloc:.2f} GiB, reserved {reserved:.2f} GiB"

@@ -22,6 +22,7 @@ import org.bytedeco.javacpp.BytePointer;
 import org.bytedeco.javacpp.PointerPointer;
 import org.bytedeco.javacpp.SizeTPointer;
 import org.bytedeco.pytorch.Tensor;
+import org.bytedeco.pytorch.cuda.CUDAStream;
 import org.bytedeco.pytorch.global.torch_cuda;
 
 /**
@@ -127,8 +128,10 @@ public final class CudaKernels {
       if (blocks < 1 || blocks > Integer.MAX_VALUE || threads < 1) {
         throw new IllegalArgumentException(name + ": grid of " + blocks + " blocks of " + threads + " threads");
       }
-      checkDriver(cuLaunchKernel(handle, (int) blocks, 1, 1, threads, 1, 1, 0, torch_cuda.getCurrentCUDAStream(device).stream(),
-          arguments.kernelParams(), (PointerPointer<?>) null), name + ": launch");
+      try (CUDAStream stream = torch_cuda.getCurrentCUDAStream(device)) {
+        checkDriver(cuLaunchKernel(handle, (int) blocks, 1, 1, threads, 1, 1, 0, stream.stream(), arguments.kernelParams(),
+            (PointerPointer<?>) null), name + ": launch");
+      }
     }
   }
 

@@ -137,7 +137,7 @@ public class AdamOptimizer extends ShardedOptimizer {
 
   /**
    * Updates these parameters' masters and moments, per hyperparameter group: bf16/fp16 gradients
-   * on a GPU through the mixed-precision kernel (one launch per slice, no fp32 copy), the rest
+   * on a GPU through the mixed-precision kernel (one launch per 64 slices, no fp32 copy), the rest
    * through one call of libtorch's fused AdamW.
    */
   private void update(List<Stepping> stepping, StatePlacement.StepGradients gradients, double gradScale, double baseLr) {

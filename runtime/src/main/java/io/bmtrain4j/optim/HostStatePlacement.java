@@ -27,10 +27,18 @@ import org.bytedeco.pytorch.global.torch;
  * a fresh pageable temporary instead: on an H200 host, 0.8B bf16 gradients took 1,100 to 1,300 ms
  * to reach fp32 host buffers that way, against 30 ms for the same-dtype copy to pinned memory
  * plus 80 to 95 ms for the cast on 16 cores; the way up, 400 ms against 30 + 75
- * ({@code bench/host_copies.py}). AdamOffload's step over those parameters fell from 2,300 to 390 ms.
+ * ({@code bench/host_copies.py}). AdamOffload's step over those parameters fell from 2,300 to
+ * 390 ms (two H200 machines of the same kind, one day).
  *
- * <p>The copies run one part of the step at a time, synchronously; overlapping one part's copies
- * with the next part's update (CUDA streams) is not done yet.
+ * These buffers cost 2 bytes of pinned host memory per parameter, beside the 4 of the fp32
+ * gradient buffers and the 12 of the state. They are made on the CPU too, where they buy an
+ * extra host copy, so that the CPU tests run the GPU's path.
+ *
+ * <p>The copies run one part of the step at a time and block until done: a parameter's buffer
+ * carries its gradient down, then its rounded master up, in the same step, and the host casts
+ * read what the copies wrote. Overlapping one part's copies with the next part's update (CUDA
+ * streams, non-blocking copies) would need a buffer per copy in flight and an event before each
+ * host cast; it is not done yet.
  */
 final class HostStatePlacement implements StatePlacement {
   /** Where each parameter's gradient is copied to, fp32, made once. */

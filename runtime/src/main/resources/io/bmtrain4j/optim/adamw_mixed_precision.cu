@@ -14,13 +14,16 @@
 //
 // The launch's slices, as 8-byte words: MixedPrecisionAdamW writes them and prepends the #defines
 // of their byte offsets (SLICES_*), so the layout is written down once, on the Java side. Per
-// slice s: the fp32 master at P + 8s, the bf16 or fp16 gradient at G + 8s (the kernel says which),
-// the moments at M + 8s and V + 8s, the step count (a float the caller has incremented, PyTorch's
-// order) at STEP + 8s, the element count at N + 8s, and the slice's first block (an int) at
-// FIRST_BLOCK + 4s; slice s takes blocks [first(s), first(s + 1)). The slice count is an int at COUNT.
+// slice s, device addresses: the fp32 master at P + 8s, the bf16 or fp16 gradient at G + 8s (the
+// kernel says which), the moments at M + 8s and V + 8s, the step count (a float the caller has
+// incremented, PyTorch's order) at STEP + 8s. Then values: the element count at N + 8s, and the
+// slice's first block (an int) at FIRST_BLOCK + 4s; slice s takes blocks [first(s), first(s + 1)).
+// The slice count is an int at COUNT.
 struct Slices {
   unsigned long long word[SLICES_BYTES / 8];
 };
+// CUDA's limit on a kernel's parameters: the table, five doubles and a float.
+static_assert(sizeof(Slices) + 5 * sizeof(double) + sizeof(float) <= 4096, "MAX_SLICES too large for 4 KiB of parameters");
 
 __device__ __forceinline__ unsigned long long word_at(const Slices& s, int offset, int slice) {
   return s.word[(offset + 8 * slice) / 8];
@@ -38,13 +41,10 @@ __device__ __forceinline__ float bf16_to_float(unsigned int bits) {
   return __uint_as_float(bits << 16);
 }
 
+// IEEE half to float by bits, exact for every value. The same code on the GPU and on the host,
+// where a CPU test runs the kernels (MixedPrecisionAdamWHostTest): a few integer operations per
+// element cost nothing in a kernel bound by memory.
 __device__ __forceinline__ float fp16_to_float(unsigned int bits) {
-#ifdef __CUDA_ARCH__
-  float f;
-  unsigned short h = (unsigned short) bits;
-  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
-  return f;
-#else  // compiled for the host, where a CPU test runs the kernels (MixedPrecisionAdamWHostTest)
   const unsigned int sign = (bits & 0x8000u) << 16, exponent = (bits >> 10) & 0x1fu, mantissa = bits & 0x3ffu;
   if (exponent == 0x1f) {
     return __uint_as_float(sign | 0x7f800000u | (mantissa << 13));  // infinity, NaN
@@ -54,7 +54,6 @@ __device__ __forceinline__ float fp16_to_float(unsigned int bits) {
     return sign ? -magnitude : magnitude;
   }
   return __uint_as_float(sign | ((exponent + 112u) << 23) | (mantissa << 13));
-#endif
 }
 
 template <bool BF16>

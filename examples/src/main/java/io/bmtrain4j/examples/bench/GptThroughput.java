@@ -177,9 +177,11 @@ public final class GptThroughput implements Callable<Integer> {
           variants.get(v).plan().accept(gpt);
           countPhases = v == 0;
           runSteps(gpt, manager, dev, 1); // the first step after a switch settles the allocator (and measures, for the budget)
+          DeviceMemory before = null;
           if (gpu) {
             DeviceMemory.resetPeak();
             windowPeakBytes = 0;
+            before = DeviceMemory.current(); // the allocator's retries are counted over the timed steps
           }
           Bmt.synchronize();
           if (measureWaits) {
@@ -193,7 +195,7 @@ public final class GptThroughput implements Callable<Integer> {
             waitedMillis[v][0] += waits.kind("all-gather").waitedMillis();
             waitedMillis[v][1] += waits.kind("reduce-scatter").waitedMillis();
           }
-          peak[v] = gpu ? withPhasePeaks(DeviceMemory.current()) : new DeviceMemory(-1, 0, 0, 0, 0, 0);
+          peak[v] = gpu ? withPhasePeaks(DeviceMemory.current()).retriesSince(before) : new DeviceMemory(-1, 0, 0, 0, 0);
         }
       }
       double gatherSeconds = world > 1 ? allGatherSecondsPerStep(gpt) : 0;
