@@ -34,8 +34,9 @@ import picocli.CommandLine.Option;
 /**
  * Optimizer step time per million parameters on the same shards: bmtrain4j's Adam, AdamOffload
  * (host copies around libtorch's fused AdamW) and libtorch's AdamW driven over the shards; with
- * bf16 parameters on a GPU also Adam with libtorch's fused AdamW in place of the mixed-precision
- * kernel. Gradients are filled once; each variant then takes timed steps, alternating in rounds.
+ * bf16 or fp16 parameters on a GPU also Adam with libtorch's fused AdamW in place of the
+ * mixed-precision kernel. Gradients are filled once; each variant then takes timed steps,
+ * alternating in rounds.
  */
 @Command(name = "optimizer-benchmark", mixinStandardHelpOptions = true, description = "Time optimizer steps.")
 public final class OptimizerBenchmark implements Callable<Integer> {
@@ -57,8 +58,19 @@ public final class OptimizerBenchmark implements Callable<Integer> {
   @Option(names = "--device", description = "cpu, or cuda (one GPU per rank) (default ${DEFAULT-VALUE})")
   String device = "cpu";
 
-  @Option(names = "--dtype", description = "the parameters' dtype: fp32 or bf16 (default ${DEFAULT-VALUE})")
-  String dtype = "fp32";
+  /** The parameters' dtype (picocli refuses any other name, listing these). */
+  enum Precision {
+    fp32(torch.ScalarType.Float), bf16(torch.ScalarType.BFloat16), fp16(torch.ScalarType.Half);
+
+    final torch.ScalarType type;
+
+    Precision(torch.ScalarType type) {
+      this.type = type;
+    }
+  }
+
+  @Option(names = "--dtype", description = "the parameters' dtype: ${COMPLETION-CANDIDATES} (default ${DEFAULT-VALUE})")
+  Precision dtype = Precision.fp32;
 
   public static void main(String[] args) {
     NativeLibraries.load(); // ranks may start together: see NativeLibraries
@@ -72,9 +84,8 @@ public final class OptimizerBenchmark implements Callable<Integer> {
     Bmt.initDistributed((cuda ? init.backend(Backend.NCCL) : init).build());
     String on = cuda ? "cuda:" + Bmt.context().localRank() : "cpu";
     torch.set_num_threads(threads > 0 ? threads : Threads.perRank());
-    boolean bf16 = dtype.equals("bf16");
-    GptConfig c = new GptConfig(256, 128, dModel, Math.max(1, dModel / 64), layers, 4 * dModel, 0.0,
-        bf16 ? torch.ScalarType.BFloat16 : torch.ScalarType.Float).on(on);
+    boolean mixedPrecision = dtype != Precision.fp32;
+    GptConfig c = new GptConfig(256, 128, dModel, Math.max(1, dModel / 64), layers, 4 * dModel, 0.0, dtype.type).on(on);
     DistributedGpt model = new DistributedGpt(c, DistributedTransformerBlock::new);
     List<ShardedParameter> params = Bmt.parameters(model);
     long local = 0;
@@ -95,8 +106,8 @@ public final class OptimizerBenchmark implements Callable<Integer> {
         p -> new AdamOptimizer(p, o),
         p -> new AdamOffloadOptimizer(p, o),
         p -> new LibtorchOptimizer(p, 1e-4, v -> new AdamW(v, new AdamWOptions(1e-4)), null)));
-    if (cuda && bf16) {
-      // Side by side with the default, which updates bf16 parameters with the mixed-precision kernel.
+    if (cuda && mixedPrecision) {
+      // Side by side with the default, which updates bf16/fp16 parameters with the mixed-precision kernel.
       names.add(1, "bmtrain4j Adam, libtorch's fused AdamW");
       makers.add(1, p -> new AdamOptimizer(p, AdamOptions.builder().lr(1e-4).weightDecay(0.01).mixedPrecisionKernel(false).build()));
     }
