@@ -2,7 +2,6 @@ package io.bmtrain4j.internal;
 
 import static org.bytedeco.cuda.global.cudart.cudaDevAttrComputeCapabilityMajor;
 import static org.bytedeco.cuda.global.cudart.cudaDevAttrComputeCapabilityMinor;
-import static org.bytedeco.cuda.global.cudart.cudaDevAttrMultiProcessorCount;
 import static org.bytedeco.cuda.global.cudart.cudaDeviceGetAttribute;
 import static org.bytedeco.cuda.global.cudart.cudaGetDevice;
 import static org.bytedeco.cuda.global.cudart.cudaGetErrorString;
@@ -21,7 +20,6 @@ import org.bytedeco.cuda.nvrtc._nvrtcProgram;
 import org.bytedeco.javacpp.BytePointer;
 import org.bytedeco.javacpp.PointerPointer;
 import org.bytedeco.javacpp.SizeTPointer;
-import org.bytedeco.pytorch.Tensor;
 import org.bytedeco.pytorch.cuda.CUDAStream;
 import org.bytedeco.pytorch.global.torch_cuda;
 
@@ -42,13 +40,11 @@ public final class CudaKernels {
   private final String name;
   private final int device;
   private final CUmod_st module;
-  private final int multiprocessors;
 
-  private CudaKernels(String name, int device, CUmod_st module, int multiprocessors) {
+  private CudaKernels(String name, int device, CUmod_st module) {
     this.name = name;
     this.device = device;
     this.module = module;
-    this.multiprocessors = multiprocessors;
   }
 
   /**
@@ -61,7 +57,7 @@ public final class CudaKernels {
     return COMPILED.computeIfAbsent(name + "@" + device, key -> {
       try (OnDevice on = new OnDevice(device)) {
         String arch = "sm_" + attribute(cudaDevAttrComputeCapabilityMajor, device) + attribute(cudaDevAttrComputeCapabilityMinor, device);
-        return new CudaKernels(name, device, load(name, nvrtcCompile(name, source, arch)), attribute(cudaDevAttrMultiProcessorCount, device));
+        return new CudaKernels(name, device, load(name, nvrtcCompile(name, source, arch)));
       }
     });
   }
@@ -94,11 +90,6 @@ public final class CudaKernels {
         check(cudaSetDevice(previous), "cudaSetDevice");
       }
     }
-  }
-
-  /** The streaming multiprocessors of the device it was compiled on: the grid size of a grid-stride kernel follows it. */
-  public int multiprocessors() {
-    return multiprocessors;
   }
 
   /** The {@code extern "C"} kernel {@code symbol} of this module. */
@@ -137,9 +128,9 @@ public final class CudaKernels {
 
   /**
    * A kernel's arguments, in order, each in native memory of its own, owned here rather than by
-   * any caller's PointerScope: an 8-byte slot (a device pointer, a 64-bit integer, a double, or a
-   * float in the slot's low bytes), or a larger one for a struct passed by value. Reused from
-   * launch to launch: the launch copies the values.
+   * any caller's PointerScope: an 8-byte slot (a double, or a float in the slot's low bytes), or
+   * a larger one for a struct passed by value. Reused from launch to launch: the launch copies
+   * the values.
    */
   public static final class Arguments implements AutoCloseable {
     private final BytePointer[] slots;
@@ -147,7 +138,7 @@ public final class CudaKernels {
     // addresses, passed as a plain Pointer, was refused with "invalid argument" on an H200.)
     private final PointerPointer<BytePointer> addresses;
 
-    /** One argument per size, in bytes: 8 for a scalar or pointer, a struct's {@code sizeof} for a struct by value. */
+    /** One argument per size, in bytes: 8 for a scalar, a struct's {@code sizeof} for a struct by value. */
     public Arguments(long... bytes) {
       slots = new BytePointer[bytes.length];
       for (int i = 0; i < bytes.length; i++) {
@@ -155,18 +146,6 @@ public final class CudaKernels {
         slots[i].fill(0);
       }
       addresses = Native.own(new PointerPointer<>(slots));
-    }
-
-    /** Argument {@code i}: the device address of {@code tensor}'s first element. */
-    public Arguments pointer(int i, Tensor tensor) {
-      slots[i].putLong(0, tensor.data_ptr().address());
-      return this;
-    }
-
-    /** Argument {@code i}: a {@code long long}, or a device address. */
-    public Arguments int64(int i, long value) {
-      slots[i].putLong(0, value);
-      return this;
     }
 
     /** Argument {@code i}: a {@code double}. */

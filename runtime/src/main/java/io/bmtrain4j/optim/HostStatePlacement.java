@@ -83,22 +83,13 @@ final class HostStatePlacement implements StatePlacement {
   @Override
   public StepGradients gradients(List<ParameterGroup> blocks, double gradScale) {
     return parameters -> {
-      List<Tensor> staging = new ArrayList<>();
-      List<Tensor> shardGradients = new ArrayList<>();
       List<Tensor> buffers = new ArrayList<>();
-      List<Tensor> sources = new ArrayList<>();
+      List<Tensor> shardGradients = new ArrayList<>();
       for (ShardedParameter p : parameters) {
-        Tensor onDevice = p.sliceOf(p.group().shardGrad());
-        Tensor staged = stagingBuffers.get(p);
-        if (staged != null) {
-          staging.add(staged);
-          shardGradients.add(onDevice);
-        }
         buffers.add(gradientBuffers.get(p));
-        sources.add(staged != null ? staged : onDevice);
+        shardGradients.add(p.sliceOf(p.group().shardGrad()));
       }
-      MultiTensorOps.copyByDestinationType(staging, shardGradients); // device -> host in the shard's dtype
-      MultiTensorOps.copy(buffers, sources); // to fp32, on the host (fp32 shards: device -> host)
+      copyThroughStaging(parameters, buffers, shardGradients); // device -> host, then to fp32 on the host
       if (gradScale != 1.0) {
         MultiTensorOps.divide(buffers, gradScale);
       }
@@ -108,21 +99,28 @@ final class HostStatePlacement implements StatePlacement {
 
   @Override
   public void writeRounded(List<ShardedParameter> parameters, List<Tensor> shardSlices, List<Tensor> masters) {
+    copyThroughStaging(parameters, shardSlices, masters); // rounded on the host, then host -> device
+  }
+
+  /**
+   * {@code destinations[i].copy_(sources[i])} for each parameter, through its staging buffer where
+   * it has one (see [Note: copies in the shard's dtype]): into the buffer, then out of it, each hop
+   * crossing either devices or dtypes, never both. Blocking, as the Note requires.
+   */
+  private void copyThroughStaging(List<ShardedParameter> parameters, List<Tensor> destinations, List<Tensor> sources) {
     List<Tensor> staging = new ArrayList<>();
-    List<Tensor> stagedMasters = new ArrayList<>();
-    List<Tensor> destinations = new ArrayList<>();
-    List<Tensor> sources = new ArrayList<>();
+    List<Tensor> intoStaging = new ArrayList<>();
+    List<Tensor> secondHopSources = new ArrayList<>();
     for (int i = 0; i < parameters.size(); i++) {
       Tensor staged = stagingBuffers.get(parameters.get(i));
       if (staged != null) {
         staging.add(staged);
-        stagedMasters.add(masters.get(i));
+        intoStaging.add(sources.get(i));
       }
-      destinations.add(shardSlices.get(i));
-      sources.add(staged != null ? staged : masters.get(i));
+      secondHopSources.add(staged != null ? staged : sources.get(i));
     }
-    MultiTensorOps.copyByDestinationType(staging, stagedMasters); // rounded on the host
-    MultiTensorOps.copyByDestinationType(destinations, sources); // host -> device in the shard's dtype
+    MultiTensorOps.copyByDestinationType(staging, intoStaging);
+    MultiTensorOps.copyByDestinationType(destinations, secondHopSources);
   }
 
   @Override
